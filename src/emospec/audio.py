@@ -1,0 +1,210 @@
+"""Decode any audio libsndfile reads into a mono float32 waveform at a target rate.
+
+Decoding uses :mod:`soundfile` (WAV of any bit depth, FLAC, OGG/Vorbis, Opus,
+MP3 where the libsndfile build has it, AIFF — the container is sniffed from the
+bytes, so an AIFF named ``.wav`` loads), channels are averaged to mono, and the
+rate is converted with :mod:`soxr` (VHQ). Every failure is an
+:class:`~emospec.errors.AudioError` whose one-line message names the file and
+the cause.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Iterator, Union
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from .errors import AudioError
+
+__all__ = ["AudioInfo", "load", "info", "resample", "to_mono", "stream_blocks", "describe_source"]
+
+log = logging.getLogger(__name__)
+
+Source = Union[str, os.PathLike, BinaryIO, bytes]
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What a file holds without decoding it: rate (Hz), channels, frames, duration (s)."""
+
+    path: str
+    sample_rate_hz: int
+    channels: int
+    frames: int
+    format: str
+    subtype: str
+
+    @property
+    def duration_s(self) -> float:
+        return self.frames / float(self.sample_rate_hz) if self.sample_rate_hz else 0.0
+
+
+def describe_source(source: Source) -> str:
+    """A printable name for a path, file object or bytes (for error messages)."""
+    if isinstance(source, (str, os.PathLike)):
+        return os.fsdecode(source)
+    if isinstance(source, (bytes, bytearray)):
+        return f"<{len(source)} bytes>"
+    name = getattr(source, "name", None)
+    return str(name) if isinstance(name, (str, bytes)) else "<file object>"
+
+
+def _open_target(source: Source):
+    """Return something soundfile can open, checking paths first for clear errors."""
+    name = describe_source(source)
+    if isinstance(source, (bytes, bytearray)):
+        if len(source) == 0:
+            raise AudioError(f"{name}: empty input (0 bytes)")
+        return io.BytesIO(bytes(source))
+    if isinstance(source, (str, os.PathLike)):
+        p = Path(source)
+        if p.is_symlink() and not p.exists():
+            raise AudioError(f"{name}: broken symbolic link")
+        if not p.exists():
+            raise AudioError(f"{name}: file not found")
+        if p.is_dir():
+            raise AudioError(f"{name}: is a directory, not an audio file")
+        if not os.access(p, os.R_OK):
+            raise AudioError(f"{name}: permission denied")
+        try:
+            size = p.stat().st_size
+        except OSError as e:
+            raise AudioError(f"{name}: cannot stat ({e.strerror or e})") from e
+        if size == 0:
+            raise AudioError(f"{name}: empty file (0 bytes)")
+        return os.fspath(p)
+    return source
+
+
+def _sf_error(name: str, e: Exception) -> AudioError:
+    msg = str(e).replace("\n", " ").strip()
+    # soundfile repeats the path in its message: keep only the cause.
+    for prefix in (f"Error opening {name!r}: ", f"Error opening '{name}': "):
+        if msg.startswith(prefix):
+            msg = msg[len(prefix):]
+    return AudioError(f"{name}: not a readable audio file ({msg})")
+
+
+def info(source: Source) -> AudioInfo:
+    """Read a file's header: sample rate, channels, frames, duration.
+
+    Raises
+    ------
+    AudioError
+        If the file is missing, unreadable or not audio.
+    """
+    name = describe_source(source)
+    target = _open_target(source)
+    try:
+        with sf.SoundFile(target) as f:
+            return AudioInfo(name, int(f.samplerate), int(f.channels), int(f.frames), f.format, f.subtype)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
+        raise _sf_error(name, e) from e
+
+
+def to_mono(x: np.ndarray) -> np.ndarray:
+    """Average channels: ``(samples, channels)`` or ``(samples,)`` -> ``(samples,)`` float32."""
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim == 2:
+        x = x.mean(axis=1, dtype=np.float32) if x.shape[1] > 1 else x[:, 0]
+    elif x.ndim != 1:
+        raise AudioError(f"<waveform>: expected 1-D or 2-D samples, got shape {x.shape}")
+    return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
+    """Resample ``(samples,)`` float32 from ``sr_in`` to ``sr_out`` Hz with soxr (VHQ)."""
+    if int(sr_in) == int(sr_out) or x.size == 0:
+        return np.asarray(x, dtype=np.float32)
+    if sr_in <= 0:
+        raise AudioError(f"<waveform>: invalid sample rate {sr_in}")
+    return soxr.resample(np.asarray(x, dtype=np.float32), int(sr_in), int(sr_out), quality="VHQ").astype(
+        np.float32, copy=False
+    )
+
+
+def _sanitise(x: np.ndarray, name: str) -> np.ndarray:
+    """Reject NaN/Inf; scale down float audio that exceeds full scale."""
+    if not np.all(np.isfinite(x)):
+        bad = int(np.count_nonzero(~np.isfinite(x)))
+        raise AudioError(f"{name}: {bad} sample(s) are NaN or infinite")
+    peak = float(np.max(np.abs(x))) if x.size else 0.0
+    if peak > 1.0:
+        log.warning("%s: peak %.3g exceeds full scale; scaled to [-1, 1]", name, peak)
+        x = x / peak
+    return x
+
+
+def load(source: Source, sr: int = 16000, *, offset_s: float = 0.0, duration_s: float | None = None) -> np.ndarray:
+    """Decode ``source`` to mono float32 at ``sr`` Hz.
+
+    Parameters
+    ----------
+    source
+        A path, an open binary file object or the file's bytes.
+    sr
+        Target sample rate in Hz (default 16000).
+    offset_s, duration_s
+        Optional segment to read, in seconds of the file's own time line.
+
+    Returns
+    -------
+    np.ndarray
+        ``(samples,)`` float32 in [-1, 1].
+
+    Raises
+    ------
+    AudioError
+        One line naming the file and the cause: missing, empty, a directory,
+        permission denied, not audio, truncated, NaN/Inf samples.
+    """
+    name = describe_source(source)
+    target = _open_target(source)
+    try:
+        with sf.SoundFile(target) as f:
+            file_sr = int(f.samplerate)
+            start = int(round(max(0.0, offset_s) * file_sr))
+            if start:
+                f.seek(min(start, f.frames))
+            n = -1 if duration_s is None else int(round(duration_s * file_sr))
+            data = f.read(frames=n, dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
+        raise _sf_error(name, e) from e
+    if data.size == 0 and duration_s is None and offset_s == 0.0:
+        raise AudioError(f"{name}: no audio samples (zero-length stream)")
+    x = _sanitise(to_mono(data), name)
+    return resample(x, file_sr, sr)
+
+
+def stream_blocks(path: Source, sr: int, block_s: float, *, overlap_s: float = 0.0) -> Iterator[tuple[float, np.ndarray]]:
+    """Yield ``(start_s, block)`` pieces of a long file without loading it whole.
+
+    Each block is ``(samples,)`` float32 mono at ``sr`` Hz covering
+    ``block_s + overlap_s`` seconds (the last may be shorter); consecutive blocks
+    start ``block_s`` seconds apart. Memory stays bounded by one block.
+    """
+    name = describe_source(path)
+    target = _open_target(path)
+    try:
+        with sf.SoundFile(target) as f:
+            file_sr = int(f.samplerate)
+            step = max(1, int(round(block_s * file_sr)))
+            extra = int(round(overlap_s * file_sr))
+            start = 0
+            while start < f.frames:
+                f.seek(start)
+                data = f.read(frames=step + extra, dtype="float32", always_2d=True)
+                if data.size == 0:
+                    break
+                x = _sanitise(to_mono(data), name)
+                yield start / file_sr, resample(x, file_sr, sr)
+                start += step
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
+        raise _sf_error(name, e) from e

@@ -1,0 +1,241 @@
+"""Configuration as small frozen dataclasses of plain values, saved as JSON.
+
+Change a config with :func:`dataclasses.replace`; save it with :func:`save_json`
+(``config.json`` beside ``model.pt``); load it with :func:`from_dict`, which
+rejects unknown keys so a typo never passes silently.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Type, TypeVar
+
+from .errors import ConfigError
+
+__all__ = [
+    "FeatureConfig",
+    "ModelConfig",
+    "TrainConfig",
+    "to_dict",
+    "from_dict",
+    "save_json",
+    "load_json",
+    "atomic_write_bytes",
+]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """How a waveform becomes a 3D log-Mel spectrogram.
+
+    Defaults follow Ali et al. (2024) and Chen et al. (2018): 25 ms Hann frames
+    every 10 ms at 16 kHz, a 512-point FFT, 128 Slaney mel bands over 0-8000 Hz,
+    power spectrogram, ``10·log10(max(power, amin))`` dB, and delta / delta-delta
+    over ``delta_width`` frames (regression with N = (width-1)/2, edges repeated).
+    """
+
+    sample_rate_hz: int = 16000
+    win_ms: float = 25.0
+    hop_ms: float = 10.0
+    n_fft: int = 512
+    n_mels: int = 128
+    fmin_hz: float = 0.0
+    fmax_hz: float = 8000.0
+    mel_scale: str = "slaney"  # "slaney" or "htk"
+    mel_norm: str = "slaney"  # "slaney" (area-normalised triangles) or "none"
+    power: float = 2.0
+    amin: float = 1e-10
+    delta_width: int = 5
+
+    def __post_init__(self) -> None:
+        if self.sample_rate_hz <= 0:
+            raise ConfigError(f"FeatureConfig.sample_rate_hz must be > 0, got {self.sample_rate_hz}")
+        if self.win_length < 1 or self.win_length > self.n_fft:
+            raise ConfigError(
+                f"FeatureConfig: window of {self.win_ms} ms = {self.win_length} samples "
+                f"must be in 1..n_fft={self.n_fft}"
+            )
+        if self.hop_length < 1:
+            raise ConfigError(f"FeatureConfig.hop_ms={self.hop_ms} gives a hop of 0 samples")
+        if self.n_mels < 1:
+            raise ConfigError(f"FeatureConfig.n_mels must be >= 1, got {self.n_mels}")
+        if not 0 <= self.fmin_hz < self.fmax_hz <= self.sample_rate_hz / 2:
+            raise ConfigError(
+                f"FeatureConfig: need 0 <= fmin_hz < fmax_hz <= sr/2, got "
+                f"{self.fmin_hz}, {self.fmax_hz} at {self.sample_rate_hz} Hz"
+            )
+        if self.mel_scale not in ("slaney", "htk"):
+            raise ConfigError(f"FeatureConfig.mel_scale must be 'slaney' or 'htk', got {self.mel_scale!r}")
+        if self.mel_norm not in ("slaney", "none"):
+            raise ConfigError(f"FeatureConfig.mel_norm must be 'slaney' or 'none', got {self.mel_norm!r}")
+        if self.power not in (1.0, 2.0):
+            raise ConfigError(f"FeatureConfig.power must be 1.0 or 2.0, got {self.power}")
+        if self.amin <= 0:
+            raise ConfigError(f"FeatureConfig.amin must be > 0, got {self.amin}")
+        if self.delta_width < 3 or self.delta_width % 2 == 0:
+            raise ConfigError(f"FeatureConfig.delta_width must be odd and >= 3, got {self.delta_width}")
+
+    @property
+    def win_length(self) -> int:
+        """Analysis window length in samples (400 at the defaults)."""
+        return int(round(self.sample_rate_hz * self.win_ms / 1000.0))
+
+    @property
+    def hop_length(self) -> int:
+        """Hop between frames in samples (160 at the defaults)."""
+        return int(round(self.sample_rate_hz * self.hop_ms / 1000.0))
+
+    def n_frames(self, n_samples: int) -> int:
+        """Frames produced for ``n_samples`` samples (centred frames: ``1 + n // hop``)."""
+        return 1 + int(n_samples) // self.hop_length
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The modified AlexNet (see :mod:`emospec.model`).
+
+    ``batch_norm`` and ``first_stride`` other than 4 are deviations from the
+    paper, kept as options for ablations.
+    """
+
+    n_classes: int = 4
+    embed_dim: int = 256
+    dropout: float = 0.5
+    lrn: bool = True
+    batch_norm: bool = False
+    first_stride: int = 4
+    in_channels: int = 3
+    n_mels: int = 128
+
+    def __post_init__(self) -> None:
+        if self.n_classes < 2:
+            raise ConfigError(f"ModelConfig.n_classes must be >= 2, got {self.n_classes}")
+        if self.embed_dim < 1:
+            raise ConfigError(f"ModelConfig.embed_dim must be >= 1, got {self.embed_dim}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"ModelConfig.dropout must be in [0, 1), got {self.dropout}")
+        if self.first_stride not in (1, 2, 3, 4):
+            raise ConfigError(f"ModelConfig.first_stride must be 1..4, got {self.first_stride}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How :func:`emospec.train.fit` trains.
+
+    Batches are fixed-length random crops of ``crop_s`` seconds (shorter clips
+    are padded with the normalised mean, i.e. zeros); evaluation uses the full
+    clip. Early stopping watches validation unweighted accuracy (UA).
+    """
+
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    optimizer: str = "adamw"  # "adamw" or "sgd"
+    momentum: float = 0.9
+    schedule: str = "cosine"  # "cosine", "onecycle" or "constant"
+    warmup_epochs: int = 0
+    crop_s: float = 3.0
+    class_weights: bool = False
+    label_smoothing: float = 0.0
+    patience: int = 8
+    val_fraction: float = 0.1
+    seed: int = 0
+    freq_masks: int = 0
+    freq_mask_bins: int = 16
+    time_masks: int = 0
+    time_mask_frames: int = 30
+    mixup_alpha: float = 0.0
+    grad_clip: float = 5.0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ConfigError(f"TrainConfig.epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ConfigError(f"TrainConfig.batch_size must be >= 1, got {self.batch_size}")
+        if self.lr <= 0:
+            raise ConfigError(f"TrainConfig.lr must be > 0, got {self.lr}")
+        if self.optimizer not in ("adamw", "sgd"):
+            raise ConfigError(f"TrainConfig.optimizer must be 'adamw' or 'sgd', got {self.optimizer!r}")
+        if self.schedule not in ("cosine", "onecycle", "constant"):
+            raise ConfigError(
+                f"TrainConfig.schedule must be 'cosine', 'onecycle' or 'constant', got {self.schedule!r}"
+            )
+        if self.crop_s <= 0:
+            raise ConfigError(f"TrainConfig.crop_s must be > 0, got {self.crop_s}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError(f"TrainConfig.label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if not 0.0 < self.val_fraction < 0.5:
+            raise ConfigError(f"TrainConfig.val_fraction must be in (0, 0.5), got {self.val_fraction}")
+        if self.patience < 1:
+            raise ConfigError(f"TrainConfig.patience must be >= 1, got {self.patience}")
+
+
+def to_dict(cfg: Any) -> dict:
+    """A config dataclass as a JSON-able dict."""
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(cls: Type[T], data: Mapping[str, Any], *, source: str = "config") -> T:
+    """Build ``cls`` from ``data``, rejecting unknown keys.
+
+    Raises
+    ------
+    ConfigError
+        If ``data`` has keys ``cls`` does not know, or a value is invalid.
+    """
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: expected a JSON object for {cls.__name__}, got {type(data).__name__}")
+    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{source}: unknown {cls.__name__} key(s) {unknown}")
+    try:
+        return cls(**dict(data))
+    except TypeError as e:
+        raise ConfigError(f"{source}: {cls.__name__}: {e}") from e
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temp file in the same folder + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def save_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write ``obj`` (a dataclass or JSON-able value) as indented JSON, atomically."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        obj = to_dict(obj)
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode("utf-8"))
+
+
+def load_json(path: str | os.PathLike) -> Any:
+    """Read a JSON file; a missing or malformed file raises :class:`ConfigError` naming it."""
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError as e:
+        raise ConfigError(f"{path}: file not found") from e
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: not valid JSON ({e})") from e

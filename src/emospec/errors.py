@@ -1,0 +1,50 @@
+"""The emospec exception hierarchy.
+
+::
+
+    EmospecError                 base of everything emospec raises on purpose
+    ├── ConfigError              a config value or key is invalid
+    ├── AudioError               a file cannot be decoded / resampled / is not audio
+    ├── FeatureError             features cannot be computed (e.g. empty waveform)
+    ├── DataError                a corpus, manifest or split is unusable
+    └── CheckpointError          a saved model is missing, corrupt or incompatible
+
+Every message names the file (where there is one) and the cause in one line,
+e.g. ``AudioError("clip.wav: not a sound file (Format not recognised)")``.
+This module imports nothing from emospec.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "EmospecError",
+    "ConfigError",
+    "AudioError",
+    "FeatureError",
+    "DataError",
+    "CheckpointError",
+]
+
+
+class EmospecError(Exception):
+    """Base class for all errors raised deliberately by emospec."""
+
+
+class ConfigError(EmospecError, ValueError):
+    """A configuration value or key is invalid."""
+
+
+class AudioError(EmospecError):
+    """An audio file or waveform cannot be read or is not usable audio."""
+
+
+class FeatureError(EmospecError, ValueError):
+    """Features cannot be computed from the given input."""
+
+
+class DataError(EmospecError):
+    """A corpus, manifest or split cannot be used (empty, one class, missing files...)."""
+
+
+class CheckpointError(EmospecError):
+    """A saved model or checkpoint is missing, corrupt or incompatible."""

@@ -1,0 +1,126 @@
+"""Train-and-test on one split: the unit every protocol (demo, train, CV) is built from.
+
+:func:`run_split` takes features already computed for a manifest, a train/test
+split, and configs; it carves a validation set out of the training side
+(whole speakers for speaker-independent splits, a stratified 10 % otherwise),
+trains with :func:`emospec.train.fit`, tests on full-length clips and writes
+``metrics.json``, ``report.txt``, ``split.json`` and ``predictions.csv`` into
+the run directory.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+
+from .config import FeatureConfig, ModelConfig, TrainConfig, atomic_write_bytes, save_json
+from .data.manifest import Utterance
+from .data.splits import paper_split, speaker_holdout
+from .evaluate import format_report, report
+from .model import infer
+from .train import FitResult, fit
+
+__all__ = ["SplitResult", "run_split", "validation_split"]
+
+
+@dataclass
+class SplitResult:
+    """One trained-and-tested split."""
+
+    name: str
+    run_dir: Path
+    report: Dict
+    text: str
+    fit: FitResult
+    y_true: np.ndarray
+    y_pred: np.ndarray
+    probs: np.ndarray
+
+
+def validation_split(
+    rows: Sequence[Utterance], train_idx: np.ndarray, y: np.ndarray, *, speaker_independent: bool, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split ``train_idx`` into (fit, validation) index arrays.
+
+    Speaker-independent: whole speakers (about ``fraction`` of them, at least
+    one, gender-balanced when known) go to validation. Otherwise a stratified
+    random ``fraction``.
+    """
+    speakers = [rows[i].speaker for i in train_idx]
+    if speaker_independent and len(set(speakers)) >= 3:
+        n_val = max(1, int(round(len(set(speakers)) * fraction)))
+        genders = [rows[i].gender for i in train_idx]
+        a, b = speaker_holdout(speakers, n_test=n_val, genders=genders, seed=seed)
+    else:
+        a, b = paper_split([str(v) for v in y[train_idx]], test_fraction=fraction, seed=seed)
+    return train_idx[a], train_idx[b]
+
+
+def _predictions_csv(rows: Sequence[Utterance], idx: np.ndarray, labels: Sequence[str], y_true, y_pred, probs) -> bytes:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["path", "speaker", "true", "pred", *[f"p_{c}" for c in labels]])
+    for k, i in enumerate(idx):
+        w.writerow([rows[i].path, rows[i].speaker, labels[y_true[k]], labels[y_pred[k]], *[f"{p:.4f}" for p in probs[k]]])
+    return buf.getvalue().encode("utf-8")
+
+
+def run_split(
+    name: str,
+    rows: Sequence[Utterance],
+    feats: Sequence[torch.Tensor],
+    y: np.ndarray,
+    labels: Sequence[str],
+    train_idx: np.ndarray,
+    test_idx: np.ndarray,
+    run_dir: str | Path,
+    *,
+    speaker_independent: bool,
+    feature_config: FeatureConfig = FeatureConfig(),
+    model_config: Optional[ModelConfig] = None,
+    train_config: TrainConfig = TrainConfig(),
+    progress: bool = True,
+    resume: bool = False,
+) -> SplitResult:
+    """Train on ``train_idx`` (minus validation), test on ``test_idx``; write the run dir.
+
+    ``feats[i]`` is ``(3, n_mels, frames_i)`` float32 dB for ``rows[i]``;
+    ``y[i]`` its class index into ``labels``.
+    """
+    run_dir = Path(run_dir)
+    y = np.asarray(y, dtype=np.int64)
+    fit_idx, val_idx = validation_split(
+        rows, np.asarray(train_idx), y, speaker_independent=speaker_independent,
+        fraction=train_config.val_fraction, seed=train_config.seed,
+    )
+    save_json(run_dir / "split.json", {
+        "name": name, "speaker_independent": speaker_independent,
+        "train": [rows[i].utterance_id for i in fit_idx], "val": [rows[i].utterance_id for i in val_idx],
+        "test": [rows[i].utterance_id for i in test_idx],
+        "test_speakers": sorted({rows[i].speaker for i in test_idx}),
+    })
+    result = fit(
+        [feats[i] for i in fit_idx], y[fit_idx], [feats[i] for i in val_idx], y[val_idx], labels, run_dir,
+        feature_config=feature_config, model_config=model_config, train_config=train_config,
+        progress=progress, resume=resume, meta={"split": name},
+    )
+    logits, _ = infer(result.model, [feats[i] for i in test_idx], device=next(result.model.parameters()).device)
+    probs = torch.softmax(logits, 1).numpy()
+    y_true, y_pred = y[test_idx], probs.argmax(1)
+    rep = report(y_true, y_pred, labels)
+    rep["split"] = {"name": name, "speaker_independent": speaker_independent, "n_train": int(len(fit_idx)),
+                    "n_val": int(len(val_idx)), "n_test": int(len(test_idx)),
+                    "test_speakers": sorted({rows[i].speaker for i in test_idx})}
+    rep["best_epoch"] = result.best_epoch
+    rep["best_val_ua"] = result.best_val_ua
+    text = format_report(rep)
+    save_json(run_dir / "metrics.json", rep)
+    atomic_write_bytes(run_dir / "report.txt", (text + "\n").encode("utf-8"))
+    atomic_write_bytes(run_dir / "predictions.csv", _predictions_csv(rows, np.asarray(test_idx), labels, y_true, y_pred, probs))
+    return SplitResult(name, run_dir, rep, text, result, y_true, y_pred, probs)

@@ -1,0 +1,217 @@
+"""The modified AlexNet of Ali et al. (2024) for 3D log-Mel input of any length.
+
+Layout (torchvision's ``features`` indices and state-dict keys are kept, so
+ImageNet AlexNet weights load into the conv stack; LRN has no weights and is
+inserted under the extra name ``features.lrn``)::
+
+    input (batch, 3, n_mels, frames) dB
+    -> per-bin standardisation with saved training statistics (buffers)
+    -> pad frames (and mel bands) up to 63, the stack's minimum
+    features.0   Conv2d(3, 64, 11, stride 4, pad 2)   features.1 ReLU
+    features.lrn LocalResponseNorm(5, α=1e-4, β=0.75, k=2)
+    features.2   MaxPool2d(3, 2)
+    features.3   Conv2d(64, 192, 5, pad 2)             features.4 ReLU   features.5 MaxPool2d(3, 2)
+    features.6   Conv2d(192, 384, 3, pad 1)            features.7 ReLU
+    features.8   Conv2d(384, 256, 3, pad 1)            features.9 ReLU
+    features.10  Conv2d(256, 256, 3, pad 1)            features.11 ReLU  features.12 MaxPool2d(3, 2)
+    avgpool      AdaptiveAvgPool2d((6, 6))             -> (batch, 9216)
+    classifier.0 Dropout   classifier.1 Linear(9216, 256) = FC6, the embedding   classifier.2 ReLU
+    classifier.3 Dropout   classifier.4 Linear(256, n_classes) = FC8  (FC7 removed)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import OrderedDict
+from typing import Dict, List, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .config import ModelConfig
+from .errors import CheckpointError
+
+__all__ = ["EmoAlexNet", "MIN_SIZE", "load_imagenet_weights"]
+
+log = logging.getLogger(__name__)
+
+MIN_SIZE = 63
+"""Smallest input height/width (mel bands, frames) the AlexNet stack accepts."""
+
+
+def _features(cfg: ModelConfig) -> nn.Sequential:
+    layers: "OrderedDict[str, nn.Module]" = OrderedDict()
+    layers["0"] = nn.Conv2d(cfg.in_channels, 64, kernel_size=11, stride=cfg.first_stride, padding=2)
+    if cfg.batch_norm:
+        layers["bn0"] = nn.BatchNorm2d(64)
+    layers["1"] = nn.ReLU(inplace=True)
+    if cfg.lrn:
+        layers["lrn"] = nn.LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=2.0)
+    layers["2"] = nn.MaxPool2d(kernel_size=3, stride=2)
+    specs = [("3", 64, 192, 5, 2), ("6", 192, 384, 3, 1), ("8", 384, 256, 3, 1), ("10", 256, 256, 3, 1)]
+    for name, i, o, k, p in specs:
+        idx = int(name)
+        layers[name] = nn.Conv2d(i, o, kernel_size=k, padding=p)
+        if cfg.batch_norm:
+            layers[f"bn{idx}"] = nn.BatchNorm2d(o)
+        layers[str(idx + 1)] = nn.ReLU(inplace=True)
+        if idx in (3, 10):
+            layers[str(idx + 2)] = nn.MaxPool2d(kernel_size=3, stride=2)
+    return nn.Sequential(layers)
+
+
+class EmoAlexNet(nn.Module):
+    """Modified AlexNet: 5 convs, LRN after conv1, FC7 removed, 256-d embedding.
+
+    Parameters
+    ----------
+    n_classes
+        Number of emotion classes (FC8 outputs).
+    embed_dim
+        Size of the FC6 embedding (256 in the paper).
+    config
+        A full :class:`~emospec.config.ModelConfig`; overrides the two above.
+
+    Input is ``(batch, 3, n_mels, frames)`` float32 dB features; any number of
+    frames works (fewer than 63 are padded with the normalised mean, zeros).
+    """
+
+    def __init__(self, n_classes: int = 4, embed_dim: int = 256, *, config: ModelConfig | None = None):
+        super().__init__()
+        cfg = config if config is not None else ModelConfig(n_classes=n_classes, embed_dim=embed_dim)
+        self.config = cfg
+        self.features = _features(cfg)
+        self.avgpool = nn.AdaptiveAvgPool2d((6, 6))
+        self.classifier = nn.Sequential(
+            OrderedDict(
+                [
+                    ("0", nn.Dropout(p=cfg.dropout)),
+                    ("1", nn.Linear(256 * 6 * 6, cfg.embed_dim)),
+                    ("2", nn.ReLU(inplace=True)),
+                    ("3", nn.Dropout(p=cfg.dropout)),
+                    ("4", nn.Linear(cfg.embed_dim, cfg.n_classes)),
+                ]
+            )
+        )
+        # Per-bin standardisation, shape (channels, n_mels, 1); identity until set.
+        self.register_buffer("input_mean", torch.zeros(cfg.in_channels, cfg.n_mels, 1))
+        self.register_buffer("input_std", torch.ones(cfg.in_channels, cfg.n_mels, 1))
+
+    # ----------------------------------------------------------------- normalisation
+    def set_normalization(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Store training statistics ``(channels, n_mels)`` or ``(channels, n_mels, 1)`` (dB)."""
+        shape = self.input_mean.shape
+        self.input_mean.copy_(torch.as_tensor(mean, dtype=torch.float32).reshape(shape))
+        self.input_std.copy_(torch.as_tensor(std, dtype=torch.float32).reshape(shape).clamp(min=1e-5))
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """``(batch, 3, n_mels, frames)`` dB -> standardised, padded to >= 63 × 63."""
+        x = (x - self.input_mean) / self.input_std
+        pad_t = max(0, MIN_SIZE - x.shape[-1])
+        pad_f = max(0, MIN_SIZE - x.shape[-2])
+        if pad_t or pad_f:
+            x = F.pad(x, (0, pad_t, 0, pad_f))
+        return x
+
+    # ----------------------------------------------------------------- forward
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """``(batch, 3, n_mels, frames)`` dB -> conv maps ``(batch, 256, h, w)``."""
+        return self.features(self.normalize(x))
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Conv maps -> embedding ``(batch, embed_dim)`` if ``pre_logits`` else logits ``(batch, n_classes)``."""
+        x = torch.flatten(self.avgpool(x), 1)
+        x = self.classifier[2](self.classifier[1](self.classifier[0](x)))
+        if pre_logits:
+            return x
+        return self.classifier[4](self.classifier[3](x))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """``(batch, 3, n_mels, frames)`` dB -> ``(batch, embed_dim)`` FC6 embedding (post-ReLU)."""
+        return self.forward_head(self.forward_features(x), pre_logits=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(batch, 3, n_mels, frames)`` dB -> logits ``(batch, n_classes)``."""
+        return self.forward_head(self.forward_features(x))
+
+
+def load_imagenet_weights(model: EmoAlexNet, path: str | os.PathLike) -> Dict[str, List[str]]:
+    """Fill ``model.features`` from a local torchvision AlexNet state dict (``.pth``).
+
+    Only ``features.*`` tensors whose shapes match are copied; the classifier
+    (a different head) is never loaded. Nothing is downloaded.
+
+    Returns
+    -------
+    dict
+        ``{"loaded": [...], "skipped": [...]}`` key lists (also logged).
+
+    Raises
+    ------
+    CheckpointError
+        If the file cannot be read or holds no matching ``features.*`` weights.
+    """
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for bad files
+        raise CheckpointError(f"{path}: cannot read ImageNet weights ({type(e).__name__}: {e})") from e
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: expected a state dict, got {type(state).__name__}")
+    own = model.state_dict()
+    loaded, skipped = [], []
+    update = {}
+    for key, value in state.items():
+        if key.startswith("features.") and key in own and tuple(own[key].shape) == tuple(value.shape):
+            update[key] = value
+            loaded.append(key)
+        else:
+            skipped.append(key)
+    if not loaded:
+        raise CheckpointError(f"{path}: no features.* tensors match the AlexNet conv stack")
+    model.load_state_dict(update, strict=False)
+    log.info("%s: loaded %d tensors into features, skipped %d: %s", path, len(loaded), len(skipped), skipped)
+    return {"loaded": loaded, "skipped": skipped}
+
+
+# --------------------------------------------------------------------------- inference helper
+@torch.no_grad()
+def infer(model: EmoAlexNet, feats: List[torch.Tensor], *, device: str | torch.device = "cpu", batch_size: int = 16) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Run ``model`` over full-length clips of different lengths.
+
+    Clips of equal frame count share a batch; others run alone, so padding
+    never changes a clip's result.
+
+    Parameters
+    ----------
+    feats
+        List of ``(3, n_mels, frames_i)`` float32 dB tensors.
+
+    Returns
+    -------
+    logits : torch.Tensor
+        ``(n, n_classes)`` float32, in input order, on CPU.
+    embeddings : torch.Tensor
+        ``(n, embed_dim)`` float32, in input order, on CPU.
+    """
+    was_training = model.training
+    model.eval()
+    n = len(feats)
+    logits = torch.zeros(n, model.config.n_classes)
+    embs = torch.zeros(n, model.config.embed_dim)
+    by_len: Dict[int, List[int]] = {}
+    for i, f in enumerate(feats):
+        by_len.setdefault(int(f.shape[-1]), []).append(i)
+    for idxs in by_len.values():
+        for s in range(0, len(idxs), batch_size):
+            chunk = idxs[s : s + batch_size]
+            x = torch.stack([feats[i] for i in chunk]).to(device)
+            e = model.forward_head(model.forward_features(x), pre_logits=True)
+            out = model.classifier[4](model.classifier[3](e))
+            logits[chunk] = out.float().cpu()
+            embs[chunk] = e.float().cpu()
+    model.train(was_training)
+    return logits, embs
