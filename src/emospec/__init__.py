@@ -7,10 +7,14 @@ The pipeline, one module per stage: :mod:`emospec.audio` (decode, resample) ->
 
 from .config import FeatureConfig, ModelConfig, TrainConfig
 from .errors import AudioError, CheckpointError, ConfigError, DataError, EmospecError, FeatureError
+from .predict import Prediction, Recognizer, load
 from .versions import __version__
 
 __all__ = [
     "__version__",
+    "load",
+    "Recognizer",
+    "Prediction",
     "FeatureConfig",
     "ModelConfig",
     "TrainConfig",

@@ -43,13 +43,13 @@ def environment() -> Dict[str, str]:
         "git_commit": git_commit(),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
         "numpy": numpy.__version__,
         "cuda": torch.version.cuda or "",
     }
     for mod in ("soundfile", "soxr", "sklearn"):
         try:
-            env[mod] = __import__(mod).__version__
+            env[mod] = str(__import__(mod).__version__)
         except Exception:  # optional, informational only
             env[mod] = ""
     return env

@@ -6,7 +6,7 @@ import os
 from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
 from ..errors import DataError
-from . import ravdess
+from . import emovo, ravdess
 from .manifest import Utterance
 
 __all__ = ["LOADERS", "prepare_corpus", "four_class"]
@@ -15,6 +15,7 @@ Loader = Callable[..., Tuple[List[Utterance], List[str]]]
 
 LOADERS: Dict[str, Loader] = {
     "ravdess": ravdess.prepare,
+    "emovo": emovo.prepare,
 }
 
 
