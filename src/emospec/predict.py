@@ -19,7 +19,7 @@ from .checkpoint import ModelBundle, load_model
 from .errors import AudioError, CheckpointError
 from .features import extract
 
-__all__ = ["Prediction", "Recognizer", "load"]
+__all__ = ["Prediction", "Timeline", "Recognizer", "load"]
 
 SILENCE_DBFS = -60.0
 """Clips whose RMS level is below this (dB full scale) are flagged ``silent``."""
@@ -53,6 +53,36 @@ class Prediction:
             "silent": self.silent,
             "source": self.source,
             "embedding": list(self.embedding),
+        }
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """Per-window results over a long recording.
+
+    ``starts_s`` ``(n_windows,)`` window start times in seconds; ``scores``
+    ``(n_windows, n_classes)`` probabilities in ``labels`` order; each window is
+    ``window_s`` long (the last may be shorter).
+    """
+
+    labels: List[str]
+    starts_s: np.ndarray
+    scores: np.ndarray
+    window_s: float
+    hop_s: float
+    duration_s: float
+
+    def to_dict(self) -> Dict:
+        return {
+            "labels": list(self.labels),
+            "window_s": self.window_s,
+            "hop_s": self.hop_s,
+            "duration_s": self.duration_s,
+            "windows": [
+                {"start_s": float(t), "end_s": float(min(t + self.window_s, self.duration_s)),
+                 "label": self.labels[int(np.argmax(p))], "scores": {c: float(v) for c, v in zip(self.labels, p)}}
+                for t, p in zip(self.starts_s, self.scores)
+            ],
         }
 
 
@@ -118,6 +148,36 @@ class Recognizer:
     def embed(self, x, sr: Optional[int] = None) -> np.ndarray:
         """The 256-d embedding alone, ``(embed_dim,)`` float32."""
         return self._run(self.waveform(x, sr))[1].astype(np.float32)
+
+    def timeline(self, x, window_s: float = 3.0, hop_s: float = 1.0, sr: Optional[int] = None) -> Timeline:
+        """Slide a ``window_s`` window every ``hop_s`` seconds over a recording.
+
+        A path is streamed from disk block by block (memory bounded by one
+        window, whatever the file's length); arrays are windowed in memory.
+        """
+        if window_s <= 0 or hop_s <= 0:
+            raise ValueError(f"window_s and hop_s must be > 0, got {window_s}, {hop_s}")
+        starts, scores = [], []
+        if isinstance(x, (np.ndarray, torch.Tensor)):
+            wave = self.waveform(x, sr)
+            step, win = int(round(hop_s * self.sample_rate_hz)), int(round(window_s * self.sample_rate_hz))
+            blocks = ((i / self.sample_rate_hz, wave[i : i + win]) for i in range(0, max(1, wave.size - win + step), step))
+            total = wave.size / self.sample_rate_hz
+        else:
+            from .audio import info, stream_blocks
+
+            total = info(x).duration_s
+            blocks = stream_blocks(x, self.sample_rate_hz, hop_s, overlap_s=max(0.0, window_s - hop_s))
+        for start, block in blocks:
+            if block.size == 0:
+                continue
+            probs, _ = self._run(block)
+            starts.append(start)
+            scores.append(probs)
+            if start + window_s >= total:
+                break
+        return Timeline(self.labels, np.asarray(starts, dtype=np.float64),
+                        np.asarray(scores, dtype=np.float32).reshape(-1, len(self.labels)), window_s, hop_s, total)
 
     def predict_batch(self, inputs: Sequence, batch_size: int = 16) -> List[Prediction]:
         """Classify many clips; raises on the first bad one (see the CLI for report-and-go-on)."""
