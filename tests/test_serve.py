@@ -16,17 +16,18 @@ import pytest
 import torch
 import torch.nn.functional as F
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import SR, noise, run_cli, sine
 from emospec import cli
 from emospec.config import FeatureConfig, to_dict
-from emospec.errors import CheckpointError
+from emospec.errors import CheckpointError, EmospecError
 from emospec.features import extract
 from emospec.predict import Recognizer, load
 from emospec.serve import create_app
 from emospec.serve.analysis import STATIC_RANGE_DB
+from emospec.serve.process import serve_subprocess
 from serve_support import LABELS, make_model, serve_process, wav_bytes
 
 MB = 2**20
@@ -78,6 +79,8 @@ def test_predict_multipart_equals_recognizer(client, rec, tmp_path):
     assert got["silent"] is False and got["source"] == "voice.wav"
     assert [p["label"] for p in got["predictions"]] == sorted(LABELS, key=lambda c: -want.scores[c])
     assert "embedding" not in got and "timeline" not in got and "features" not in got
+    assert got["input"] == {"format": "WAV", "subtype": "PCM_16", "sample_rate_hz": 16000, "channels": 1,
+                            "duration_s": 1.5}
 
 
 def test_predict_raw_body_equals_recognizer(client, rec):
@@ -150,7 +153,7 @@ def test_features_image_is_the_pooled_3d_log_mel(client, rec):
     assert static["hi"] == pytest.approx(pooled[0].max(), abs=1e-4)
     assert static["hi"] - static["lo"] == pytest.approx(min(STATIC_RANGE_DB, pooled[0].max() - pooled[0].min()), abs=1e-3)
     both = client.post("/api/v1/predict?features=1&max_frames=100", content=data).json()["features"]
-    assert both == {k: v for k, v in got.items() if k != "source"}
+    assert both == {k: v for k, v in got.items() if k not in ("source", "input")}
 
 
 def test_health_model_card_page_and_docs(client, model_path):
@@ -233,7 +236,7 @@ def test_bad_parameters_and_routes(client):
     assert r.headers["allow"] == "POST"
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None)
 @given(prefix=st.sampled_from([b"", b"RIFF\x24\x00\x00\x00WAVEfmt ", b"fLaC", b"OggS\x00\x02", b"FORM", b"ID3"]),
        body=st.binary(min_size=0, max_size=3000), multipart=st.booleans())
 def test_random_bytes_never_crash_the_server(client, prefix, body, multipart):
@@ -261,12 +264,21 @@ def test_uploads_leave_no_files_behind(client, monkeypatch, tmp_path):
     spool = tmp_path / "spool"
     spool.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(spool))
-    ok = wav_bytes(np.tile(voice(1.0, seed=6), 20), subtype="FLOAT")  # 1.28 MB, spooled to a temp file
+    made = []
+    real = tempfile.TemporaryFile
+
+    def counting(*args, **kwargs):
+        made.append(kwargs.get("dir") or tempfile.gettempdir())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", counting)
+    ok = wav_bytes(np.tile(voice(1.0, seed=6), 20), subtype="FLOAT")  # 1.28 MB: past the 1 MB in-memory spool
     assert len(ok) > MB
     assert client.post("/api/v1/predict", files={"file": ("big.wav", ok)}).status_code == 200
     assert client.post("/api/v1/predict", files={"file": ("x.wav", b"\0" * (2 * MB + 10))}).status_code == 413
     assert client.post("/api/v1/predict", files={"file": ("t.txt", b"x" * (MB + 10))}).status_code == 415
-    assert list(spool.iterdir()) == [] and _fds_under(str(spool)) == []
+    assert made == [str(spool)] * 3  # each upload went to a temp file there...
+    assert list(spool.iterdir()) == [] and _fds_under(str(spool)) == []  # ...which is gone and closed
 
 
 # --------------------------------------------------------------------------- concurrency
@@ -331,12 +343,20 @@ def test_cli_serve_without_a_model_says_to_pass_model(monkeypatch, capsys):
     assert len(err.splitlines()) == 1 and "--model" in err and "no bundled model" in err
 
 
-def test_cli_serve_bad_model_and_limits(tmp_path):
-    r = run_cli("serve", "--model", str(tmp_path / "missing.pt"))
-    assert r.returncode == 1 and r.stderr.decode().strip().count("\n") == 0
-    assert "missing.pt" in r.stderr.decode()
-    r = run_cli("serve", "--model", str(tmp_path / "x.pt"), "--max-upload-mb", "0")
-    assert r.returncode == 1 and "max_upload_mb=0" in r.stderr.decode()
+def test_cli_serve_bad_model_and_limits(tmp_path, capsys):
+    assert cli.main(["serve", "--model", str(tmp_path / "missing.pt")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "missing.pt: file not found" in err
+    assert cli.main(["serve", "--model", str(tmp_path / "x.pt"), "--max-upload-mb", "0"]) == 1
+    assert "max_upload_mb=0" in capsys.readouterr().err
+    r = run_cli("serve", "--help")
+    assert r.returncode == 0 and b"--max-duration-s" in r.stdout and b"--max-upload-mb" in r.stdout
+
+
+def test_serve_subprocess_reports_a_failed_start(tmp_path):
+    with pytest.raises(EmospecError, match=r"exited with status 1: .*missing\.pt: file not found"):
+        with serve_subprocess(tmp_path / "missing.pt"):
+            pass
 
 
 def test_cli_serve_answers_over_loopback(model_path, rec, ravdess_clips):

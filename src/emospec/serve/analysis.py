@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import re
 from dataclasses import dataclass
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import torch
@@ -52,8 +52,11 @@ def _renamed(e: AudioError, upload: Upload) -> str:
     return upload.name + msg[len(prefix):] if msg.startswith(prefix) else msg
 
 
-def decode(rec: Recognizer, upload: Upload, limits: Limits) -> np.ndarray:
+def decode(rec: Recognizer, upload: Upload, limits: Limits) -> Tuple[np.ndarray, Dict]:
     """Decode an upload in memory to ``(samples,)`` float32 at the model's rate.
+
+    Returns the waveform and what the upload held: ``{"format", "subtype",
+    "sample_rate_hz", "channels", "duration_s"}`` (from the file's header).
 
     Raises
     ------
@@ -79,7 +82,8 @@ def decode(rec: Recognizer, upload: Upload, limits: Limits) -> np.ndarray:
     if wave.size / rec.sample_rate_hz > limits.max_duration_s:  # headers can understate (e.g. some MP3s)
         raise ApiError(413, "audio too long", f"{upload.name}: {wave.size / rec.sample_rate_hz:.1f} s exceeds the "
                        f"limit of {limits.max_duration_s:g} s")
-    return wave
+    return wave, {"format": head.format, "subtype": head.subtype, "sample_rate_hz": head.sample_rate_hz,
+                  "channels": head.channels, "duration_s": head.duration_s}
 
 
 def prediction(rec: Recognizer, wave: np.ndarray, source: str, *, timeline: Optional[tuple] = None,

@@ -186,14 +186,18 @@ def create_app(model: Recognizer | str | os.PathLike | None = None, *, max_uploa
     _install_error_handlers(app)
 
     async def analyse(request: Request, work: Callable[[Any, str], Dict]) -> Dict:
-        """Read the upload, then decode and run ``work(wave, name)`` in a worker thread under the limiter."""
+        """Read the upload, then decode and run ``work(wave, name)`` in a worker thread under the limiter.
+
+        The answer is ``work``'s dict plus ``"input"``: the upload's format, rate, channels and duration.
+        """
         try:
             upload = await read_upload(request, limits.max_upload_bytes)
         except ClientDisconnect as e:
             raise ApiError(400, "client disconnected", "the upload ended early") from e
 
         def job() -> Dict:
-            return work(analysis.decode(rec, upload, limits), upload.name)
+            wave, head = analysis.decode(rec, upload, limits)
+            return {**work(wave, upload.name), "input": head}
 
         return await anyio.to_thread.run_sync(job, limiter=app.state.limiter)
 
