@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional
 
@@ -122,9 +123,10 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        from http import HTTPStatus
-
-        phrase = HTTPStatus(exc.status_code).phrase.lower() if exc.status_code in HTTPStatus._value2member_map_ else "error"
+        try:
+            phrase = HTTPStatus(exc.status_code).phrase.lower()
+        except ValueError:
+            phrase = "error"
         return _error(exc.status_code, phrase, str(exc.detail), headers=getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
