@@ -268,7 +268,7 @@ function renderTimeline(tl, labels) {
   for (let t = 0; t <= tMax + 1e-9; t += step) ctx.fillText(`${t} s`, xOf(t) - 8, h - 6);
   tl.windows.forEach((win, k) => {  // the label strip: each window's label until the next window starts
     ctx.fillStyle = labelColor(win.label, labels.indexOf(win.label));
-    const next = tl.windows[k + 1], x0 = xOf(win.start_s), x1 = xOf(next ? next.start_s : win.end_s);
+    const next = tl.windows[k + 1], x0 = Math.round(xOf(win.start_s)), x1 = Math.round(xOf(next ? next.start_s : win.end_s));
     ctx.fillRect(x0, 4, Math.max(1, x1 - x0), 10);
   });
   labels.forEach((label, i) => {
