@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator, Union
@@ -56,13 +58,35 @@ def describe_source(source: Source) -> str:
     return str(name) if isinstance(name, (str, bytes)) else "<file object>"
 
 
+class _LenientSeek:
+    """A file object whose failing seeks leave the position unchanged (as ``lseek`` does).
+
+    libsndfile asks for negative offsets on some malformed files; a file
+    object's ``seek`` then raises inside soundfile's C callback, where the
+    exception can only be printed. Here the seek fails quietly, the position
+    stays put, and libsndfile sees that the seek did not land.
+    """
+
+    def __init__(self, f: BinaryIO):
+        self._f = f
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        try:
+            return self._f.seek(offset, whence)
+        except (OSError, ValueError):
+            return self._f.tell()
+
+    def __getattr__(self, name: str):
+        return getattr(self._f, name)
+
+
 def _open_target(source: Source):
     """Return something soundfile can open, checking paths first for clear errors."""
     name = describe_source(source)
     if isinstance(source, (bytes, bytearray)):
         if len(source) == 0:
             raise AudioError(f"{name}: empty input (0 bytes)")
-        return io.BytesIO(bytes(source))
+        return _LenientSeek(io.BytesIO(bytes(source)))
     if isinstance(source, (str, os.PathLike)):
         p = Path(source)
         if p.is_symlink() and not p.exists():
@@ -71,24 +95,24 @@ def _open_target(source: Source):
             raise AudioError(f"{name}: file not found")
         if p.is_dir():
             raise AudioError(f"{name}: is a directory, not an audio file")
-        if not os.access(p, os.R_OK):
-            raise AudioError(f"{name}: permission denied")
-        try:
-            size = p.stat().st_size
+        try:  # really open it (os.access answers for the real uid, and root passes it regardless)
+            with open(p, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+        except PermissionError as e:
+            raise AudioError(f"{name}: permission denied") from e
         except OSError as e:
-            raise AudioError(f"{name}: cannot stat ({e.strerror or e})") from e
+            raise AudioError(f"{name}: cannot open ({e.strerror or e})") from e
         if size == 0:
             raise AudioError(f"{name}: empty file (0 bytes)")
-        return os.fspath(p)
-    return source
+        # bytes: soundfile encodes str paths as strict UTF-8, which fails on names that are not UTF-8
+        return os.fsencode(p)
+    return _LenientSeek(source)
 
 
 def _sf_error(name: str, e: Exception) -> AudioError:
     msg = str(e).replace("\n", " ").strip()
-    # soundfile repeats the path in its message: keep only the cause.
-    for prefix in (f"Error opening {name!r}: ", f"Error opening '{name}': "):
-        if msg.startswith(prefix):
-            msg = msg[len(prefix):]
+    # soundfile repeats the path (or b'path') in its message: keep only the cause.
+    msg = re.sub(r"^Error opening .*?: (?=\S)", "", msg, count=1) if msg.startswith("Error opening ") else msg
     return AudioError(f"{name}: not a readable audio file ({msg})")
 
 
@@ -125,13 +149,20 @@ def resample(x: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
         return np.asarray(x, dtype=np.float32)
     if sr_in <= 0:
         raise AudioError(f"<waveform>: invalid sample rate {sr_in}")
+    min_in = math.ceil(sr_in / sr_out)  # fewer input samples would resample to none: pad with silence
+    if x.size < min_in:
+        x = np.pad(np.asarray(x, dtype=np.float32), (0, min_in - x.size))
     return soxr.resample(np.asarray(x, dtype=np.float32), int(sr_in), int(sr_out), quality="VHQ").astype(
         np.float32, copy=False
     )
 
 
 def _sanitise(x: np.ndarray, name: str) -> np.ndarray:
-    """Reject NaN/Inf; scale down float audio that exceeds full scale."""
+    """Reject NaN/Inf; scale down float audio that exceeds full scale.
+
+    Runs on the decoded ``(samples, channels)`` block before channels are
+    averaged, so huge float samples cannot overflow the mean.
+    """
     if not np.all(np.isfinite(x)):
         bad = int(np.count_nonzero(~np.isfinite(x)))
         raise AudioError(f"{name}: {bad} sample(s) are NaN or infinite")
@@ -174,12 +205,14 @@ def load(source: Source, sr: int = 16000, *, offset_s: float = 0.0, duration_s: 
             if start:
                 f.seek(min(start, f.frames))
             n = -1 if duration_s is None else int(round(duration_s * file_sr))
-            data = f.read(frames=n, dtype="float32", always_2d=True)
+            # float64 files may hold values past float32's range: scale them before narrowing
+            dtype = "float64" if f.subtype == "DOUBLE" else "float32"
+            data = f.read(frames=n, dtype=dtype, always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
         raise _sf_error(name, e) from e
     if data.size == 0 and duration_s is None and offset_s == 0.0:
         raise AudioError(f"{name}: no audio samples (zero-length stream)")
-    x = _sanitise(to_mono(data), name)
+    x = to_mono(_sanitise(data, name))
     return resample(x, file_sr, sr)
 
 
@@ -203,7 +236,7 @@ def stream_blocks(path: Source, sr: int, block_s: float, *, overlap_s: float = 0
                 data = f.read(frames=step + extra, dtype="float32", always_2d=True)
                 if data.size == 0:
                     break
-                x = _sanitise(to_mono(data), name)
+                x = to_mono(_sanitise(data, name))
                 yield start / file_sr, resample(x, file_sr, sr)
                 start += step
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
