@@ -1,0 +1,125 @@
+"""Abuse: the audio loader on random and mutated bytes (hypothesis), the API against its schema (schemathesis).
+
+The loader may refuse anything, but only with an :class:`AudioError` (one
+line); what it returns is always mono float32, finite, within [-1, 1]. The
+server is a real ``emospec serve`` on 127.0.0.1: no generated request may get
+a 5xx, and the process must still be alive and healthy afterwards.
+"""
+
+from __future__ import annotations
+
+import httpx
+import numpy as np
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from schemathesis.checks import not_a_server_error
+from schemathesis.generation import GenerationMode
+
+import badinput as B
+from emospec import audio
+from emospec.errors import AudioError
+from serve_support import make_model, serve_process
+
+HEADERS = [b"", b"RIFF\x24\x00\x00\x00WAVEfmt ", b"RIFF\xff\xff\xff\xffWAVEfmt \x10\x00\x00\x00\x01\x00",
+           b"RF64", b"fLaC\x00\x00\x00\x22", b"OggS\x00\x02", b"FORM\x00\x00\x00\x00AIFF", b"FORM\x00\x00\x00\x00AIFC",
+           b"ID3\x04\x00\x00", b"\xff\xfb\x90\x64", b".snd", b"caff", b"NIST_1A\n   1024\n", b"MATLAB 5.0"]
+"""Magic numbers of formats libsndfile sniffs, so random tails reach the format parsers."""
+
+SEEDS = {
+    "pcm16": B.wav_bytes(B.tone(0.05)),
+    "float_stereo": B.wav_bytes(np.stack([B.tone(0.05), B.tone(0.05)], 1), subtype="FLOAT"),
+    "flac": B.wav_bytes(B.tone(0.05), fmt="FLAC"),
+    "aiff": B.wav_bytes(B.tone(0.05), fmt="AIFF"),
+    "ogg": B.wav_bytes(B.tone(0.05), fmt="OGG", subtype="VORBIS") if B.VORBIS_OK else b"OggS",
+    "mp3": B.wav_bytes(B.tone(0.1), fmt="MP3", subtype="MPEG_LAYER_III") if B.MP3_OK else b"ID3",
+}
+"""Small valid files of each container, to be mutated."""
+
+
+def _loads_or_refuses(data: bytes) -> None:
+    try:
+        x = audio.load(data)
+    except AudioError as e:
+        msg = str(e)
+        assert msg.startswith(f"<{len(data)} bytes>: ") and "\n" not in msg, msg
+        return
+    assert x.dtype == np.float32 and x.ndim == 1 and x.size >= 1
+    assert np.all(np.isfinite(x)) and float(np.max(np.abs(x))) <= 1.0
+
+
+@pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(header=st.sampled_from(HEADERS), tail=st.binary(max_size=2048))
+def test_random_bytes_load_or_raise_audio_error(header, tail):
+    _loads_or_refuses(header + tail)
+
+
+@pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.sampled_from(sorted(SEEDS)), data=st.data())
+def test_mutated_files_load_or_raise_audio_error(seed, data):
+    """Real files with bytes overwritten, and cut short: the cases a parser is most likely to trip on."""
+    blob = bytearray(SEEDS[seed])
+    edits = data.draw(st.lists(st.tuples(st.integers(0, len(blob) - 1), st.integers(0, 255)), max_size=8))
+    for pos, value in edits:
+        blob[pos] = value
+    cut = data.draw(st.integers(0, len(blob)))
+    _loads_or_refuses(bytes(blob[:cut]) if cut else bytes(blob))
+
+
+@settings(max_examples=100, deadline=None)
+@given(header=st.sampled_from(HEADERS), tail=st.binary(max_size=512))
+def test_random_bytes_header_or_audio_error(header, tail):
+    try:
+        head = audio.info(header + tail)
+    except AudioError:
+        return
+    assert head.channels >= 1 and head.sample_rate_hz >= 1 and head.frames >= 0
+
+
+# --------------------------------------------------------------------------- the API, against its own schema
+@pytest.fixture(scope="module")
+def server_url(tmp_path_factory):
+    model = make_model(tmp_path_factory.mktemp("fuzz") / "model.pt")
+    with serve_process(model, "--max-upload-mb", "1", "--max-duration-s", "20", "--max-concurrency", "2") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def api_schema(server_url):
+    return schemathesis.openapi.from_url(f"{server_url}/openapi.json")
+
+
+def test_api_never_answers_5xx(api_schema, server_url):
+    """Requests generated from the server's own OpenAPI document, valid and invalid, to every operation.
+
+    (Drawn with ``schema.as_strategy`` inside one hypothesis test: schemathesis's
+    ``from_fixture`` parametrisation does not run under pytest 9.)
+    """
+    ops = {f"{op.ok().method.upper()} {op.ok().path}" for op in api_schema.get_all_operations()}
+    assert {"POST /api/v1/predict", "POST /api/v1/embed", "POST /api/v1/features", "GET /api/v1/health",
+            "GET /api/v1/model"} <= ops
+    seen: dict = {}
+    strategy = st.one_of(api_schema.as_strategy(GenerationMode.POSITIVE), api_schema.as_strategy(GenerationMode.NEGATIVE))
+
+    @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @given(case=strategy)
+    def run(case):
+        response = case.call(timeout=60)
+        seen.setdefault(f"{case.method} {case.path}", set()).add(response.status_code)
+        case.validate_response(response, checks=[not_a_server_error])
+        assert response.status_code < 500, response.text
+
+    run()
+    assert set(seen) == ops  # every operation was exercised...
+    assert {415, 422} <= set().union(*seen.values())  # ...with bodies refused for the right reasons
+
+
+def test_server_survives_the_fuzzing(server_url):
+    """Runs after the schema tests (file order): the same process still answers, with valid results."""
+    h = httpx.get(f"{server_url}/api/v1/health", timeout=10)
+    assert h.status_code == 200 and h.json()["status"] == "ok" and h.json()["busy"] == 0
+    r = httpx.post(f"{server_url}/api/v1/predict", content=B.wav_bytes(B.tone(0.5)), timeout=60)
+    assert r.status_code == 200 and r.json()["silent"] is False
