@@ -1,0 +1,221 @@
+"""Crash-safe training: SIGKILL a training process, resume it, and get the uninterrupted run's numbers.
+
+A child process trains on eight real RAVDESS clips with every source of
+randomness switched on (dropout, SpecAugment masks, mixup, shuffling, random
+crops, a cosine schedule). The killed run is stopped for good at a chosen
+point (the child parks itself there and the test SIGKILLs it), resumed with
+``resume=True`` in a fresh process, and must end with exactly the same
+history, weights and optimiser state as a run that was never interrupted:
+the checkpoint carries model, optimiser, scheduler, the torch and
+augmentation RNG states, epoch and best score, and the crops and batch order
+are derived from (seed, epoch), so nothing depends on where the kill landed.
+Exact equality holds because both runs execute the same float operations in
+the same order on the same CPU (same thread count).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import REPO
+from emospec.config import TrainConfig
+from emospec.errors import CheckpointError
+from emospec.train import fit
+
+pytestmark = pytest.mark.slow
+
+EPOCHS, BATCH = 4, 2
+
+CHILD = r"""
+import json, os, sys, time
+from pathlib import Path
+import numpy as np
+
+from emospec import audio, features
+from emospec.config import TrainConfig
+from emospec.data.dataset import CropDataset
+from emospec.train import fit
+
+run_dir, clips, park = Path(sys.argv[1]), json.loads(sys.argv[2]), os.environ.get("PARK_AT", "")
+BATCH = int(os.environ["BATCH"])
+
+def parked(where):
+    (run_dir / "PARKED").write_text(where)
+    time.sleep(3600)  # until the test's SIGKILL
+
+if park.startswith("batch:"):  # "batch:E:B": when batch B of epoch E is about to be fetched
+    e_park, b_park = map(int, park.split(":")[1:])
+    state = {"epoch": -1, "items": 0}
+    set_epoch, getitem = CropDataset.set_epoch, CropDataset.__getitem__
+    def set_epoch_counting(self, epoch):
+        state.update(epoch=epoch, items=0)
+        set_epoch(self, epoch)
+    def getitem_counting(self, i):
+        if state["epoch"] == e_park and state["items"] == b_park * BATCH:
+            parked(f"epoch {e_park} after {b_park} optimiser steps")
+        state["items"] += 1
+        return getitem(self, i)
+    CropDataset.set_epoch, CropDataset.__getitem__ = set_epoch_counting, getitem_counting
+elif park.startswith("save:"):  # "save:N": the N-th checkpoint.pt write is on disk as a temp file, not yet renamed
+    n_park, calls, replace = int(park.split(":")[1]), [], os.replace
+    def replace_parking(src, dst, *a, **k):
+        if str(dst).endswith("checkpoint.pt"):
+            calls.append(dst)
+            if len(calls) == n_park:
+                parked(f"checkpoint write {n_park} before rename")
+        return replace(src, dst, *a, **k)
+    os.replace = replace_parking
+
+feats = [features.extract(audio.load(p)) for p in clips]
+y = np.array([0, 1, 3, 2] * 2)  # RAVDESS emotions 01 03 04 05 -> neutral happy sad angry
+cfg = TrainConfig(epochs=int(os.environ["EPOCHS"]), batch_size=BATCH, crop_s=0.5, lr=3e-4, seed=7, patience=100,
+                  freq_masks=1, time_masks=1, mixup_alpha=0.2, schedule="cosine", device="cpu")
+res = fit(feats, y, feats[4:], y[4:], ["neutral", "happy", "angry", "sad"], run_dir, train_config=cfg,
+          progress=False, resume=os.environ.get("RESUME") == "1")
+print(json.dumps({"best_epoch": res.best_epoch, "best_val_ua": res.best_val_ua}))
+"""
+
+
+def _env(**extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("PARK_AT", "RESUME")}
+    env["PYTHONPATH"] = str(REPO / "src") + os.pathsep + env.get("PYTHONPATH", "")
+    env.update(EPOCHS=str(EPOCHS), BATCH=str(BATCH), OMP_NUM_THREADS="1", **extra)
+    return env
+
+
+def _train(run_dir: Path, clips, **env) -> dict:
+    r = subprocess.run([sys.executable, "-c", CHILD, str(run_dir), json.dumps([str(c) for c in clips])],
+                       env=_env(**env), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def _train_until_killed(run_dir: Path, clips, park: str) -> str:
+    """Start a child that parks at ``park``, wait for it to get there, SIGKILL it; returns where it stopped."""
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(run_dir), json.dumps([str(c) for c in clips])],
+                            env=_env(PARK_AT=park), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    marker = run_dir / "PARKED"
+    deadline = time.monotonic() + 600
+    while not marker.exists():
+        if proc.poll() is not None:
+            pytest.fail(f"child exited ({proc.returncode}) before parking: {proc.stderr.read()[-3000:]}")
+        assert time.monotonic() < deadline, "child never reached its parking point"
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    where = marker.read_text()
+    marker.unlink()
+    return where
+
+
+def _ck(run_dir: Path) -> dict:
+    return torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=True)
+
+
+def _same_tensors(a, b) -> bool:
+    """Deep equality of nested dicts/lists of tensors and numbers (exact)."""
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_same_tensors(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return isinstance(b, (list, tuple)) and len(a) == len(b) and all(_same_tensors(x, y) for x, y in zip(a, b))
+    return a == b
+
+
+@pytest.fixture(scope="module")
+def clips(ravdess_clips):
+    return ravdess_clips
+
+
+@pytest.fixture(scope="module")
+def reference(clips, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("crash") / "reference"
+    out = _train(run_dir, clips)
+    return run_dir, out
+
+
+def test_the_checkpoint_holds_everything_needed(reference):
+    run_dir, _ = reference
+    ck = _ck(run_dir)
+    assert {"config", "model", "optimizer", "scheduler", "rng_torch", "rng_aug", "epoch", "best_ua", "best_epoch",
+            "bad_epochs", "history"} <= set(ck)
+    assert ck["epoch"] == EPOCHS - 1 and len(ck["history"]) == EPOCHS
+    assert ck["optimizer"]["state"] and ck["scheduler"]["last_epoch"] == EPOCHS * 8 // BATCH  # every step counted
+    assert ck["best_ua"] == max(h["val_ua"] for h in ck["history"])
+
+
+@pytest.mark.parametrize("park, done_epochs", [("batch:2:2", 2), ("save:3", 2)], ids=["mid-epoch", "mid-checkpoint-write"])
+def test_sigkill_then_resume_equals_uninterrupted(reference, clips, tmp_path, park, done_epochs):
+    ref_dir, ref_out = reference
+    run_dir = tmp_path / "run"
+    where = _train_until_killed(run_dir, clips, park)
+    # What the kill left: the last completed epoch's checkpoint, whole, and a history that agrees with it.
+    ck = _ck(run_dir)
+    assert ck["epoch"] == done_epochs - 1, where
+    assert json.loads((run_dir / "history.json").read_text()) == ck["history"]
+    leftovers = sorted(p.name for p in run_dir.iterdir() if p.name.endswith(".tmp"))
+    if park.startswith("save:"):
+        assert len(leftovers) == 1 and leftovers[0].startswith(".checkpoint.pt.")  # the unfinished write
+    out = _train(run_dir, clips, RESUME="1")
+    assert out == ref_out
+    ref_hist = json.loads((ref_dir / "history.json").read_text())
+    hist = json.loads((run_dir / "history.json").read_text())
+    assert len(hist) == EPOCHS and hist == ref_hist  # losses, val UA/WA, lr: all equal, exactly
+    a, b = _ck(ref_dir), _ck(run_dir)
+    for key in ("model", "optimizer", "scheduler", "rng_torch", "rng_aug", "best_ua", "best_epoch", "history"):
+        assert _same_tensors(a[key], b[key]), key
+    ma = torch.load(ref_dir / "model.pt", map_location="cpu", weights_only=True)
+    mb = torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True)
+    assert _same_tensors(ma["state_dict"], mb["state_dict"]) and ma["meta"]["best_epoch"] == mb["meta"]["best_epoch"]
+
+
+def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path):
+    feats = [torch.randn(3, 128, 80) for _ in range(4)]
+    with pytest.raises(CheckpointError, match=r"checkpoint\.pt: nothing to resume \(no checkpoint\)$"):
+        fit(feats, [0, 1, 0, 1], [], [], ["a", "b"], tmp_path / "fresh", train_config=TrainConfig(epochs=1, device="cpu"),
+            progress=False, resume=True)
+
+
+def test_resume_with_a_corrupt_checkpoint_is_a_clear_error(reference, tmp_path):
+    """A checkpoint damaged after the fact (disk, copy): refused with the file and the cause, not a traceback."""
+    ref_dir, _ = reference
+    run_dir = tmp_path / "damaged"
+    run_dir.mkdir()
+    blob = (ref_dir / "checkpoint.pt").read_bytes()
+    (run_dir / "checkpoint.pt").write_bytes(blob[: len(blob) // 2])
+    feats = [torch.randn(3, 128, 80) for _ in range(4)]
+    with pytest.raises(CheckpointError) as ei:
+        fit(feats, [0, 1, 0, 1], [], [], ["a", "b"], run_dir, train_config=TrainConfig(epochs=1, device="cpu"),
+            progress=False, resume=True)
+    msg = str(ei.value)
+    assert msg.startswith(f"{run_dir / 'checkpoint.pt'}: corrupt or unreadable checkpoint") and "\n" not in msg
+
+
+def test_resume_with_another_configuration_is_refused(reference, tmp_path):
+    """A checkpoint written with other settings (here: another feature config) is not silently continued."""
+    import shutil
+
+    from emospec.config import FeatureConfig
+
+    ref_dir, _ = reference
+    run_dir = tmp_path / "other"
+    shutil.copytree(ref_dir, run_dir)
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
+    feats = [torch.randn(3, 64, 80) for _ in range(4)]
+    cfg = TrainConfig(epochs=EPOCHS, batch_size=BATCH, crop_s=0.5, lr=3e-4, seed=7, patience=100, freq_masks=1,
+                      time_masks=1, mixup_alpha=0.2, schedule="cosine", device="cpu")
+    with pytest.raises(CheckpointError, match=r"checkpoint\.pt: was written with another configuration; cannot resume$"):
+        fit(feats, [0, 1, 3, 2], [], [], ["neutral", "happy", "angry", "sad"], run_dir, train_config=cfg,
+            feature_config=FeatureConfig(n_mels=64), progress=False, resume=True)
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before  # the refused run changed nothing
