@@ -219,3 +219,23 @@ def test_resume_with_another_configuration_is_refused(reference, tmp_path):
         fit(feats, [0, 1, 3, 2], [], [], ["neutral", "happy", "angry", "sad"], run_dir, train_config=cfg,
             feature_config=FeatureConfig(n_mels=64), progress=False, resume=True)
     assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before  # the refused run changed nothing
+
+
+def test_atomic_writes_get_ordinary_permissions(tmp_path):
+    """Run files must be readable like any other file the user writes (mkstemp alone gives 0600)."""
+    from emospec.config import atomic_write_bytes
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_bytes(tmp_path / "new.json", b"{}")
+        assert (tmp_path / "new.json").stat().st_mode & 0o777 == 0o644
+        (tmp_path / "kept.json").write_bytes(b"1")
+        (tmp_path / "kept.json").chmod(0o640)
+        atomic_write_bytes(tmp_path / "kept.json", b"2")
+        assert (tmp_path / "kept.json").stat().st_mode & 0o777 == 0o640 and (tmp_path / "kept.json").read_bytes() == b"2"
+        os.umask(0o077)
+        atomic_write_bytes(tmp_path / "private.json", b"{}")
+        assert (tmp_path / "private.json").stat().st_mode & 0o777 == 0o600
+    finally:
+        os.umask(old)
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
