@@ -282,3 +282,69 @@ def tree(folder: Path) -> Dict[str, tuple]:
             kind = "dir" if os.path.isdir(p) and not os.path.islink(p) else ("link" if os.path.islink(p) else "file")
             out[os.path.relpath(p, folder)] = (kind, st.st_size if kind == "file" else 0, st.st_mtime_ns if kind == "file" else 0)
     return out
+
+
+# --------------------------------------------------------------------------- model files
+def _model_variant(good: Path, folder: Path, name: str, edit: Callable[[dict], None]) -> Path:
+    """A copy of the model file ``good`` with ``edit`` applied to its dict."""
+    import torch
+
+    obj = torch.load(good, map_location="cpu", weights_only=True)
+    edit(obj)
+    p = folder / name
+    torch.save(obj, p)
+    return p
+
+
+def _bytes_of(good: Path, folder: Path, name: str, cut: Callable[[bytes], bytes]) -> Path:
+    p = folder / name
+    p.write_bytes(cut(good.read_bytes()))
+    return p
+
+
+def _set(d: dict, key: str, sub: str, value) -> None:
+    d[key] = {**d[key], sub: value}
+
+
+@dataclass(frozen=True)
+class ModelCase:
+    """A damaged or mismatched ``model.pt``: ``make(good model, folder) -> path``; ``error`` None means it loads."""
+
+    name: str
+    make: Callable[[Path, Path], Path]
+    error: Optional[str]
+
+
+MODEL_CASES: List[ModelCase] = [
+    ModelCase("empty_model", lambda g, d: _bytes_of(g, d, "empty.pt", lambda b: b""), "corrupt or unreadable checkpoint"),
+    ModelCase("truncated_model", lambda g, d: _bytes_of(g, d, "truncated.pt", lambda b: b[: len(b) // 2]),
+              "corrupt or unreadable checkpoint"),
+    ModelCase("zeroed_header_model", lambda g, d: _bytes_of(g, d, "zeroed.pt", lambda b: b[:100] + bytes(4096) + b[4196:]),
+              "corrupt or unreadable checkpoint"),
+    ModelCase("zeroed_weights_model", lambda g, d: _bytes_of(g, d, "rot.pt", lambda b: b[: len(b) // 2] + bytes(64)
+                                                               + b[len(b) // 2 + 64:]),
+              "checksum mismatch in"),
+    ModelCase("text_as_model", lambda g, d: _bytes_of(g, d, "notes.pt", lambda b: b"not a model\n"),
+              "corrupt or unreadable checkpoint"),
+    ModelCase("bare_state_dict", lambda g, d: _model_variant(g, d, "bare.pt", lambda o: [o.pop(k) for k in list(o)
+                                                                                          if k != "state_dict"]),
+              "not an emospec model file"),
+    ModelCase("future_format", lambda g, d: _model_variant(g, d, "v99.pt", lambda o: o.update(format_version=99)),
+              "model format version 99 is not supported"),
+    ModelCase("feature_config_n_mels_mismatch",
+              lambda g, d: _model_variant(g, d, "mels64.pt", lambda o: _set(o, "feature_config", "n_mels", 64)),
+              "feature n_mels=64 does not match model n_mels=128"),
+    ModelCase("feature_config_unknown_key",
+              lambda g, d: _model_variant(g, d, "newkey.pt", lambda o: _set(o, "feature_config", "pre_emphasis", 0.97)),
+              "unknown FeatureConfig key(s) ['pre_emphasis']"),
+    ModelCase("feature_config_invalid_value",
+              lambda g, d: _model_variant(g, d, "fmax.pt", lambda o: _set(o, "feature_config", "fmax_hz", 12000.0)),
+              "need 0 <= fmin_hz < fmax_hz <= sr/2"),
+    ModelCase("labels_do_not_fit", lambda g, d: _model_variant(g, d, "labels3.pt", lambda o: o.update(labels=o["labels"][:3])),
+              "3 labels but the model has 4 outputs"),
+    ModelCase("weights_do_not_fit", lambda g, d: _model_variant(g, d, "weights.pt", lambda o: o["state_dict"].pop(
+        "classifier.4.weight")), "weights do not fit the described model"),
+    ModelCase("other_feature_config_consistent",
+              lambda g, d: _model_variant(g, d, "hop20.pt", lambda o: _set(o, "feature_config", "hop_ms", 20.0)), None),
+]
+"""``other_feature_config_consistent``: a model trained with other (valid) feature settings loads and uses them."""

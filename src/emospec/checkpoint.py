@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
@@ -46,12 +47,27 @@ def save_state(path: str | os.PathLike, obj: Any) -> None:
 
 
 def load_state(path: str | os.PathLike) -> Any:
-    """``torch.load`` (weights only, CPU) with one-line :class:`CheckpointError` on failure."""
+    """``torch.load`` (weights only, CPU) of a file ``save_state`` wrote, after checking its CRCs.
+
+    Raises
+    ------
+    CheckpointError
+        One line naming the file: missing, a directory, not a zip archive,
+        truncated, a checksum mismatch, or not loadable by torch.
+    """
     p = Path(path)
     if not p.exists():
         raise CheckpointError(f"{p}: file not found")
     if p.is_dir():
         raise CheckpointError(f"{p}: is a directory, expected a .pt file")
+    # torch.save writes a zip archive, and torch.load does not check its CRCs: damaged weights would load.
+    try:
+        with zipfile.ZipFile(p) as z:
+            bad = z.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        raise CheckpointError(f"{p}: corrupt or unreadable checkpoint (not a complete zip archive: {e})") from e
+    if bad is not None:
+        raise CheckpointError(f"{p}: corrupt or unreadable checkpoint (checksum mismatch in {bad})")
     try:
         return torch.load(p, map_location="cpu", weights_only=True)
     except Exception as e:  # corrupt zip, pickle errors, truncated files...
@@ -118,7 +134,7 @@ def load_model(path: str | os.PathLike, *, device: str | torch.device = "cpu") -
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
-        first = str(e).splitlines()[0]
-        raise CheckpointError(f"{p}: weights do not fit the described model ({first})") from e
+        why = " ".join(str(e).split())  # torch's first line only says "Error(s) in loading state_dict"
+        raise CheckpointError(f"{p}: weights do not fit the described model ({why[:300]})") from e
     model.eval().to(device)
     return ModelBundle(model=model, feature_config=fcfg, labels=labels, meta=dict(obj.get("meta") or {}), path=str(p))
