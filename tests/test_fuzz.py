@@ -79,6 +79,22 @@ def test_random_bytes_header_or_audio_error(header, tail):
     assert head.channels >= 1 and head.sample_rate_hz >= 1 and head.frames >= 0
 
 
+@pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.sampled_from(sorted(SEEDS)), data=st.data())
+def test_mutated_files_stream_or_raise_audio_error(seed, data):
+    """The streaming reader (long recordings, timelines) obeys the same rule, block by block."""
+    blob = bytearray(SEEDS[seed])
+    for pos, value in data.draw(st.lists(st.tuples(st.integers(0, len(blob) - 1), st.integers(0, 255)), max_size=8)):
+        blob[pos] = value
+    try:
+        for start, block in audio.stream_blocks(bytes(blob), B.SR, 0.01):
+            assert start >= 0.0 and block.dtype == np.float32 and np.all(np.isfinite(block))
+            assert float(np.max(np.abs(block), initial=0.0)) <= 1.0
+    except AudioError as e:
+        assert "\n" not in str(e)
+
+
 # --------------------------------------------------------------------------- the API, against its own schema
 @pytest.fixture(scope="module")
 def server_url(tmp_path_factory):
