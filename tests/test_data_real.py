@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from collections import Counter
 
-import pytest
-
 from emospec.data.corpora import four_class, prepare_corpus
 from emospec.data.labels import CLASSES4
 

@@ -133,3 +133,14 @@ def test_reuse_a_runs_split_json(tmp_path):
         load_folds(tmp_path / "bad.json", rows)
     with pytest.raises(DataError, match="file not found"):
         load_folds(tmp_path / "nope.json", rows)
+
+
+def test_speaker_holdout_fold():
+    rows = _rows(n_spk=8)
+    (fold,) = make_folds(rows, "speaker", test_speakers=2, seed=4)
+    held = {rows[i].speaker for i in fold.test}
+    assert fold.name == "holdout" and len(held) == 2 and len(fold.test) == 24
+    assert sorted(rows[i].gender for i in fold.test[::12]) == ["f", "m"]  # one of each gender
+    assert not held & {rows[i].speaker for i in fold.train}
+    (again,) = make_folds(rows, "speaker", test_speakers=2, seed=4)
+    assert np.array_equal(again.test, fold.test)

@@ -157,6 +157,7 @@ def _add_train(sub) -> None:
                    help="paper: stratified random 90/10; speaker: speaker-independent k-fold (IEMOCAP: by session; "
                         "default); loso: leave one speaker out; all: train on everything, validation carved out")
     p.add_argument("--folds", type=int, default=5, help="k for --protocol speaker (default 5)")
+    p.add_argument("--test-speakers", type=int, help="--protocol speaker: one fold holding out this many speakers")
     p.add_argument("--fold", default="1", help="which fold to train and test: its number or name (default 1)")
     p.add_argument("--test-fraction", type=float, default=0.1, help="test share for --protocol paper (default 0.1)")
     p.add_argument("--split", help="reuse a saved split (a run's splits.json or split.json) instead of --protocol")
@@ -221,7 +222,8 @@ def _cmd_train(args) -> int:
     tcfg = replace(TrainConfig(), seed=args.seed, class_weights=args.class_weights, device=args.device, **over)
     protocol = "split" if args.split else args.protocol
     folds = (load_folds(args.split, rows, ignore=gone) if args.split
-             else make_folds(rows, args.protocol, k=args.folds, seed=args.seed, test_fraction=args.test_fraction))
+             else make_folds(rows, args.protocol, k=args.folds, seed=args.seed, test_fraction=args.test_fraction,
+                        test_speakers=args.test_speakers))
     out = Path(args.out)
     save_folds(out / "splits.json", rows, folds, protocol=protocol, seed=args.seed, folds_k=args.folds,
                classes=labels, corpora=specs)

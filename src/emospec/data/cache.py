@@ -19,6 +19,16 @@ Layout::
   processes (or machines sharing the folder) may fill one cache: a reader sees
   a whole entry or none, and two writers of one key write the same bytes.
 
+Filling one cache from n machines (``emospec prepare --shard i/n``): mount
+one cache folder on every machine (the corpus may sit at any path, keys are
+content hashes) and run, on machine i of n::
+
+    emospec prepare ravdess /data/ravdess --features --cache /shared/cache --shard i/n --workers 8
+
+Each computes one of n disjoint round-robin slices of the utterances sorted by
+``(corpus, utterance_id)`` (:func:`emospec.data.dataset.shard`); afterwards
+``emospec train --cache /shared/cache`` finds every clip cached.
+
 The default folder is ``$EMOSPEC_CACHE`` or ``~/.cache/emospec/features``.
 Entries are about ``12 · n_mels · frames`` bytes (RAVDESS: ~0.6 MB a clip);
 delete the folder (or one ``v1-*`` subfolder) to reclaim the space.

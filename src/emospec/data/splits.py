@@ -150,8 +150,12 @@ def groups_of(rows: Sequence[Utterance]) -> List[str]:
 
 
 def make_folds(rows: Sequence[Utterance], protocol: str, *, k: int = 5, seed: int = 0,
-               test_fraction: float = 0.1) -> List[Fold]:
+               test_fraction: float = 0.1, test_speakers: Optional[int] = None) -> List[Fold]:
     """The folds of ``protocol`` (one of :data:`PROTOCOLS`) over ``rows`` (labels from ``label4``).
+
+    With ``test_speakers=n``, ``speaker`` gives a single fold named
+    ``holdout`` holding out ``n`` whole speakers (sessions for IEMOCAP),
+    gender-balanced where genders are known, instead of k folds.
 
     Raises
     ------
@@ -172,6 +176,11 @@ def make_folds(rows: Sequence[Utterance], protocol: str, *, k: int = 5, seed: in
         raise DataError(f"protocol {protocol}: {nameless} utterance(s) have no speaker; use --protocol paper "
                         f"or give speakers (manifest column 'speaker', or <label>/<speaker>/ folders)")
     groups = groups_of(rows) if protocol == "speaker" else [r.speaker for r in rows]
+    if protocol == "speaker" and test_speakers:
+        genders = [r.gender for r in rows] if groups == [r.speaker for r in rows] else None
+        tr, te = speaker_holdout(groups, n_test=test_speakers, genders=genders, seed=seed)
+        check_disjoint(groups, (tr, te))
+        return [Fold("holdout", tr, te, True)]
     splits = speaker_folds(labels, groups, k=k, seed=seed) if protocol == "speaker" else loso_folds(groups)
     folds = []
     for i, (tr, te) in enumerate(splits, start=1):
