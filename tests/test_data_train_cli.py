@@ -84,3 +84,14 @@ def test_train_all_on_two_corpora(tmp_path, tiny_ravdess, shared_data, cache_dir
     assert re.search(r"trained on \d+ clips; validation UA", out)
     rows = list(csv.DictReader(open(tmp_path / "A/manifest.csv")))
     assert {r["corpus"] for r in rows} == {"ravdess", "emovo"} and len(rows) == 41
+
+
+def test_train_says_why_when_no_audio_loads(tmp_path, shared_data):
+    # the IEMOCAP label table has no audio: every clip fails, and train stops with one line saying so
+    res = run_cli("-q", "train", "--corpus", f"iemocap:{shared_data / 'labels/iemocap/df_iemocap.csv'}", "--no-cache",
+                  "--out", str(tmp_path / "R"))
+    err = res.stderr.decode().strip().splitlines()
+    assert res.returncode == 1
+    assert err[-1] == "emospec: error: 0 clip(s) left with 0 class(es) after 5531 failed to load; need 2 classes"
+    assert err[-2] == "skipped 5531 item(s) in all"
+    assert err[0] == "skipped: Session1/sentences/wav/Ses01F_impro01/Ses01F_impro01_F000.wav: file not found"

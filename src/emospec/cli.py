@@ -216,6 +216,8 @@ def _cmd_train(args) -> int:
     keep = [i for i in range(len(rows)) if i not in failed]
     rows, feats = [rows[i] for i in keep], [feats[i] for i in keep]
     labels = [c for c in classes if any(r.label4 == c for r in rows)]
+    if len(labels) < 2:
+        raise DataError(f"{len(rows)} clip(s) left with {len(labels)} class(es) after {len(failed)} failed to load; need 2 classes")
     y = np.array([labels.index(r.label4) for r in rows], dtype=np.int64)
     over = {k: v for k, v in {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
                               "crop_s": args.crop_s}.items() if v is not None}

@@ -133,7 +133,7 @@ def compute_features(
         feats.append(None if arr is None else torch.from_numpy(arr))
         if problem:
             problems.append(problem)
-            log.warning("%s", problem)
+            log.info("%s", problem)  # returned to the caller, who reports it
     return feats, problems
 
 
