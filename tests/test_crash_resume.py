@@ -239,3 +239,148 @@ def test_atomic_writes_get_ordinary_permissions(tmp_path):
     finally:
         os.umask(old)
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+
+
+# --------------------------------------------------------------------------- crash-safe preparation
+PREPARE = r"""
+import os, sys, time
+from pathlib import Path
+
+park = int(os.environ.get("PARK_AT_ENTRY", "0"))
+if park:  # the park-th cache entry is complete in its temp file but not yet renamed into place
+    calls, replace = [], os.replace
+    def replace_parking(src, dst, *a, **k):
+        if str(dst).endswith(".feat"):
+            calls.append(dst)
+            if len(calls) == park:
+                Path(os.environ["PARK_MARKER"]).write_text(str(dst))
+                time.sleep(3600)
+        return replace(src, dst, *a, **k)
+    os.replace = replace_parking
+
+from emospec.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+N_CLIPS = 12
+
+
+@pytest.fixture
+def small_corpus(tmp_path):
+    """Three label folders of four 1 s tones each (generated)."""
+    import numpy as np
+    import soundfile as sf
+
+    root = tmp_path / "corpus"
+    for k, label in enumerate(("angry", "neutral", "sad")):
+        (root / label).mkdir(parents=True)
+        for i in range(N_CLIPS // 3):
+            t = np.arange(16000) / 16000
+            sf.write(root / label / f"{label}{i}.wav", 0.3 * np.sin(2 * np.pi * (150 + 100 * k + 20 * i) * t), 16000)
+    return root
+
+
+def _prepare_args(root: Path, tmp: Path, *extra: str):
+    return ["-q", "prepare", "folder", str(root), "--out", str(tmp / "manifest.csv"), "--features",
+            "--cache", str(tmp / "cache"), *extra]
+
+
+def _prepare(root: Path, tmp: Path, *extra: str) -> str:
+    r = subprocess.run([sys.executable, "-c", PREPARE, *_prepare_args(root, tmp, *extra)], env=_env(),
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return next(line for line in r.stdout.splitlines() if line.startswith("features:"))
+
+
+def _entries(tmp: Path):
+    """``{digest: array}`` of every complete cache entry, each decoded and checked by FeatureCache."""
+    from emospec.config import FeatureConfig
+    from emospec.data.cache import FeatureCache
+
+    cache = FeatureCache(tmp / "cache", FeatureConfig())
+    out = {}
+    for p in cache.folder.glob("*/*.feat"):
+        arr = cache.load(p.stem)
+        assert arr is not None, f"{p}: corrupt entry"
+        out[p.stem] = arr
+    return out
+
+
+def _fresh(root: Path) -> dict:
+    """``{sha256 of the file: features computed now}`` for every clip of ``root``."""
+    from emospec import audio, features
+    from emospec.data.cache import audio_digest
+
+    return {audio_digest(p)[0]: features.extract(audio.load(p)).numpy() for p in sorted(root.glob("*/*.wav"))}
+
+
+def test_prepare_killed_mid_write_then_rerun_computes_only_the_rest(small_corpus, tmp_path):
+    marker = tmp_path / "PARKED"
+    proc = subprocess.Popen([sys.executable, "-c", PREPARE, *_prepare_args(small_corpus, tmp_path)],
+                            env=_env(PARK_AT_ENTRY="5", PARK_MARKER=str(marker)), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 600
+    while not marker.exists():
+        if proc.poll() is not None:
+            pytest.fail(f"prepare exited ({proc.returncode}) before parking: {proc.stderr.read()[-3000:]}")
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    fresh = _fresh(small_corpus)
+    done = _entries(tmp_path)  # four whole entries, every one equal to the features computed now
+    assert len(done) == 4 and all((arr == fresh[d]).all() for d, arr in done.items())
+    temps = [p for p in (tmp_path / "cache").rglob("*") if p.name.endswith(".tmp")]
+    assert len(temps) == 1 and temps[0].name.startswith(".") and Path(marker.read_text()).name in temps[0].name
+    assert _prepare(small_corpus, tmp_path).startswith(f"features: {N_CLIPS} clips, 4 cached, {N_CLIPS - 4} computed, 0 failed")
+    assert _prepare(small_corpus, tmp_path).startswith(f"features: {N_CLIPS} clips, {N_CLIPS} cached, 0 computed, 0 failed")
+    entries = _entries(tmp_path)
+    assert entries.keys() == fresh.keys() and all((entries[d] == fresh[d]).all() for d in fresh)
+    # a truncated entry (a disk that filled up, a copy cut short) is never loaded: it is recomputed
+    victim = next(iter(sorted((tmp_path / "cache").rglob("*.feat"))))
+    victim.write_bytes(victim.read_bytes()[:300])
+    assert _prepare(small_corpus, tmp_path).startswith(f"features: {N_CLIPS} clips, {N_CLIPS - 1} cached, 1 computed, 0 failed")
+    assert (_entries(tmp_path)[victim.stem] == fresh[victim.stem]).all()
+
+
+def _children(pid: int) -> list:
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc to find the worker processes")
+def test_prepare_with_workers_killed_leaves_no_workers_and_no_corrupt_entry(small_corpus, tmp_path):
+    proc = subprocess.Popen([sys.executable, "-c", PREPARE, *_prepare_args(small_corpus, tmp_path, "--workers", "2")],
+                            env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 600
+    while len(list((tmp_path / "cache").rglob("*.feat"))) < 2:
+        assert proc.poll() is None, proc.stderr.read()[-3000:]
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    workers = _children(proc.pid)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert len(workers) >= 2  # the pool really ran in other processes...
+    deadline = time.monotonic() + 60
+    while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(w) for w in workers)  # ...which end with their parent
+    done = _entries(tmp_path)
+    fresh = _fresh(small_corpus)
+    assert 2 <= len(done) <= N_CLIPS and all((arr == fresh[d]).all() for d, arr in done.items())
+    line = _prepare(small_corpus, tmp_path)
+    assert line.startswith(f"features: {N_CLIPS} clips, {len(done)} cached, {N_CLIPS - len(done)} computed, 0 failed")

@@ -86,6 +86,13 @@ def _skipped(lines: List[str]) -> None:
         print(f"skipped {len(lines)} item(s) in all", file=sys.stderr)
 
 
+def _typos(labels: List[str], mapping, classes) -> None:
+    from .data.labels import likely_typos
+
+    for line in likely_typos(labels, mapping, classes):
+        print(f"warning: {line}", file=sys.stderr)
+
+
 # --------------------------------------------------------------------------- prepare
 _PREPARE_EPILOG = """\
 Filling one cache from several machines: the cache key is the audio content and
@@ -129,6 +136,7 @@ def _cmd_prepare(args) -> int:
     part = parse_shard(args.shard) if args.shard else None
     rows, problems = prepare_corpus(args.corpus, args.root, mapping=mapping, classes=classes)
     _skipped(problems)
+    _typos([r.label for r in rows], mapping, classes)
     n_spk = len({r.speaker for r in rows if r.speaker})
     print(f"{args.corpus} at {args.root}: {len(rows)} utterances, {n_spk} speakers, {len(problems)} skipped")
     print(count_table(rows, classes))
@@ -191,6 +199,7 @@ def _train_rows(args, classes, mapping):
         specs = [f"{specs[0]}:{args.root}"]
     specs += [f"manifest:{m}" for m in args.manifest or []]
     rows, problems = load_corpora(specs, data=args.data, mapping=mapping, classes=classes)
+    _typos([r.label for r in rows], mapping, classes)
     rows = four_class(rows, classes)
     fcfg = FeatureConfig()
     cache = None if args.no_cache else FeatureCache(Path(args.cache) if args.cache else default_cache_dir(), fcfg)

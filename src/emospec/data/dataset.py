@@ -11,8 +11,11 @@ short clips with the training mean so that they normalise to zeros.
 
 from __future__ import annotations
 
+import io
 import logging
 import multiprocessing
+import os
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -25,7 +28,7 @@ from torch.utils.data import Dataset
 
 from ..audio import load
 from ..config import FeatureConfig
-from ..errors import AudioError, ConfigError, EmospecError
+from ..errors import ConfigError, EmospecError
 from ..features import extract
 from .cache import FeatureCache, audio_digest
 
@@ -54,10 +57,9 @@ def featurise(path: str, cfg: FeatureConfig = FeatureConfig(), cache: Optional[F
     hit = cache.load(digest)
     if hit is not None:
         return hit, True
-    try:
-        wave = load(data, sr=cfg.sample_rate_hz)
-    except AudioError as e:
-        raise AudioError(str(e).replace(f"<{len(data)} bytes>", str(path), 1)) from e
+    named = io.BytesIO(data)
+    named.name = str(path)  # errors and warnings name the file, not "<N bytes>"
+    wave = load(named, sr=cfg.sample_rate_hz)
     feats = extract(wave, cfg).numpy()
     try:
         cache.store(digest, feats)
@@ -77,6 +79,15 @@ def _job(path: str, cfg: FeatureConfig, cache: Optional[FeatureCache], keep: boo
 
 def _init_worker() -> None:
     torch.set_num_threads(1)
+    parent = multiprocessing.parent_process()
+    if parent is not None:  # a killed parent must not leave its workers blocked on the task queue forever
+        threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
+
+
+def _exit_with(parent) -> None:
+    """Wait for ``parent`` (a worker's parent process) to end, then end this worker at once."""
+    parent.join()
+    os._exit(1)
 
 
 def _run(paths: Sequence[str], cfg: FeatureConfig, cache: Optional[FeatureCache], *, keep: bool, workers: int,

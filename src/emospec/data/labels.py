@@ -13,6 +13,8 @@ emotion under every corpus's word for it.
 
 from __future__ import annotations
 
+import difflib
+from collections import Counter
 from dataclasses import replace
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -27,6 +29,7 @@ __all__ = [
     "parse_map",
     "parse_classes",
     "relabel",
+    "likely_typos",
 ]
 
 CLASSES4: Tuple[str, ...] = ("neutral", "happy", "angry", "sad")
@@ -117,3 +120,28 @@ def parse_classes(text: str) -> Tuple[str, ...]:
 def relabel(rows: Sequence, mapping: Optional[Mapping[str, str]] = None, classes: Sequence[str] = CLASSES4) -> List:
     """``rows`` (manifest :class:`~emospec.data.manifest.Utterance`) with ``label4`` recomputed from ``label``."""
     return [replace(r, label4=to_label4(r.label, mapping, classes)) for r in rows]
+
+
+def likely_typos(labels: Sequence[str], mapping: Optional[Mapping[str, str]] = None,
+                 classes: Sequence[str] = CLASSES4) -> List[str]:
+    """One warning line per label that maps to no class but is spelled almost like a word that does.
+
+    A typo in a label file (``angyr``) would otherwise just fall outside the
+    classes and its utterances drop out of training unnoticed. Labels that
+    are themselves known emotion words (``calm``, ``disgust``) are left alone.
+
+    >>> likely_typos(["angry", "angyr", "angyr", "calm"])
+    ["label 'angyr' (2 utterance(s)) maps to no class; did you mean 'angry'? (or --map 'angyr=angry')"]
+    """
+    known = set(classes) | set(FOUR_CLASS) | set(SYNONYMS) | set(SYNONYMS.values()) | set(mapping or {})
+    out = []
+    for label, n in sorted(Counter(labels).items()):
+        key = label.strip().lower()
+        if to_label4(label, mapping, classes) or canonical(label) in known:
+            continue
+        close = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.75)
+        target = to_label4(close[0], mapping, classes) if close else ""
+        if target:
+            out.append(f"label {label!r} ({n} utterance(s)) maps to no class; did you mean {close[0]!r}? "
+                       f"(or --map '{key}={target}')")
+    return out

@@ -2,7 +2,7 @@
 
 A loader parses names/labels into :class:`~emospec.data.manifest.Utterance`
 rows and collects ``path: reason`` lines for items it cannot use; then
-:func:`finish` drops duplicate utterance ids, reads each file's header
+:func:`finish` drops file names that are not UTF-8 and duplicate utterance ids, reads each file's header
 (:func:`emospec.audio.info`: rate and frame count, no decoding) to fill
 ``duration_s``, drops missing / unreadable / zero-length files, and raises
 :class:`~emospec.errors.DataError` when nothing, or only one class, is left.
@@ -20,7 +20,8 @@ from ..audio import info
 from ..errors import AudioError, DataError
 from .manifest import Utterance
 
-__all__ = ["AUDIO_EXTS", "audio_files", "require_dir", "parse_files", "probe", "drop_duplicates", "finish", "Scan"]
+__all__ = ["AUDIO_EXTS", "audio_files", "require_dir", "parse_files", "probe", "utf8_names", "drop_duplicates", "finish",
+           "Scan"]
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,19 @@ def probe(rows: Iterable[Utterance]) -> Scan:
     return kept, problems
 
 
+def utf8_names(rows: Iterable[Utterance]) -> Scan:
+    """Drop rows whose path is not valid UTF-8 (undecodable bytes in a file name): a manifest cannot hold it."""
+    kept, problems = [], []
+    for r in rows:
+        try:
+            r.path.encode("utf-8")
+        except UnicodeEncodeError:
+            problems.append(f"{r.path}: file name is not valid UTF-8, so no manifest can hold it (rename the file)")
+            continue
+        kept.append(r)
+    return kept, problems
+
+
 def drop_duplicates(rows: Iterable[Utterance]) -> Scan:
     """Keep the first row of each ``(corpus, utterance_id)``; one problem line per later duplicate."""
     first: Dict[Tuple[str, str], str] = {}
@@ -120,8 +134,9 @@ def finish(corpus: str, root: str | os.PathLike, rows: List[Utterance], problems
     DataError
         If no row is left, or every row has the same ``label``.
     """
+    rows, bad_names = utf8_names(rows)
     rows, dup = drop_duplicates(rows)
-    problems = list(problems) + dup
+    problems = list(problems) + bad_names + dup
     if check_audio:
         rows, bad = probe(rows)
         problems += bad
