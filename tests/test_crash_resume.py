@@ -35,75 +35,82 @@ pytestmark = pytest.mark.slow
 
 EPOCHS, BATCH = 4, 2
 
-CHILD = r"""
-import json, os, sys, time
+PARKING = r"""
+import os, sys, time
 from pathlib import Path
+
+def _park(where):
+    Path(os.environ["PARK_MARKER"]).write_text(where)
+    time.sleep(3600)  # until the test's SIGKILL
+
+_at = os.environ.get("PARK_AT", "").split(":")
+if _at[0] == "batch":  # "batch:E:B:SIZE": batch B (of SIZE clips) of epoch E is about to be fetched
+    from emospec.data.dataset import CropDataset
+    _e, _b, _size = map(int, _at[1:])
+    _state = {"epoch": -1, "items": 0}
+    _set_epoch, _getitem = CropDataset.set_epoch, CropDataset.__getitem__
+    def _set_epoch_counting(self, epoch):
+        _state.update(epoch=epoch, items=0)
+        _set_epoch(self, epoch)
+    def _getitem_counting(self, i):
+        if _state["epoch"] == _e and _state["items"] == _b * _size:
+            _park(f"epoch {_e} after {_b} optimiser steps")
+        _state["items"] += 1
+        return _getitem(self, i)
+    CropDataset.set_epoch, CropDataset.__getitem__ = _set_epoch_counting, _getitem_counting
+elif _at[0] == "rename":  # "rename:SUFFIX:N": the N-th file ending in SUFFIX is whole in its temp file, not renamed
+    _suffix, _n, _calls, _replace = _at[1], int(_at[2]), [], os.replace
+    def _replace_parking(src, dst, *a, **k):
+        if str(dst).endswith(_suffix):
+            _calls.append(dst)
+            if len(_calls) == _n:
+                _park(f"write {_n} of *{_suffix} before its rename: {dst}")
+        return _replace(src, dst, *a, **k)
+    os.replace = _replace_parking
+"""
+
+FIT = PARKING + r"""
+import json
 import numpy as np
 
 from emospec import audio, features
 from emospec.config import TrainConfig
-from emospec.data.dataset import CropDataset
 from emospec.train import fit
 
-run_dir, clips, park = Path(sys.argv[1]), json.loads(sys.argv[2]), os.environ.get("PARK_AT", "")
-BATCH = int(os.environ["BATCH"])
-
-def parked(where):
-    (run_dir / "PARKED").write_text(where)
-    time.sleep(3600)  # until the test's SIGKILL
-
-if park.startswith("batch:"):  # "batch:E:B": when batch B of epoch E is about to be fetched
-    e_park, b_park = map(int, park.split(":")[1:])
-    state = {"epoch": -1, "items": 0}
-    set_epoch, getitem = CropDataset.set_epoch, CropDataset.__getitem__
-    def set_epoch_counting(self, epoch):
-        state.update(epoch=epoch, items=0)
-        set_epoch(self, epoch)
-    def getitem_counting(self, i):
-        if state["epoch"] == e_park and state["items"] == b_park * BATCH:
-            parked(f"epoch {e_park} after {b_park} optimiser steps")
-        state["items"] += 1
-        return getitem(self, i)
-    CropDataset.set_epoch, CropDataset.__getitem__ = set_epoch_counting, getitem_counting
-elif park.startswith("save:"):  # "save:N": the N-th checkpoint.pt write is on disk as a temp file, not yet renamed
-    n_park, calls, replace = int(park.split(":")[1]), [], os.replace
-    def replace_parking(src, dst, *a, **k):
-        if str(dst).endswith("checkpoint.pt"):
-            calls.append(dst)
-            if len(calls) == n_park:
-                parked(f"checkpoint write {n_park} before rename")
-        return replace(src, dst, *a, **k)
-    os.replace = replace_parking
-
+run_dir, clips = Path(sys.argv[1]), json.loads(sys.argv[2])
 feats = [features.extract(audio.load(p)) for p in clips]
 y = np.array([0, 1, 3, 2] * 2)  # RAVDESS emotions 01 03 04 05 -> neutral happy sad angry
-cfg = TrainConfig(epochs=int(os.environ["EPOCHS"]), batch_size=BATCH, crop_s=0.5, lr=3e-4, seed=7, patience=100,
-                  freq_masks=1, time_masks=1, mixup_alpha=0.2, schedule="cosine", device="cpu")
+cfg = TrainConfig(epochs=int(os.environ["EPOCHS"]), batch_size=int(os.environ["BATCH"]), crop_s=0.5, lr=3e-4, seed=7,
+                  patience=100, freq_masks=1, time_masks=1, mixup_alpha=0.2, schedule="cosine", device="cpu")
 res = fit(feats, y, feats[4:], y[4:], ["neutral", "happy", "angry", "sad"], run_dir, train_config=cfg,
           progress=False, resume=os.environ.get("RESUME") == "1")
 print(json.dumps({"best_epoch": res.best_epoch, "best_val_ua": res.best_val_ua}))
 """
 
+CLI = PARKING + r"""
+from emospec.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
 
 def _env(**extra) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("PARK_AT", "RESUME")}
+    env = {k: v for k, v in os.environ.items() if k not in ("PARK_AT", "PARK_MARKER", "RESUME")}
     env["PYTHONPATH"] = str(REPO / "src") + os.pathsep + env.get("PYTHONPATH", "")
     env.update(EPOCHS=str(EPOCHS), BATCH=str(BATCH), OMP_NUM_THREADS="1", **extra)
     return env
 
 
-def _train(run_dir: Path, clips, **env) -> dict:
-    r = subprocess.run([sys.executable, "-c", CHILD, str(run_dir), json.dumps([str(c) for c in clips])],
-                       env=_env(**env), capture_output=True, text=True, timeout=600)
+def _child(script: str, *args: str, **env) -> subprocess.CompletedProcess:
+    r = subprocess.run([sys.executable, "-c", script, *args], env=_env(**env), capture_output=True, text=True,
+                       timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
-    return json.loads(r.stdout.strip().splitlines()[-1])
+    return r
 
 
-def _train_until_killed(run_dir: Path, clips, park: str) -> str:
-    """Start a child that parks at ``park``, wait for it to get there, SIGKILL it; returns where it stopped."""
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(run_dir), json.dumps([str(c) for c in clips])],
-                            env=_env(PARK_AT=park), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    marker = run_dir / "PARKED"
+def _until_parked(script: str, *args: str, park: str, marker: Path, **env) -> str:
+    """Start a child that parks at ``park``, wait until it is there, SIGKILL it; returns where it stopped."""
+    proc = subprocess.Popen([sys.executable, "-c", script, *args], env=_env(PARK_AT=park, PARK_MARKER=str(marker), **env),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 600
     while not marker.exists():
         if proc.poll() is not None:
@@ -116,6 +123,11 @@ def _train_until_killed(run_dir: Path, clips, park: str) -> str:
     where = marker.read_text()
     marker.unlink()
     return where
+
+
+def _train(run_dir: Path, clips, **env) -> dict:
+    r = _child(FIT, str(run_dir), json.dumps([str(c) for c in clips]), **env)
+    return json.loads(r.stdout.strip().splitlines()[-1])
 
 
 def _ck(run_dir: Path) -> dict:
@@ -155,17 +167,19 @@ def test_the_checkpoint_holds_everything_needed(reference):
     assert ck["best_ua"] == max(h["val_ua"] for h in ck["history"])
 
 
-@pytest.mark.parametrize("park, done_epochs", [("batch:2:2", 2), ("save:3", 2)], ids=["mid-epoch", "mid-checkpoint-write"])
+@pytest.mark.parametrize("park, done_epochs", [(f"batch:2:2:{BATCH}", 2), ("rename:checkpoint.pt:3", 2)],
+                         ids=["mid-epoch", "mid-checkpoint-write"])
 def test_sigkill_then_resume_equals_uninterrupted(reference, clips, tmp_path, park, done_epochs):
     ref_dir, ref_out = reference
     run_dir = tmp_path / "run"
-    where = _train_until_killed(run_dir, clips, park)
+    where = _until_parked(FIT, str(run_dir), json.dumps([str(c) for c in clips]), park=park,
+                          marker=tmp_path / "PARKED")
     # What the kill left: the last completed epoch's checkpoint, whole, and a history that agrees with it.
     ck = _ck(run_dir)
     assert ck["epoch"] == done_epochs - 1, where
     assert json.loads((run_dir / "history.json").read_text()) == ck["history"]
     leftovers = sorted(p.name for p in run_dir.iterdir() if p.name.endswith(".tmp"))
-    if park.startswith("save:"):
+    if park.startswith("rename:"):
         assert len(leftovers) == 1 and leftovers[0].startswith(".checkpoint.pt.")  # the unfinished write
     out = _train(run_dir, clips, RESUME="1")
     assert out == ref_out
@@ -178,6 +192,23 @@ def test_sigkill_then_resume_equals_uninterrupted(reference, clips, tmp_path, pa
     ma = torch.load(ref_dir / "model.pt", map_location="cpu", weights_only=True)
     mb = torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True)
     assert _same_tensors(ma["state_dict"], mb["state_dict"]) and ma["meta"]["best_epoch"] == mb["meta"]["best_epoch"]
+
+
+def test_cli_train_killed_then_resume_gives_the_same_report(clips, tmp_path):
+    """``emospec train ... --resume`` after a SIGKILL mid-epoch: the same history, test metrics and printed report."""
+    manifest = tmp_path / "m.csv"
+    more = [p.with_name(p.name.replace("-01-01-01-", "-01-02-01-")) for p in clips]  # the other statement
+    manifest.write_text("path,label,speaker\n" + "".join(
+        f"{p},{['neutral', 'happy', 'sad', 'angry'][i % 4]},{p.parent.name}\n" for i, p in enumerate(clips + more)))
+    args = ["-q", "train", "--manifest", str(manifest), "--protocol", "paper", "--test-fraction", "0.25", "--epochs", "3",
+            "--batch-size", "4", "--crop-s", "0.5", "--seed", "3", "--cache", str(tmp_path / "cache")]
+    ref = _child(CLI, *args, "--out", str(tmp_path / "ref"))
+    where = _until_parked(CLI, *args, "--out", str(tmp_path / "run"), park="batch:1:1:4", marker=tmp_path / "PARKED")
+    assert _ck(tmp_path / "run")["epoch"] == 0 and not (tmp_path / "run" / "metrics.json").exists(), where
+    res = _child(CLI, *args, "--out", str(tmp_path / "run"), "--resume")
+    assert res.stdout.replace(str(tmp_path / "run"), "RUN") == ref.stdout.replace(str(tmp_path / "ref"), "RUN")
+    for name in ("history.json", "metrics.json", "predictions.csv", "splits.json"):
+        assert (tmp_path / "run" / name).read_bytes() == (tmp_path / "ref" / name).read_bytes(), name
 
 
 def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path):
@@ -242,26 +273,6 @@ def test_atomic_writes_get_ordinary_permissions(tmp_path):
 
 
 # --------------------------------------------------------------------------- crash-safe preparation
-PREPARE = r"""
-import os, sys, time
-from pathlib import Path
-
-park = int(os.environ.get("PARK_AT_ENTRY", "0"))
-if park:  # the park-th cache entry is complete in its temp file but not yet renamed into place
-    calls, replace = [], os.replace
-    def replace_parking(src, dst, *a, **k):
-        if str(dst).endswith(".feat"):
-            calls.append(dst)
-            if len(calls) == park:
-                Path(os.environ["PARK_MARKER"]).write_text(str(dst))
-                time.sleep(3600)
-        return replace(src, dst, *a, **k)
-    os.replace = replace_parking
-
-from emospec.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
-
 N_CLIPS = 12
 
 
@@ -286,9 +297,7 @@ def _prepare_args(root: Path, tmp: Path, *extra: str):
 
 
 def _prepare(root: Path, tmp: Path, *extra: str) -> str:
-    r = subprocess.run([sys.executable, "-c", PREPARE, *_prepare_args(root, tmp, *extra)], env=_env(),
-                       capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
+    r = _child(CLI, *_prepare_args(root, tmp, *extra))
     return next(line for line in r.stdout.splitlines() if line.startswith("features:"))
 
 
@@ -316,22 +325,12 @@ def _fresh(root: Path) -> dict:
 
 def test_prepare_killed_mid_write_then_rerun_computes_only_the_rest(small_corpus, tmp_path):
     marker = tmp_path / "PARKED"
-    proc = subprocess.Popen([sys.executable, "-c", PREPARE, *_prepare_args(small_corpus, tmp_path)],
-                            env=_env(PARK_AT_ENTRY="5", PARK_MARKER=str(marker)), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 600
-    while not marker.exists():
-        if proc.poll() is not None:
-            pytest.fail(f"prepare exited ({proc.returncode}) before parking: {proc.stderr.read()[-3000:]}")
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=60)
+    where = _until_parked(CLI, *_prepare_args(small_corpus, tmp_path), park="rename:.feat:5", marker=marker)
     fresh = _fresh(small_corpus)
     done = _entries(tmp_path)  # four whole entries, every one equal to the features computed now
     assert len(done) == 4 and all((arr == fresh[d]).all() for d, arr in done.items())
     temps = [p for p in (tmp_path / "cache").rglob("*") if p.name.endswith(".tmp")]
-    assert len(temps) == 1 and temps[0].name.startswith(".") and Path(marker.read_text()).name in temps[0].name
+    assert len(temps) == 1 and temps[0].name.startswith(".") and Path(where.rsplit(": ", 1)[1]).name in temps[0].name
     assert _prepare(small_corpus, tmp_path).startswith(f"features: {N_CLIPS} clips, 4 cached, {N_CLIPS - 4} computed, 0 failed")
     assert _prepare(small_corpus, tmp_path).startswith(f"features: {N_CLIPS} clips, {N_CLIPS} cached, 0 computed, 0 failed")
     entries = _entries(tmp_path)
@@ -364,7 +363,7 @@ def _alive(pid: int) -> bool:
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc to find the worker processes")
 def test_prepare_with_workers_killed_leaves_no_workers_and_no_corrupt_entry(small_corpus, tmp_path):
-    proc = subprocess.Popen([sys.executable, "-c", PREPARE, *_prepare_args(small_corpus, tmp_path, "--workers", "2")],
+    proc = subprocess.Popen([sys.executable, "-c", CLI, *_prepare_args(small_corpus, tmp_path, "--workers", "2")],
                             env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 600
     while len(list((tmp_path / "cache").rglob("*.feat"))) < 2:
