@@ -26,6 +26,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from badinput import tree
 from conftest import REPO
 from emospec.config import TrainConfig
 from emospec.errors import CheckpointError
@@ -100,9 +101,9 @@ def _env(**extra) -> dict:
     return env
 
 
-def _child(script: str, *args: str, **env) -> subprocess.CompletedProcess:
+def _child(script: str, *args: str, cwd=None, **env) -> subprocess.CompletedProcess:
     r = subprocess.run([sys.executable, "-c", script, *args], env=_env(**env), capture_output=True, text=True,
-                       timeout=600)
+                       timeout=600, cwd=cwd)
     assert r.returncode == 0, r.stderr[-3000:]
     return r
 
@@ -202,7 +203,9 @@ def test_cli_train_killed_then_resume_gives_the_same_report(clips, tmp_path):
         f"{p},{['neutral', 'happy', 'sad', 'angry'][i % 4]},{p.parent.name}\n" for i, p in enumerate(clips + more)))
     args = ["-q", "train", "--manifest", str(manifest), "--protocol", "paper", "--test-fraction", "0.25", "--epochs", "3",
             "--batch-size", "4", "--crop-s", "0.5", "--seed", "3", "--cache", str(tmp_path / "cache")]
-    ref = _child(CLI, *args, "--out", str(tmp_path / "ref"))
+    before = set(tree(tmp_path))
+    ref = _child(CLI, *args, "--out", str(tmp_path / "ref"), cwd=tmp_path)
+    assert all(p.startswith(("ref/", "cache/")) or p in ("ref", "cache") for p in set(tree(tmp_path)) - before)
     where = _until_parked(CLI, *args, "--out", str(tmp_path / "run"), park="batch:1:1:4", marker=tmp_path / "PARKED")
     assert _ck(tmp_path / "run")["epoch"] == 0 and not (tmp_path / "run" / "metrics.json").exists(), where
     res = _child(CLI, *args, "--out", str(tmp_path / "run"), "--resume")
