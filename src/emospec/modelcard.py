@@ -162,8 +162,17 @@ def format_card(card: Mapping[str, Any]) -> str:
                      + (f"   n={ev['n_clips']}" if ev.get("n_clips") else ""))
         if ev.get("ci_method"):
             lines.append(f"  CI: {ev['ci_method']}")
+        for corpus, m in (ev.get("per_corpus") or {}).items():
+            lines.append(f"  {corpus}: UA {m['ua']:.3f}  WA {m['wa']:.3f}")
+        if ev.get("fold_ua"):
+            lines.append("  UA per fold: " + ", ".join(f"{v:.3f}" for v in ev["fold_ua"]))
     else:
         lines.append("evaluation: none recorded")
+    tc = card.get("train_config") or {}
+    if tc:
+        lines.append(f"recipe: {tc.get('epochs')} epochs, batch {tc.get('batch_size')}, {tc.get('optimizer')} lr {tc.get('lr')}, "
+                     f"{tc.get('schedule')} schedule, {tc.get('crop_s')} s random crops, class weights {tc.get('class_weights')}, "
+                     f"seed {tc.get('seed')}")
     fc = card.get("feature_config") or {}
     if fc:
         lines.append(
