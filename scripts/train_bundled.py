@@ -58,6 +58,21 @@ CORPORA = ("ravdess", "emovo")
 REPO = Path(__file__).resolve().parents[1]
 
 
+def four_class_clips(data, fcfg: FeatureConfig, *, progress: bool):
+    """``(rows, feats)``: the four-class clips of every corpus in CORPORA that decode; the others reported on stderr."""
+    found = []
+    for corpus in CORPORA:
+        corpus_rows, skipped = prepare_corpus(corpus, find_data_root(data, corpus=corpus) / corpus)
+        found += four_class(corpus_rows, CLASSES4)
+        for line in skipped:
+            print(f"skipped: {line}", file=sys.stderr)
+    feats, bad = compute_features([r.path for r in found], fcfg, progress=progress)
+    for line in bad:
+        print(f"skipped: {line}", file=sys.stderr)
+    pairs = [(r, f) for r, f in zip(found, feats) if f is not None]
+    return [r for r, _ in pairs], [f for _, f in pairs]
+
+
 def speaker_bootstrap(y_true, y_pred, speakers, *, n: int, seed: int) -> dict:
     """95 % percentile CIs of UA and WA, resampling whole speakers with replacement."""
     spk = np.asarray(speakers)
@@ -119,18 +134,9 @@ def main(argv=None) -> int:
     tcfg = from_dict(TrainConfig, load_json(args.train_config), source=args.train_config) if args.train_config else DEMO_TRAIN
     tcfg = replace(tcfg, seed=args.seed, device=args.device, **({"epochs": args.epochs} if args.epochs else {}))
     fcfg = FeatureConfig()
-    rows, problems = [], []
-    for corpus in CORPORA:
-        root = find_data_root(args.data, corpus=corpus) / corpus
-        r, p = prepare_corpus(corpus, root)
-        rows += four_class(r, CLASSES4)
-        problems += p
-    feats, bad = compute_features([r.path for r in rows], fcfg, progress=not args.quiet)
-    for line in problems + bad:
-        print(f"skipped: {line}", file=sys.stderr)
-    keep = [i for i, f in enumerate(feats) if f is not None]
-    rows, feats = [rows[i] for i in keep], [feats[i] for i in keep]
-    labels = [c for c in CLASSES4 if any(r.label4 == c for r in rows)]
+    rows, feats = four_class_clips(args.data, fcfg, progress=not args.quiet)
+    present = {r.label4 for r in rows}
+    labels = [c for c in CLASSES4 if c in present]
     y = np.array([labels.index(r.label4) for r in rows], dtype=np.int64)
     speakers = [r.speaker for r in rows]
     out = Path(args.out)
