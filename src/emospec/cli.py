@@ -234,6 +234,9 @@ def _cmd_predict(args) -> int:
     files = _audio_files(args.paths, args.recursive)
     if not files:
         raise ConfigError(f"no audio files found in {', '.join(args.paths)}")
+    if args.backend == "onnx" and not str(args.model or "").lower().endswith(".onnx"):
+        print("exporting the model to ONNX first (run `emospec export --onnx FILE` once and pass --model FILE to skip this)",
+              file=sys.stderr)
     rec = load(args.model, device=args.device, backend=args.backend)
     results: Dict[int, object] = {}
     failed: List[Dict[str, str]] = []
