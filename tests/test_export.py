@@ -98,3 +98,13 @@ def test_export_rejects_bad_options(random_model_path, tmp_path):
     with pytest.raises(ConfigError, match="input_kind"):
         export_onnx(random_model_path, tmp_path / "m.onnx", input_kind="spectrogram")
     assert not (tmp_path / "m.onnx").exists()
+
+
+@pytest.mark.slow
+def test_load_pt_with_onnx_backend_exports_in_memory(random_model_path, real_waves):
+    rec = emospec.load(random_model_path, device="cpu", backend="onnx")
+    assert rec.backend == "onnx" and rec.path == str(random_model_path)
+    ref = emospec.load(random_model_path, device="cpu").predict_batch(real_waves[:3], sr=SR)
+    assert _max_diff(ref, rec.predict_batch(real_waves[:3], sr=SR)) < 1e-4
+    with pytest.raises(ConfigError, match="backend"):
+        emospec.load(random_model_path, backend="tflite")
