@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -40,12 +41,31 @@ def test_model_file(model_files, case):
     assert msg.startswith(f"{path}: ") and case.error in msg and "\n" not in msg, msg
 
 
+@pytest.mark.parametrize("command", ["serve", "predict", "evaluate"])
 @pytest.mark.parametrize("case", [c for c in B.MODEL_CASES if c.error], ids=lambda c: c.name)
-def test_serve_refuses_a_bad_model_in_one_line(model_files, case, capsys):
+def test_commands_refuse_a_bad_model_in_one_line(model_files, case, command, tmp_path, capsys):
     path = model_files[case.name]
-    assert cli.main(["serve", "--model", str(path), "--port", "1"]) == 1
-    err = capsys.readouterr().err.strip()
+    clip = tmp_path / "clip.wav"
+    clip.write_bytes(B.wav_bytes(B.tone(0.3)))
+    (tmp_path / "m.csv").write_text(f"path,label\n{clip},angry\n")
+    argv = {"serve": ["serve", "--model", str(path), "--port", "1"],
+            "predict": ["-q", "predict", str(clip), "--model", str(path)],
+            "evaluate": ["-q", "evaluate", "--model", str(path), "--manifest", str(tmp_path / "m.csv")]}[command]
+    assert cli.main(argv) == 1
+    captured = capsys.readouterr()
+    err = captured.err.strip()
     assert len(err.splitlines()) == 1 and err.startswith(f"emospec: error: {path}: ") and case.error in err, err
+    assert captured.out == ""
+
+
+@pytest.mark.parametrize("content, cause", [(b"", "not a readable ONNX model"), (b"not a model\n", "not a readable ONNX model")],
+                         ids=["empty", "text"])
+def test_predict_refuses_a_bad_onnx_file(tmp_path, content, cause, capsys):
+    (tmp_path / "model.onnx").write_bytes(content)
+    (tmp_path / "clip.wav").write_bytes(B.wav_bytes(B.tone(0.3)))
+    assert cli.main(["-q", "predict", str(tmp_path / "clip.wav"), "--model", str(tmp_path / "model.onnx")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith(f"emospec: error: {tmp_path / 'model.onnx'}: {cause}"), err
 
 
 # --------------------------------------------------------------------------- emospec prepare
@@ -154,3 +174,84 @@ def test_prepare_unusable_corpus_is_one_line(tmp_path, layout, error):
     assert r.returncode == 1 and len(err.splitlines()) == 1, err
     assert err.startswith(f"emospec: error: {root}: ") and error in err, err
     assert not (tmp_path / "m.csv").exists()
+
+
+# --------------------------------------------------------------------------- emospec predict FOLDER
+STRICT_UTF8 = {"PYTHONIOENCODING": "utf-8"}
+"""stdout as in a UTF-8 locale (errors='strict'), where a non-UTF-8 file name would crash a plain print."""
+
+
+@pytest.fixture(scope="module")
+def clips_folder(tmp_path_factory):
+    """The bad-input corpus (less the 10-minute file and the missing path) in one folder."""
+    cases = [c for c in B.CASES if not c.heavy and c.name != "missing"]
+    return cases, B.build(tmp_path_factory.mktemp("predict") / "clips", cases)
+
+
+def _expected(cases, paths):
+    """``(files that predict: {path: case}, files that fail: {path: cause})``; x.wav is a folder, not listed."""
+    good, bad = {}, {}
+    for c in cases:
+        p = str(paths[c.name])
+        if c.name == "directory_named_wav":
+            continue
+        if c.error is None or (c.name == "unreadable" and os.access(p, os.R_OK)):
+            good[p] = c
+        else:
+            bad[p] = c.error
+    return good, bad
+
+
+def test_predict_folder_reports_every_bad_file_and_goes_on(clips_folder, good_model, tmp_path):
+    cases, paths = clips_folder
+    folder = paths["wav_float"].parent
+    good, bad = _expected(cases, paths)
+    r = run_cli("-q", "predict", str(folder), "--model", str(good_model), "--json", env=STRICT_UTF8)
+    assert r.returncode == 1, r.stderr.decode()  # 1: some files failed (all the others were done)
+    body = json.loads(r.stdout)
+    results = {d["source"]: d for d in body["results"]}
+    assert set(results) == set(good)
+    for p, d in results.items():
+        assert d["silent"] is good[p].silent and sum(d["scores"].values()) == pytest.approx(1.0, abs=1e-4), p
+        if good[p].samples is not None:
+            assert d["duration_s"] == pytest.approx(good[p].samples / B.SR), p
+    failed = {d["file"]: d["error"] for d in body["failed"]}
+    assert set(failed) == set(bad)
+    for p, cause in bad.items():
+        assert failed[p].startswith(f"{p}: ") and cause in failed[p] and "\n" not in failed[p], (p, failed[p])
+    err = r.stderr.decode("utf-8", "surrogateescape").splitlines()
+    assert sorted(line for line in err if line.startswith("error: ")) == sorted(f"error: {m}" for m in failed.values())
+    assert err[-1] == f"{len(good)} of {len(good) + len(bad)} file(s) done, {len(bad)} failed"
+
+
+def test_predict_folder_table_and_csv_write_only_the_csv(clips_folder, good_model, tmp_path):
+    cases, paths = clips_folder
+    folder = paths["wav_float"].parent
+    good, _ = _expected(cases, paths)
+    before, cwd_before = B.tree(folder), B.tree(tmp_path)
+    r = run_cli("-q", "predict", str(folder), "--model", str(good_model), "--csv", "out/p.csv", cwd=tmp_path,
+                env=STRICT_UTF8)
+    assert r.returncode == 1, r.stderr.decode()
+    name = os.fsencode(paths["non_utf8_name"])  # a non-UTF-8 name prints and is written as its own bytes
+    assert sum(line.startswith(name + b" ") for line in r.stdout.splitlines()) == 1
+    csv_rows = (tmp_path / "out" / "p.csv").read_bytes().splitlines()
+    assert len(csv_rows) == 1 + len(good) and sum(row.startswith(name + b",") for row in csv_rows) == 1
+    assert B.tree(folder) == before
+    assert set(B.tree(tmp_path)) - set(cwd_before) == {"out", "out/p.csv"}
+
+
+def test_predict_folder_timeline_reports_and_goes_on(clips_folder, good_model):
+    """The streaming path (``--timeline``) meets the same files: the same ones fail, the rest get windows."""
+    cases, paths = clips_folder
+    folder = paths["wav_float"].parent
+    good, bad = _expected(cases, paths)
+    r = run_cli("-q", "predict", str(folder), "--model", str(good_model), "--timeline", "--window-s", "0.5",
+                "--hop-s", "0.5", "--json", env=STRICT_UTF8)
+    assert r.returncode == 1, r.stderr.decode()
+    body = json.loads(r.stdout)
+    assert {d["file"] for d in body["failed"]} == set(bad)
+    done = {d["source"]: d for d in body["results"]}
+    assert set(done) == set(good)
+    for p, d in done.items():
+        n = max(1, -(-round(d["duration_s"] * 1000 - 500) // 500) + 1)  # 1 + ceil((duration - window) / hop)
+        assert len(d["windows"]) == n, (p, d["duration_s"], len(d["windows"]))

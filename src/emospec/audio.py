@@ -231,9 +231,10 @@ def stream_blocks(path: Source, sr: int, block_s: float, *, overlap_s: float = 0
             step = max(1, int(round(block_s * file_sr)))
             extra = int(round(overlap_s * file_sr))
             start = 0
+            dtype = "float64" if f.subtype == "DOUBLE" else "float32"  # as in load()
             while start < f.frames:
                 f.seek(start)
-                data = f.read(frames=step + extra, dtype="float32", always_2d=True)
+                data = f.read(frames=step + extra, dtype=dtype, always_2d=True)
                 if data.size == 0:
                     break
                 x = to_mono(_sanitise(data, name))

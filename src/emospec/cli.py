@@ -479,7 +479,7 @@ def _cmd_predict(args) -> int:
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(header)
         w.writerows(rows)
-        atomic_write_bytes(args.csv, buf.getvalue().encode("utf-8"))
+        atomic_write_bytes(args.csv, buf.getvalue().encode("utf-8", "surrogateescape"))  # file names as on disk
         print(f"csv: {args.csv}", file=sys.stderr)
     print(f"{len(results)} of {len(files)} file(s) done, {len(failed)} failed", file=sys.stderr)
     return 1 if failed else 0
@@ -550,6 +550,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    if getattr(sys.stdout, "errors", None) == "strict" and hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="surrogateescape")  # file names that are not UTF-8 print as their own bytes
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s",

@@ -49,7 +49,7 @@ class Prediction:
 
     ``scores`` maps class -> probability (sums to 1); ``embedding`` is the
     256-d FC6 embedding; ``duration_s`` the clip length in seconds; ``silent``
-    is true when the clip's RMS level is below ``SILENCE_DBFS`` (the label is
+    is true when the clip's RMS level (DC removed) is below ``SILENCE_DBFS`` (the label is
     then unreliable).
     """
 
@@ -124,7 +124,9 @@ class Timeline:
 
 
 def _level_dbfs(x: np.ndarray) -> float:
-    rms = float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if x.size else 0.0
+    """RMS level in dB full scale of the sound in ``x``: its DC offset removed (a flat line is silence)."""
+    x = np.asarray(x, dtype=np.float64)
+    rms = float(np.sqrt(np.mean(np.square(x - x.mean())))) if x.size else 0.0
     return 20.0 * np.log10(max(rms, 1e-10))
 
 
