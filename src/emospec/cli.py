@@ -79,6 +79,8 @@ def _add_train(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--class-weights", action="store_true")
     p.add_argument("--device", default="auto")
+    p.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"],
+                   help="mixed precision (default auto: bf16/fp16 on CUDA, off on CPU)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     p.set_defaults(func=_cmd_train)
 
@@ -96,7 +98,7 @@ def _cmd_train(args) -> int:
 
     root = Path(args.root) if args.root else find_data_root(args.data, corpus=args.corpus) / args.corpus
     over = {k: v for k, v in {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
-                              "crop_s": args.crop_s}.items() if v is not None}
+                              "crop_s": args.crop_s, "amp": args.amp}.items() if v is not None}
     tcfg = replace(TrainConfig(), seed=args.seed, class_weights=args.class_weights, device=args.device, **over)
     fcfg = FeatureConfig()
     rows, problems = prepare_corpus(args.corpus, root)
