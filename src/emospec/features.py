@@ -15,7 +15,15 @@ For a waveform ``(samples,)`` at ``FeatureConfig.sample_rate_hz`` the result is
 
 Everything after the mel filterbank construction is torch, so it runs on CUDA
 and in batches: :func:`extract_batch` takes ``(batch, samples)`` plus valid
-lengths and gives each clip exactly the frames it would get alone.
+lengths and gives each clip exactly the frames it would get alone, and
+:func:`extract_many` batches a list of clips of any lengths.
+
+Speed (CPU, one thread; ``benchmarks/run.py`` measures it): the float64 FFT
+is about 40 % of the time. On CPU the filterbank is applied as a sparse
+matrix (each FFT bin feeds at most two bands), long inputs are cut into
+blocks of :data:`CPU_BLOCK_FRAMES` frames so the STFT stays in cache (cost
+grows linearly with duration), and the deltas are shifted adds rather than a
+convolution.
 """
 
 from __future__ import annotations
@@ -161,8 +169,37 @@ def _apply_mel(power: torch.Tensor, cfg: FeatureConfig) -> torch.Tensor:
     return out.reshape(-1, b, t).transpose(0, 1)
 
 
+CPU_BLOCK_FRAMES = 768
+"""Frames (summed over the batch) per STFT block on CPU: longer inputs are cut into
+blocks of exactly the same frames, keeping the float64 frames in cache (above
+~1000 frames a single STFT gets 2-3x slower per frame on CPU)."""
+
+
 def _log_mel(wave: torch.Tensor, cfg: FeatureConfig, stft_dtype: torch.dtype) -> torch.Tensor:
     """``(batch, samples)`` -> ``(batch, n_mels, frames)`` float32 dB.
+
+    On CPU, inputs of more than :data:`CPU_BLOCK_FRAMES` frames run block by
+    block: a centred frame is an uncentred frame of the signal zero-padded by
+    ``n_fft / 2`` each side, so each block is an uncentred STFT of a slice of
+    that padded signal and yields exactly the frames of the whole.
+    """
+    b, n = wave.shape
+    frames = cfg.n_frames(n)
+    block = max(64, CPU_BLOCK_FRAMES // b)
+    if wave.device.type != "cpu" or frames <= block or _tracing():
+        return _log_mel_block(wave, cfg, stft_dtype, center=True)
+    half, hop = cfg.n_fft // 2, cfg.hop_length
+    padded = F.pad(wave, (half, half))
+    out = torch.empty(b, cfg.n_mels, frames, dtype=torch.float32)
+    for start in range(0, frames, block):
+        stop = min(frames, start + block)
+        out[:, :, start:stop] = _log_mel_block(padded[:, start * hop : (stop - 1) * hop + cfg.n_fft], cfg, stft_dtype,
+                                               center=False)
+    return out
+
+
+def _log_mel_block(wave: torch.Tensor, cfg: FeatureConfig, stft_dtype: torch.dtype, *, center: bool) -> torch.Tensor:
+    """One STFT -> ``(batch, n_mels, frames)`` float32 dB (``center=False``: the caller padded).
 
     The FFT runs in ``stft_dtype`` (float64 by default: float32 FFTs lose
     ~3e-3 dB in quiet bands, 60+ dB below a frame's peak) and is then rounded
@@ -176,7 +213,7 @@ def _log_mel(wave: torch.Tensor, cfg: FeatureConfig, stft_dtype: torch.dtype) ->
         hop_length=cfg.hop_length,
         win_length=cfg.win_length,
         window=window,
-        center=True,
+        center=center,
         pad_mode="constant",
         return_complex=True,
     )  # (batch, n_freqs, frames), stored frame-major

@@ -286,6 +286,8 @@ def _fit(train_feats, train_y, val_feats, val_y, labels: List[str], run_dir: Pat
         ck = load_state(ckpt_path)
         if ck.get("config") != cfg_dict:
             raise CheckpointError(f"{ckpt_path}: was written with another configuration; cannot resume")
+        if (run_dir / "model.pt").exists():  # before restoring the RNG: building a model draws from it
+            best_state = load_model(run_dir / "model.pt").model.state_dict()
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
@@ -295,8 +297,6 @@ def _fit(train_feats, train_y, val_feats, val_y, labels: List[str], run_dir: Pat
         aug_gen.set_state(ck["rng_aug"])
         start_epoch, best_ua, best_epoch, bad_epochs = ck["epoch"] + 1, ck["best_ua"], ck["best_epoch"], ck["bad_epochs"]
         history = list(ck["history"])
-        if (run_dir / "model.pt").exists():
-            best_state = load_model(run_dir / "model.pt").model.state_dict()
         log.info("resuming %s at epoch %d (best UA %.3f at epoch %d)", run_dir, start_epoch, best_ua, best_epoch)
 
     stop = bad_epochs >= tcfg.patience
