@@ -8,6 +8,9 @@ Timing rules (these machines are shared and noisy):
   so a burst of load from another process hits both sides of a ratio;
 * wall-clock time is what is reported; process CPU time is recorded beside it
   (with one thread, wall ≫ CPU means the process was waiting for a core).
+  Growth with clip length is judged on CPU time: on a crowded machine a call
+  shorter than a scheduler time slice often runs uninterrupted while a long
+  one always pays the average wait, which makes wall time look superlinear.
 """
 
 from __future__ import annotations
@@ -126,7 +129,17 @@ def table(rows: List[Row]) -> str:
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident set size in MiB (Linux reports KiB)."""
+    """This process's peak resident set size in MiB.
+
+    Linux: ``VmHWM`` of ``/proc/self/status`` (reset by exec; ``ru_maxrss``
+    would carry over the parent's peak into a child started by run.py).
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
@@ -203,3 +216,14 @@ def write_clip(folder: str | Path, duration_s: float, sr: int = 16000) -> Path:
     path = Path(folder) / f"speech-{duration_s:g}s.wav"
     sf.write(path, speech_of_length(duration_s, sr), sr, subtype="PCM_16")
     return path
+
+
+def scaling_rows(rows: List[Row], timings: Dict[float, Timing]) -> List[Row]:
+    """Fill in each scaling row's ratio: CPU cost per audio second relative to the 4 s clip's."""
+    per_s = {d: t.cpu_median_s / d for d, t in timings.items()}
+    ref = 4.0 if 4.0 in per_s else min(per_s)
+    for r, d in zip(rows, timings):
+        r.ref, r.ratio = f"{ref:g} s clip, CPU per audio s", per_s[d] / per_s[ref]
+        r.note = f"wall {timings[d].median_s / d * 1e3:.2f} / CPU {per_s[d] * 1e3:.2f} ms per audio s" + (
+            f"; {r.note}" if r.note else "")
+    return rows

@@ -11,7 +11,8 @@ from typing import Dict, List
 import numpy as np
 import torch
 
-from _common import DATA, Row, interleaved, paired_ratio, ravdess_paths, skipped, speech_of_length, time_calls
+from _common import (DATA, Row, interleaved, paired_ratio, ravdess_paths, scaling_rows, skipped, speech_of_length,
+                     time_calls)
 
 from emospec.audio import load
 from emospec.config import FeatureConfig
@@ -136,17 +137,12 @@ def bench_decode(n_files: int, repeat: int) -> List[Row]:
 
 def bench_feature_scaling(durations_s, repeat: int) -> List[Row]:
     """Feature time for clips of growing length: cost per second of audio should stay flat."""
-    rows, per_s = [], {}
+    rows, timings = [], {}
     for d in durations_s:
         w = speech_of_length(d)
-        t = time_calls(lambda: extract(w), repeat=repeat, warmup=1)
-        per_s[d] = t.median_s / d
-        rows.append(Row("scaling", f"features, {d:g} s clip", t.median_s * 1e3, "ms",
-                        note=f"{per_s[d] * 1e3:.3f} ms per audio s", extra={"timing": t.summary()}))
-    ref = 4.0 if 4.0 in per_s else durations_s[0]
-    for r, d in zip(rows, durations_s):
-        r.ref, r.ratio = f"{ref:g} s per-second cost", per_s[d] / per_s[ref]
-    return rows
+        timings[d] = t = time_calls(lambda: extract(w), repeat=repeat, warmup=1)
+        rows.append(Row("scaling", f"features, {d:g} s clip", t.median_s * 1e3, "ms", extra={"timing": t.summary()}))
+    return scaling_rows(rows, timings)
 
 
 def profile_features(top: int = 8) -> Dict[str, str]:

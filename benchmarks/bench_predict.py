@@ -95,21 +95,17 @@ def bench_predict_scaling(folder: str, durations_s, repeat: int) -> list:
     from emospec.config import FeatureConfig
     from emospec.predict import Recognizer
 
-    from _common import Row, time_calls, write_clip
+    from _common import Row, scaling_rows, time_calls, write_clip
     from bench_model import make_model
 
     rec = Recognizer(ModelBundle(make_model(), FeatureConfig(), ["neutral", "happy", "angry", "sad"]))
-    rows, per_s = [], {}
+    rows, timings = [], {}
     for d in durations_s:
         path = write_clip(folder, d)
-        t = time_calls(lambda: rec.predict(path), repeat=repeat, warmup=1)
-        per_s[d] = t.median_s / d
+        timings[d] = t = time_calls(lambda: rec.predict(path), repeat=repeat, warmup=1)
         rows.append(Row("scaling", f"predict (torch), {d:g} s clip", t.median_s * 1e3, "ms",
-                        note=f"{per_s[d] * 1e3:.2f} ms per audio s; RTF {per_s[d]:.3f}", extra={"timing": t.summary()}))
-    ref = 4.0 if 4.0 in per_s else durations_s[0]
-    for r, d in zip(rows, durations_s):
-        r.ref, r.ratio = f"{ref:g} s per-second cost", per_s[d] / per_s[ref]
-    return rows
+                        note=f"RTF {t.median_s / d:.3f}", extra={"timing": t.summary()}))
+    return scaling_rows(rows, timings)
 
 
 def main(argv=None) -> int:
