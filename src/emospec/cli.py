@@ -173,8 +173,46 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- serve
+def _add_serve(sub) -> None:
+    p = sub.add_parser("serve", help="start the web page and REST API (FastAPI + uvicorn)")
+    p.add_argument("--model", help="run directory or model.pt (default: the model bundled with this install)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="TCP port (default: 8000)")
+    p.add_argument("--max-upload-mb", type=float, default=25.0, help="largest upload in MiB (default: 25)")
+    p.add_argument("--max-duration-s", type=float, default=300.0, help="longest audio in seconds (default: 300)")
+    p.add_argument("--max-concurrency", type=int, help="analyses running at once (default: CPU count, at most 4)")
+    p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    p.set_defaults(func=_cmd_serve)
+
+
+def _cmd_serve(args) -> int:
+    from .errors import CheckpointError
+
+    try:
+        import uvicorn
+
+        from .serve import create_app
+    except ImportError as e:
+        raise EmospecError(f"serve needs the [serve] extra ({e.name} is missing): pip install 'emospec[serve]'") from e
+    try:
+        app = create_app(args.model, max_upload_mb=args.max_upload_mb, max_duration_s=args.max_duration_s,
+                         max_concurrency=args.max_concurrency, device=args.device)
+    except CheckpointError as e:
+        if args.model is None:
+            raise CheckpointError(f"{e}; pass --model RUN (a run directory or model.pt)") from e
+        raise
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"emospec: warning: listening on {args.host}: the server is reachable from other machines",
+              file=sys.stderr)
+    url = f"http://{'[' + args.host + ']' if ':' in args.host else args.host}:{args.port}/"
+    print(f"emospec: serving {app.state.recognizer.bundle.path} at {url} (API docs at {url}docs)", file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning" if args.quiet else "info")
+    return 0
+
+
 # --------------------------------------------------------------------------- main
-COMMANDS: List[Callable] = [_add_demo, _add_train, _add_evaluate]
+COMMANDS: List[Callable] = [_add_demo, _add_train, _add_evaluate, _add_serve]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Dict, List, Mapping, Sequence
 
 import numpy as np
-from sklearn.metrics import balanced_accuracy_score, classification_report, confusion_matrix
+from sklearn.metrics import classification_report, confusion_matrix
 
 __all__ = ["report", "format_report", "side_by_side", "unweighted_accuracy", "weighted_accuracy"]
 
@@ -26,8 +26,14 @@ def _codes(y: Sequence, labels: Sequence[str]) -> np.ndarray:
 
 
 def unweighted_accuracy(y_true: Sequence[int], y_pred: Sequence[int]) -> float:
-    """UA: the mean of per-class recalls (scikit-learn's balanced accuracy)."""
-    return float(balanced_accuracy_score(y_true, y_pred))
+    """UA: the mean of per-class recalls over the classes present in ``y_true``.
+
+    Equals scikit-learn's ``balanced_accuracy_score`` (which warns when
+    ``y_pred`` holds classes absent from ``y_true``; this does not).
+    """
+    yt, yp = np.asarray(y_true), np.asarray(y_pred)
+    present = np.unique(yt)
+    return float(np.mean([np.mean(yp[yt == c] == c) for c in present])) if present.size else float("nan")
 
 
 def weighted_accuracy(y_true: Sequence[int], y_pred: Sequence[int]) -> float:
@@ -75,8 +81,7 @@ def report(y_true: Sequence, y_pred: Sequence, labels: Sequence[str]) -> Dict:
             "support": int(rep[key]["support"]),
         }
 
-    present = [i for i in ids if np.any(yt == i)]
-    ua = float(np.mean([np.mean(yp[yt == i] == i) for i in present])) if present else float("nan")
+    ua = unweighted_accuracy(yt, yp)
     return {
         "labels": labels,
         "n": int(yt.size),

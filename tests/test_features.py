@@ -1,0 +1,111 @@
+"""emospec.features: librosa parity on real speech, known answers on synthetic signals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from emospec import audio, features
+from emospec.config import FeatureConfig
+from emospec.errors import FeatureError
+
+from conftest import SR, noise, sine
+
+CFG = FeatureConfig()
+
+
+def test_defaults_match_the_paper():
+    assert (CFG.win_length, CFG.hop_length, CFG.n_fft, CFG.n_mels) == (400, 160, 512, 128)
+    assert (CFG.fmin_hz, CFG.fmax_hz, CFG.mel_scale, CFG.amin) == (0.0, 8000.0, "slaney", 1e-10)
+
+
+def test_shape_dtype_frames():
+    f = features.extract(sine(440, 1.0))
+    assert f.shape == (3, 128, 101) and f.dtype == torch.float32
+    assert features.extract(np.zeros(1, np.float32)).shape == (3, 128, 1)
+
+
+def test_1khz_sine_peaks_in_the_right_mel_band():
+    f = features.extract(sine(1000.0, 1.0))
+    band = int(torch.argmax(f[0, :, 50]))
+    fb = features.mel_filterbank(CFG)
+    bin_1k = int(round(1000 * CFG.n_fft / SR))  # FFT bin 32
+    assert band == int(np.argmax(fb[:, bin_1k]))
+    # and that band's centre is within one band width of 1 kHz
+    centres = features._mel_to_hz(np.linspace(features._hz_to_mel(0, "slaney"), features._hz_to_mel(8000, "slaney"), 130), "slaney")[1:-1]
+    assert abs(centres[band] - 1000.0) < (centres[band + 1] - centres[band - 1]) / 2
+
+
+def test_delta_of_a_ramp_is_its_slope_and_delta2_is_zero():
+    # A ramp in dB over frames: the regression delta recovers the slope exactly away from edges.
+    t = torch.arange(50, dtype=torch.float32)
+    static = (0.7 * t - 20.0).expand(2, 50).clone()[None]  # (1, n_mels=2, frames=50)
+    out = features._deltas(static, None, FeatureConfig(n_mels=2))
+    assert torch.allclose(out[0, 1, :, 2:-2], torch.full((2, 46), 0.7), atol=1e-5)
+    assert torch.allclose(out[0, 2, :, 2:-2], torch.zeros(2, 46), atol=1e-5)
+    # edges repeated: at frame 0 the window sees [c0, c0, c0, c1, c2]
+    assert out[0, 1, 0, 0].item() == pytest.approx((1 * 0.7 + 2 * 1.4) / 10, abs=1e-5)
+
+
+def test_quadratic_has_constant_delta2():
+    t = torch.arange(40, dtype=torch.float64)
+    static = (0.05 * t**2).expand(1, 40)[None].float()
+    out = features._deltas(static, None, FeatureConfig(n_mels=1))
+    assert torch.allclose(out[0, 2, 0, 2:-2], torch.full((36,), 0.1), atol=1e-4)
+
+
+def _librosa_reference(y):
+    import librosa
+
+    S = librosa.power_to_db(
+        librosa.feature.melspectrogram(y=y, sr=16000, n_fft=512, hop_length=160, win_length=400, window="hann",
+                                       center=True, pad_mode="constant", power=2.0, n_mels=128, fmin=0.0, fmax=8000.0),
+        ref=1.0, amin=1e-10, top_db=None)
+    d1 = librosa.feature.delta(S, width=5, order=1, mode="nearest")
+    d2 = librosa.feature.delta(S, width=5, order=2, mode="nearest")
+    return S, d1, d2
+
+
+def test_parity_with_librosa_on_real_speech(ravdess_clips, shared_data):
+    clips = list(ravdess_clips) + [shared_data / "emovo" / "f1" / "rab-f1-b1.flac"]
+    worst = np.zeros(3)
+    for p in clips:
+        y = audio.load(p)
+        S, d1, d2 = _librosa_reference(y)
+        f = features.extract(y).numpy()
+        assert f.shape == (3,) + S.shape
+        worst = np.maximum(worst, [np.abs(f[0] - S).max(), np.abs(f[1] - d1).max(), np.abs(f[2] - d2).max()])
+    assert worst[0] <= 1e-3, f"static log-Mel differs from librosa by {worst[0]:.2e} dB"
+    assert worst[1] <= 1e-3 and worst[2] <= 1e-3, f"deltas differ by {worst[1]:.2e}, {worst[2]:.2e}"
+
+
+def test_mel_filterbank_matches_librosa():
+    import librosa
+
+    ref = librosa.filters.mel(sr=16000, n_fft=512, n_mels=128, fmin=0.0, fmax=8000.0)
+    assert np.abs(features.mel_filterbank(CFG) - ref).max() < 1e-6
+
+
+def test_batch_with_lengths_equals_single_clips():
+    clips = [sine(440, 0.7), noise(1.3, seed=1), sine(2000, 0.05)]
+    n = max(len(c) for c in clips)
+    waves = np.zeros((3, n), np.float32)
+    for i, c in enumerate(clips):
+        waves[i, : len(c)] = c
+    batch, frames = features.extract_batch(waves, CFG, lengths=[len(c) for c in clips])
+    assert batch.shape == (3, 3, 128, CFG.n_frames(n))
+    for i, c in enumerate(clips):
+        single = features.extract(c)
+        assert int(frames[i]) == single.shape[-1]
+        assert torch.allclose(batch[i, :, :, : single.shape[-1]], single, atol=1e-4)
+        assert torch.all(batch[i, :, :, single.shape[-1]:] == 0)
+
+
+def test_bad_inputs_raise_feature_error():
+    with pytest.raises(FeatureError, match="empty"):
+        features.extract(np.zeros(0, np.float32))
+    with pytest.raises(FeatureError, match="shape"):
+        features.extract(np.zeros((2, 10), np.float32))
+    with pytest.raises(FeatureError, match="lengths"):
+        features.extract_batch(np.zeros((2, 10), np.float32), lengths=[5, 11])

@@ -1,0 +1,116 @@
+"""emospec.model: the modified AlexNet's layout, shapes for any length, torchvision key layout."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+
+from emospec.config import ModelConfig
+from emospec.errors import CheckpointError
+from emospec.model import MIN_SIZE, EmoAlexNet, infer, load_imagenet_weights
+
+TORCHVISION_FEATURES = {
+    "features.0.weight": (64, 3, 11, 11), "features.0.bias": (64,),
+    "features.3.weight": (192, 64, 5, 5), "features.3.bias": (192,),
+    "features.6.weight": (384, 192, 3, 3), "features.6.bias": (384,),
+    "features.8.weight": (256, 384, 3, 3), "features.8.bias": (256,),
+    "features.10.weight": (256, 256, 3, 3), "features.10.bias": (256,),
+}
+
+
+def test_layout_lrn_after_conv1_fc7_removed():
+    m = EmoAlexNet(4)
+    names = list(m.features._modules)
+    assert names[:4] == ["0", "1", "lrn", "2"]
+    lrn = m.features.lrn
+    assert isinstance(lrn, nn.LocalResponseNorm) and (lrn.size, lrn.alpha, lrn.beta, lrn.k) == (5, 1e-4, 0.75, 2.0)
+    convs = [mod for mod in m.features if isinstance(mod, nn.Conv2d)]
+    assert [(c.out_channels, c.kernel_size[0], c.stride[0]) for c in convs] == [(64, 11, 4), (192, 5, 1), (384, 3, 1), (256, 3, 1), (256, 3, 1)]
+    assert sum(isinstance(mod, nn.MaxPool2d) for mod in m.features) == 3
+    linears = [mod for mod in m.classifier if isinstance(mod, nn.Linear)]
+    assert [(l.in_features, l.out_features) for l in linears] == [(9216, 256), (256, 4)]
+    assert isinstance(m.avgpool, nn.AdaptiveAvgPool2d) and m.avgpool.output_size == (6, 6)
+
+
+def test_state_dict_keys_follow_torchvision():
+    sd = EmoAlexNet(4).state_dict()
+    for k, shape in TORCHVISION_FEATURES.items():
+        assert tuple(sd[k].shape) == shape
+
+
+@pytest.mark.parametrize("seconds", [0.2, 3.0, 30.0])
+def test_any_clip_length(seconds):
+    frames = 1 + int(seconds * 16000) // 160
+    m = EmoAlexNet(4).eval()
+    x = torch.randn(2, 3, 128, frames)
+    assert m(x).shape == (2, 4)
+    assert m.embed(x).shape == (2, 256)
+    assert m.forward_features(x).shape[:2] == (2, 256)
+
+
+def test_62_and_63_frames_work_and_short_input_is_padded_not_rejected():
+    m = EmoAlexNet(4).eval()
+    for t in (1, 62, MIN_SIZE):
+        assert m(torch.randn(1, 3, 128, t)).shape == (1, 4)
+    # padding happens after normalisation: 62 frames == 62 frames + zero (mean) column
+    x = torch.randn(1, 3, 128, 62)
+    m.set_normalization(torch.zeros(3, 128), torch.ones(3, 128))
+    assert torch.allclose(m(x), m(torch.cat([x, torch.zeros(1, 3, 128, 1)], -1)), atol=1e-5)
+
+
+def test_embedding_feeds_the_classifier():
+    m = EmoAlexNet(4).eval()
+    x = torch.randn(3, 3, 128, 100)
+    e = m.embed(x)
+    assert torch.allclose(m.classifier[4](e), m(x), atol=1e-5)
+    assert torch.all(e >= 0)  # post-ReLU
+
+
+def test_normalisation_buffers_are_applied():
+    m = EmoAlexNet(4).eval()
+    mean, std = torch.randn(3, 128), torch.rand(3, 128) + 0.5
+    m.set_normalization(mean, std)
+    x = torch.randn(1, 3, 128, 80) * 10
+    n = m.normalize(x)
+    assert torch.allclose(n, (x - mean[..., None]) / std[..., None], atol=1e-5)
+
+
+def test_load_imagenet_weights_from_torchvision_layout(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    sd = {k: torch.randn(*s, generator=g) for k, s in TORCHVISION_FEATURES.items()}
+    sd.update({"classifier.1.weight": torch.randn(4096, 9216), "classifier.1.bias": torch.zeros(4096),
+               "classifier.6.weight": torch.randn(1000, 4096), "classifier.6.bias": torch.zeros(1000)})
+    path = tmp_path / "alexnet-owt-7be5be79.pth"
+    torch.save(sd, path)
+    m = EmoAlexNet(4)
+    fc6_before = m.classifier[1].weight.clone()
+    out = load_imagenet_weights(m, path)
+    assert sorted(out["loaded"]) == sorted(TORCHVISION_FEATURES)
+    assert "classifier.6.weight" in out["skipped"]
+    for k in TORCHVISION_FEATURES:
+        assert torch.equal(m.state_dict()[k], sd[k])
+    assert torch.equal(m.classifier[1].weight, fc6_before)
+
+
+def test_load_imagenet_weights_bad_file(tmp_path):
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="bad.pth"):
+        load_imagenet_weights(EmoAlexNet(4), bad)
+
+
+def test_infer_groups_by_length_and_keeps_order():
+    torch.manual_seed(0)
+    m = EmoAlexNet(4).eval()
+    feats = [torch.randn(3, 128, t) for t in (70, 120, 70, 300)]
+    logits, emb = infer(m, feats)
+    for i, f in enumerate(feats):
+        assert torch.allclose(logits[i], m(f[None])[0], atol=1e-5)
+    assert emb.shape == (4, 256)
+
+
+def test_batchnorm_and_stride_options():
+    m = EmoAlexNet(config=ModelConfig(n_classes=3, batch_norm=True, first_stride=2)).eval()
+    assert m(torch.randn(1, 3, 128, 90)).shape == (1, 3)
+    assert "features.0.weight" in m.state_dict() and "features.bn0.weight" in m.state_dict()
