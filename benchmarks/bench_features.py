@@ -131,7 +131,7 @@ def bench_decode(n_files: int, repeat: int) -> List[Row]:
         Row("decode", "librosa.load(res_type=soxr_vhq)", t["librosa_vhq"].median_s / n * 1e3, "ms/clip", note="same quality as emospec"),
         Row("decode", "emospec.audio.load (soundfile+soxr VHQ)", t["emospec"].median_s / n * 1e3, "ms/clip", "librosa",
             paired_ratio(t["librosa"], t["emospec"]), f"vs librosa VHQ {paired_ratio(t['librosa_vhq'], t['emospec']):.2f}x; "
-            f"max |diff| vs librosa VHQ {diff:.1e}"),
+            f"max abs diff vs librosa VHQ {diff:.1e}"),
     ]
 
 

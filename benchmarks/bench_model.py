@@ -99,7 +99,7 @@ def bench_forward(threads: int, repeat: int, compile_: bool, onnx_path: Optional
         for name in fns:
             dev = float((fns[name](x).float() - ref).abs().max())
             note = (f"{batch / t[name].median_s:.0f} clips/s; CPU {t[name].cpu_median_s * 1e3:.0f} ms; "
-                    f"max |Δlogit| {dev:.1e}")
+                    f"max abs Δlogit {dev:.1e}")
             if name == "torch.compile":
                 note += f"; first call {setup[name]:.0f} s"
             rows.append(Row("forward", f"batch {batch}: {name}", t[name].median_s * 1e3, "ms", "" if name == "eager" else "eager",

@@ -51,15 +51,44 @@ def test_long_input_in_blocks_equals_one_stft(monkeypatch):
     assert torch.allclose(batch[0], features.extract(x[:32000]), atol=1e-4)
 
 
-def test_sparse_filterbank_equals_dense(monkeypatch):
+def test_sparse_filterbank_equals_dense():
     power = torch.rand(CFG.n_fft // 2 + 1, 3, 50) * torch.logspace(-8, 2, 50)  # (n_freqs, batch, frames)
     sparse = features._apply_mel(power, CFG)
-    monkeypatch.setattr(features, "_tracing", lambda: True)  # the dense path, as used for export and on GPU
-    dense = features._apply_mel(power, CFG)
-    assert sparse.shape == dense.shape == (3, 128, 50)
-    assert torch.allclose(sparse, dense, rtol=1e-5, atol=0)
+    assert sparse.shape == (3, 128, 50)
     ref = torch.einsum("mf,fbt->bmt", torch.from_numpy(features.mel_filterbank(CFG)), power.double())
     assert torch.allclose(sparse.double(), ref, rtol=1e-5, atol=0)
+
+
+def test_traced_path_gives_the_same_features(monkeypatch):
+    # What exporters see (float64 power, dense filterbank, one STFT) equals the fast CPU path.
+    x = np.concatenate([noise(9.0, seed=4), sine(500, 0.5)])  # 951 frames: the fast path uses blocks
+    fast = features.extract(x)
+    monkeypatch.setattr(features, "_tracing", lambda: True)
+    plain = features.extract(x)
+    assert fast.shape == plain.shape
+    assert float((fast - plain).abs().max()) <= 1e-4
+
+
+def test_front_end_exports_to_onnx():
+    import onnxruntime as ort
+
+    class FrontEnd(torch.nn.Module):
+        def forward(self, waves, lengths):
+            keep = torch.arange(waves.shape[1])[None, :] < lengths[:, None]
+            return features._deltas(features._log_mel(waves * keep, CFG, torch.float64), features.frames_for(lengths, CFG), CFG)
+
+    for dt in (torch.float64, torch.float32):  # real constants in the cache before tracing (as emospec.export does)
+        features._constants(CFG, "cpu", dt)
+    n = [24000, 16000]
+    dims = ({0: torch.export.Dim("batch", min=1, max=64), 1: torch.export.Dim("samples", min=1, max=1 << 30)},
+            {0: torch.export.Dim("batch", min=1, max=64)})
+    prog = torch.onnx.export(FrontEnd().eval(), (torch.zeros(2, max(n)), torch.tensor(n)), None, dynamo=True,
+                             dynamic_shapes=dims, input_names=["waves", "lengths"], output_names=["features"], verbose=False)
+    sess = ort.InferenceSession(prog.model_proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = noise(9.0, seed=5)  # longer than the example and than one CPU block
+    got = sess.run(None, {"waves": x[None], "lengths": np.array([x.size])})[0][0]
+    assert got.shape == (3, 128, CFG.n_frames(x.size))
+    assert np.abs(got - features.extract(x).numpy()).max() <= 1e-3
 
 
 def test_long_real_speech_matches_librosa(ravdess_clips):

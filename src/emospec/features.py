@@ -150,7 +150,11 @@ def frames_for(n_samples: torch.Tensor | int, cfg: FeatureConfig) -> torch.Tenso
 
 # --------------------------------------------------------------------------- compute
 def _tracing() -> bool:
-    """True while torch.jit / torch.onnx / torch.compile trace the code (sparse ops do not export)."""
+    """True while torch.jit / torch.onnx / torch.compile trace the code.
+
+    Exporters handle neither complex dtype casts nor sparse tensors, so traced
+    code takes the plain path (float64 power, dense filterbank, one STFT).
+    """
     return bool(torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling())
 
 
@@ -158,11 +162,10 @@ def _apply_mel(power: torch.Tensor, cfg: FeatureConfig) -> torch.Tensor:
     """``(n_freqs, batch, frames)`` float32 power -> ``(batch, n_mels, frames)`` float32 mel power.
 
     On CPU the filterbank is a sparse matrix (see :func:`_sparse_mel`) applied
-    to all frames of the batch in one product; on other devices, and while
-    tracing for export, a dense matmul.
+    to all frames of the batch in one product; on other devices a dense matmul.
     """
     f, b, t = power.shape
-    if power.device.type != "cpu" or _tracing():
+    if power.device.type != "cpu":
         _, mel, _, _ = _constants(cfg, str(power.device), torch.float32)
         return torch.matmul(mel, power.transpose(0, 1))
     out = torch.sparse.mm(_sparse_mel(cfg), power.reshape(f, b * t))  # (n_mels, batch * frames)
@@ -183,10 +186,12 @@ def _log_mel(wave: torch.Tensor, cfg: FeatureConfig, stft_dtype: torch.dtype) ->
     ``n_fft / 2`` each side, so each block is an uncentred STFT of a slice of
     that padded signal and yields exactly the frames of the whole.
     """
+    if wave.device.type != "cpu" or _tracing():  # (before any int() of a shape: exporters keep it symbolic)
+        return _log_mel_block(wave, cfg, stft_dtype, center=True)
     b, n = wave.shape
     frames = cfg.n_frames(n)
     block = max(64, CPU_BLOCK_FRAMES // b)
-    if wave.device.type != "cpu" or frames <= block or _tracing():
+    if frames <= block:
         return _log_mel_block(wave, cfg, stft_dtype, center=True)
     half, hop = cfg.n_fft // 2, cfg.hop_length
     padded = F.pad(wave, (half, half))
@@ -217,6 +222,11 @@ def _log_mel_block(wave: torch.Tensor, cfg: FeatureConfig, stft_dtype: torch.dty
         pad_mode="constant",
         return_complex=True,
     )  # (batch, n_freqs, frames), stored frame-major
+    if _tracing():
+        power = torch.view_as_real(spec).square().sum(-1).to(torch.float32)  # (batch, n_freqs, frames)
+        _, mel, _, _ = _constants(cfg, str(wave.device), torch.float32)
+        melspec = torch.matmul(mel, power.sqrt() if cfg.power == 1.0 else power)
+        return torch.log10(torch.clamp(melspec, min=cfg.amin)) * 10.0
     # One pass rounds to complex64 and lays the spectrum out as (n_freqs, batch, frames),
     # the row-major operand the filterbank product wants.
     spec = spec.permute(1, 0, 2).to(torch.complex64, memory_format=torch.contiguous_format)
