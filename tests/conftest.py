@@ -63,3 +63,42 @@ def run_cli(*args: str, cwd: str | os.PathLike | None = None, env: dict | None =
         e.update(env)
     return subprocess.run([sys.executable, "-m", "emospec", *args], cwd=cwd, env=e, capture_output=True,
                           timeout=timeout, input=input)
+
+
+# --------------------------------------------------------------------------- models for predict/export tests
+LABELS4 = ["neutral", "happy", "angry", "sad"]
+
+
+@pytest.fixture(scope="session")
+def random_model_path(tmp_path_factory) -> Path:
+    """A randomly initialised EmoAlexNet saved with ``save_model(half=True)``.
+
+    Normalisation statistics are those of real-looking dB features and the
+    output layer is scaled up, so probabilities are far from uniform and
+    differ between clips: parity and batching tests then test something.
+    """
+    import torch
+
+    from emospec.checkpoint import save_model
+    from emospec.config import FeatureConfig
+    from emospec.model import EmoAlexNet
+
+    gen = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    model = EmoAlexNet().eval()
+    model.set_normalization(-45 + 5 * torch.randn(3, 128, generator=gen), 8 + torch.rand(3, 128, generator=gen))
+    with torch.no_grad():
+        model.classifier[4].weight.mul_(40.0)
+    path = tmp_path_factory.mktemp("models") / "random.pt"
+    save_model(path, model, FeatureConfig(), LABELS4, {"note": "random weights for tests"}, half=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def onnx_features_path(random_model_path) -> Path:
+    """``random_model_path`` exported to ONNX (features input), parity-checked by the export."""
+    from emospec.export import export_onnx
+
+    out = random_model_path.with_suffix(".onnx")
+    export_onnx(random_model_path, out)
+    return out

@@ -289,8 +289,10 @@ class _Probe(Recognizer):
         super().__init__(bundle)
         self.lock, self.active, self.peak, self.threads = threading.Lock(), 0, 0, set()
         self.barrier = threading.Barrier(meet, timeout=30) if meet > 1 else None
+        self._engine_run = self.engine.run
+        self.engine.run = self._run  # every analysis (predict, embed, timeline) goes through engine.run
 
-    def _run(self, wave):
+    def _run(self, waves):
         with self.lock:
             self.active += 1
             self.peak = max(self.peak, self.active)
@@ -298,7 +300,7 @@ class _Probe(Recognizer):
         try:
             if self.barrier is not None:  # returns only when `meet` analyses run at the same time
                 self.barrier.wait()
-            return super()._run(wave)
+            return self._engine_run(waves)
         finally:
             with self.lock:
                 self.active -= 1

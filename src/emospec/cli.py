@@ -62,15 +62,108 @@ def _cmd_demo(args) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- data options (prepare, train)
+def _add_label_options(p) -> None:
+    p.add_argument("--map", help="label mapping overrides, e.g. 'Angry=angry,calm=neutral' (empty value drops a label)")
+    p.add_argument("--classes", help="the run's classes in order (default: neutral,happy,angry,sad)")
+
+
+def _add_cache_options(p) -> None:
+    p.add_argument("--cache", help="feature cache folder (default: $EMOSPEC_CACHE or ~/.cache/emospec/features)")
+    p.add_argument("--workers", type=int, default=1, help="feature worker processes (default: 1)")
+
+
+def _label_options(args):
+    from .data.labels import CLASSES4, parse_classes, parse_map
+
+    return (parse_map(args.map) if args.map else None), (parse_classes(args.classes) if args.classes else CLASSES4)
+
+
+def _skipped(lines: List[str]) -> None:
+    for line in lines:
+        print(f"skipped: {line}", file=sys.stderr)
+    if lines:
+        print(f"skipped {len(lines)} item(s) in all", file=sys.stderr)
+
+
+# --------------------------------------------------------------------------- prepare
+_PREPARE_EPILOG = """\
+Filling one cache from several machines: the cache key is the audio content and
+the feature config, not the path, so machines may mount the corpus anywhere.
+Point every machine at one shared cache folder and give each its own slice:
+
+  machine 1:  emospec prepare ravdess /data/ravdess --features --cache /shared/cache --shard 1/3 --workers 8
+  machine 2:  emospec prepare ravdess /data/ravdess --features --cache /shared/cache --shard 2/3 --workers 8
+  machine 3:  emospec prepare ravdess /data/ravdess --features --cache /shared/cache --shard 3/3 --workers 8
+
+Slices are dealt round-robin over the utterances sorted by (corpus, id), so they
+are disjoint and cover the corpus; entries are written atomically, so machines
+may overlap safely. Afterwards `emospec train --cache /shared/cache ...` decodes nothing.
+"""
+
+
+def _add_prepare(sub) -> None:
+    p = sub.add_parser(
+        "prepare", help="scan a corpus, print counts, write its manifest (and fill the feature cache)",
+        description="Scan CORPUS at ROOT in its release layout, print counts per class and per speaker, "
+                    "write the manifest CSV, and with --features compute every clip's features into the cache.",
+        epilog=_PREPARE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("corpus", help="ravdess, emovo, iemocap, crema-d, crema-d-votes, tess, emodb, savee, folder, manifest")
+    p.add_argument("root", help="the corpus folder (iemocap: also the df_iemocap.csv table; manifest: the CSV/JSON file)")
+    p.add_argument("--out", default="manifest.csv", help="manifest CSV to write (default: manifest.csv)")
+    _add_label_options(p)
+    p.add_argument("--features", action="store_true", help="compute the features of every utterance into the cache")
+    _add_cache_options(p)
+    p.add_argument("--shard", help="with --features: compute only slice I of N (1-based), e.g. 2/4")
+    p.set_defaults(func=_cmd_prepare)
+
+
+def _cmd_prepare(args) -> int:
+    from .config import FeatureConfig
+    from .data.cache import FeatureCache, default_cache_dir
+    from .data.corpora import prepare_corpus
+    from .data.dataset import fill_cache, parse_shard, shard
+    from .data.manifest import count_table, write_manifest
+
+    mapping, classes = _label_options(args)
+    part = parse_shard(args.shard) if args.shard else None
+    rows, problems = prepare_corpus(args.corpus, args.root, mapping=mapping, classes=classes)
+    _skipped(problems)
+    n_spk = len({r.speaker for r in rows if r.speaker})
+    print(f"{args.corpus} at {args.root}: {len(rows)} utterances, {n_spk} speakers, {len(problems)} skipped")
+    print(count_table(rows, classes))
+    write_manifest(args.out, rows)
+    print(f"manifest: {args.out}")
+    if args.features:
+        cache = FeatureCache(Path(args.cache) if args.cache else default_cache_dir(), FeatureConfig())
+        todo = shard(rows, *part, key=lambda r: (r.corpus, r.utterance_id)) if part else rows
+        st = fill_cache([r.path for r in todo], cache, workers=args.workers, progress=not args.quiet)
+        _skipped(st.problems)
+        where = f" (shard {part[0]}/{part[1]})" if part else ""
+        print(f"features{where}: {len(todo)} clips, {st.hits} cached, {st.computed} computed, "
+              f"{len(st.problems)} failed, {st.seconds:.1f} s, {args.workers} worker(s) -> {cache.folder}")
+    return 0
+
+
 # --------------------------------------------------------------------------- train
 def _add_train(sub) -> None:
-    p = sub.add_parser("train", help="train a model on a corpus and report on a held-out split")
-    p.add_argument("--corpus", default="ravdess", help="corpus loader name (default: ravdess)")
-    p.add_argument("--root", help="corpus root folder (default: <data>/<corpus>)")
+    p = sub.add_parser("train", help="train a model on one or more corpora and report on held-out data")
+    p.add_argument("--corpus", action="append", metavar="NAME[:ROOT]",
+                   help="corpus to train on; repeat to train on several (ROOT default: <data>/<name>; default: ravdess)")
+    p.add_argument("--manifest", action="append", metavar="FILE", help="a manifest CSV/JSON (path,label[,speaker]); repeatable")
+    p.add_argument("--root", help="root of the single --corpus (same as NAME:ROOT)")
     p.add_argument("--data", help="folder holding the corpora (default: $EMOSPEC_DATA or ../shared/data)")
-    p.add_argument("--protocol", choices=["paper", "speaker"], default="speaker",
-                   help="paper: stratified random 90/10; speaker: held-out speakers (default)")
-    p.add_argument("--test-speakers", type=int, default=4, help="speakers held out with --protocol speaker")
+    p.add_argument("--protocol", choices=["paper", "speaker", "loso", "all"], default="speaker",
+                   help="paper: stratified random 90/10; speaker: speaker-independent k-fold (IEMOCAP: by session; "
+                        "default); loso: leave one speaker out; all: train on everything, validation carved out")
+    p.add_argument("--folds", type=int, default=5, help="k for --protocol speaker (default 5)")
+    p.add_argument("--test-speakers", type=int, help="--protocol speaker: one fold holding out this many speakers")
+    p.add_argument("--fold", default="1", help="which fold to train and test: its number or name (default 1)")
+    p.add_argument("--test-fraction", type=float, default=0.1, help="test share for --protocol paper (default 0.1)")
+    p.add_argument("--split", help="reuse a saved split (a run's splits.json or split.json) instead of --protocol")
+    _add_label_options(p)
+    _add_cache_options(p)
+    p.add_argument("--no-cache", action="store_true", help="compute features without the cache")
     p.add_argument("--out", required=True, help="run directory to write")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
@@ -85,41 +178,78 @@ def _add_train(sub) -> None:
     p.set_defaults(func=_cmd_train)
 
 
+def _train_rows(args, classes, mapping):
+    """Rows, features and problems for ``train``: corpora + manifests, the run's classes, cached features."""
+    from .config import FeatureConfig
+    from .data.cache import FeatureCache, default_cache_dir
+    from .data.corpora import four_class, load_corpora
+    from .data.dataset import compute_features
+    from .errors import DataError
+
+    specs = list(args.corpus or ([] if args.manifest else ["ravdess"]))
+    if args.root:
+        if len(specs) != 1 or ":" in specs[0]:
+            raise DataError("--root goes with exactly one --corpus NAME (or write --corpus NAME:ROOT)")
+        specs = [f"{specs[0]}:{args.root}"]
+    specs += [f"manifest:{m}" for m in args.manifest or []]
+    rows, problems = load_corpora(specs, data=args.data, mapping=mapping, classes=classes)
+    rows = four_class(rows, classes)
+    fcfg = FeatureConfig()
+    cache = None if args.no_cache else FeatureCache(Path(args.cache) if args.cache else default_cache_dir(), fcfg)
+    feats, bad = compute_features([r.path for r in rows], fcfg, cache=cache, workers=args.workers, progress=not args.quiet)
+    _skipped(problems + bad)
+    failed = {i for i, f in enumerate(feats) if f is None}
+    return specs, rows, feats, failed, fcfg
+
+
 def _cmd_train(args) -> int:
     import numpy as np
 
-    from .config import FeatureConfig, TrainConfig
-    from .data.corpora import four_class, prepare_corpus
-    from .data.dataset import compute_features
-    from .data.labels import CLASSES4
-    from .data.paths import find_data_root
-    from .data.splits import paper_split, speaker_holdout
-    from .experiment import run_split
+    from .config import TrainConfig
+    from .data.manifest import write_manifest
+    from .data.splits import load_folds, make_folds, row_key, save_folds
+    from .errors import DataError
+    from .experiment import run_split, validation_split
+    from .train import fit
 
-    root = Path(args.root) if args.root else find_data_root(args.data, corpus=args.corpus) / args.corpus
+    mapping, classes = _label_options(args)
+    specs, rows, feats, failed, fcfg = _train_rows(args, classes, mapping)
+    gone = {row_key(rows[i]) for i in failed}
+    keep = [i for i in range(len(rows)) if i not in failed]
+    rows, feats = [rows[i] for i in keep], [feats[i] for i in keep]
+    labels = [c for c in classes if any(r.label4 == c for r in rows)]
+    if len(labels) < 2:
+        raise DataError(f"{len(rows)} clip(s) left with {len(labels)} class(es) after {len(failed)} failed to load; need 2 classes")
+    y = np.array([labels.index(r.label4) for r in rows], dtype=np.int64)
     over = {k: v for k, v in {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
                               "crop_s": args.crop_s, "amp": args.amp}.items() if v is not None}
     tcfg = replace(TrainConfig(), seed=args.seed, class_weights=args.class_weights, device=args.device, **over)
-    fcfg = FeatureConfig()
-    rows, problems = prepare_corpus(args.corpus, root)
-    rows = four_class(rows, CLASSES4)
-    feats, bad = compute_features([r.path for r in rows], fcfg, progress=not args.quiet)
-    for line in problems + bad:
-        print(f"skipped: {line}", file=sys.stderr)
-    keep = [i for i, f in enumerate(feats) if f is not None]
-    rows, feats = [rows[i] for i in keep], [feats[i] for i in keep]
-    labels = [c for c in CLASSES4 if any(r.label4 == c for r in rows)]
-    y = np.array([labels.index(r.label4) for r in rows])
-    if args.protocol == "paper":
-        tr, te = paper_split([r.label4 for r in rows], seed=args.seed)
-    else:
-        tr, te = speaker_holdout([r.speaker for r in rows], n_test=args.test_speakers,
-                                 genders=[r.gender for r in rows], seed=args.seed)
-    res = run_split(args.protocol, rows, feats, y, labels, tr, te, args.out,
-                    speaker_independent=args.protocol == "speaker", feature_config=fcfg, train_config=tcfg,
-                    progress=not args.quiet, resume=args.resume)
-    print(res.text)
-    print(f"run dir: {res.run_dir}")
+    protocol = "split" if args.split else args.protocol
+    folds = (load_folds(args.split, rows, ignore=gone) if args.split
+             else make_folds(rows, args.protocol, k=args.folds, seed=args.seed, test_fraction=args.test_fraction,
+                        test_speakers=args.test_speakers))
+    out = Path(args.out)
+    save_folds(out / "splits.json", rows, folds, protocol=protocol, seed=args.seed, folds_k=args.folds,
+               classes=labels, corpora=specs)
+    write_manifest(out / "manifest.csv", rows)
+    fold = next((f for n, f in enumerate(folds, 1) if args.fold in (str(n), f.name)), None)
+    if fold is None:
+        raise DataError(f"--fold {args.fold}: no such fold; have 1..{len(folds)} ({', '.join(f.name for f in folds)})")
+    print(f"{len(rows)} clips, " + ", ".join(f"{c} {int((y == k).sum())}" for k, c in enumerate(labels))
+          + f"; {protocol}: fold {fold.name} of {len(folds)}; splits saved to {out / 'splits.json'}")
+    if len(fold.test) == 0:
+        fit_idx, val_idx = validation_split(rows, fold.train, y, speaker_independent=True,
+                                            fraction=tcfg.val_fraction, seed=tcfg.seed)
+        res = fit([feats[i] for i in fit_idx], y[fit_idx], [feats[i] for i in val_idx], y[val_idx], labels, out,
+                  feature_config=fcfg, train_config=tcfg, resume=args.resume, progress=not args.quiet, meta={"split": "all"})
+        print(f"trained on {len(fit_idx)} clips; validation UA {res.best_val_ua:.3f} on {len(val_idx)} clips "
+              f"(best epoch {res.best_epoch + 1}); run dir: {out}")
+        return 0
+    r = run_split(fold.name, rows, feats, y, labels, fold.train, fold.test, out,
+                  speaker_independent=fold.speaker_independent, feature_config=fcfg, train_config=tcfg,
+                  progress=not args.quiet, resume=args.resume)
+    print(r.text)
+    print(f"run dir: {r.run_dir}")
     return 0
 
 
@@ -211,8 +341,194 @@ def _cmd_serve(args) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- predict
+_PREDICT_EPILOG = """\
+Folders contribute their audio files (by extension: .wav .flac .ogg .mp3 .opus .aiff ...; with
+--recursive also those of sub-folders); files named explicitly are always tried. Results go to
+stdout (a table, or JSON with --json); progress and one line per bad file (file: cause) go to
+stderr. Bad files are skipped and the rest processed. Exit status: 0 when every file was
+classified, 1 when any failed (or the model could not be loaded), 2 on a usage error.
+"""
+
+
+def _add_predict(sub) -> None:
+    p = sub.add_parser("predict", help="classify audio files and folders (or --timeline for long recordings)",
+                       epilog=_PREDICT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("paths", nargs="+", metavar="PATH", help="audio files and/or folders")
+    p.add_argument("-r", "--recursive", action="store_true", help="also take audio files in sub-folders")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    out.add_argument("--csv", metavar="FILE", help="also write the results as CSV to FILE")
+    p.add_argument("--top-k", type=int, default=1, help="how many ranked classes to show (default 1)")
+    p.add_argument("--embeddings", action="store_true", help="include the 256-d embeddings in --json output")
+    p.add_argument("--model", help="run directory, model.pt or model.onnx (default: the bundled model)")
+    p.add_argument("--backend", choices=["torch", "onnx"], help="default: onnx for .onnx files, else torch")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    p.add_argument("--batch-size", type=int, default=16, help="clips per model call (default 16)")
+    p.add_argument("--timeline", action="store_true", help="slide a window over each recording instead")
+    p.add_argument("--window-s", type=float, default=3.0, help="timeline window in seconds (default 3)")
+    p.add_argument("--hop-s", type=float, default=1.0, help="timeline hop in seconds (default 1)")
+    p.add_argument("--plot", metavar="OUT.png", help="timeline plot (several files: OUT_<file>.png)")
+    p.set_defaults(func=_cmd_predict)
+
+
+def _audio_files(paths: List[str], recursive: bool) -> List[str]:
+    from .data.ravdess import AUDIO_EXTS
+
+    files: List[str] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            found = path.rglob("*") if recursive else path.iterdir()
+            files += sorted(str(f) for f in found if f.suffix.lower() in AUDIO_EXTS and not f.is_dir())
+        else:
+            files.append(raw)
+    return files
+
+
+def _cmd_predict(args) -> int:
+    import csv
+    import io
+    import json
+
+    from tqdm.auto import tqdm
+
+    from .config import atomic_write_bytes
+    from .errors import ConfigError
+    from .predict import load
+
+    if args.plot and not args.timeline:
+        raise ConfigError("--plot needs --timeline")
+    if args.top_k < 1:
+        raise ConfigError(f"--top-k must be >= 1, got {args.top_k}")
+    files = _audio_files(args.paths, args.recursive)
+    if not files:
+        raise ConfigError(f"no audio files found in {', '.join(args.paths)}")
+    if args.backend == "onnx" and not str(args.model or "").lower().endswith(".onnx"):
+        print("exporting the model to ONNX first (run `emospec export --onnx FILE` once and pass --model FILE to skip this)",
+              file=sys.stderr)
+    rec = load(args.model, device=args.device, backend=args.backend)
+    results: Dict[int, object] = {}
+    failed: List[Dict[str, str]] = []
+    bar = tqdm(total=len(files), desc="predict", unit="file", disable=args.quiet, file=sys.stderr, leave=False)
+    if args.timeline:
+        for i, f in enumerate(files):
+            try:
+                results[i] = rec.timeline(f, args.window_s, args.hop_s, batch_size=args.batch_size)
+            except EmospecError as e:
+                failed.append({"file": f, "error": str(e)})
+                tqdm.write(f"error: {e}", file=sys.stderr)
+            bar.update()
+    else:
+        for i, res in rec.predict_iter(files, args.batch_size):
+            if isinstance(res, EmospecError):
+                failed.append({"file": files[i], "error": str(res)})
+                tqdm.write(f"error: {res}", file=sys.stderr)
+            else:
+                results[i] = res
+            bar.update()
+    bar.close()
+    order = sorted(results)
+    rows: List[List[str]] = []
+    if args.timeline:
+        header = ["file", "start_s", "end_s", "label", *[f"p_{c}" for c in rec.labels]]
+        for i in order:
+            for w in results[i].to_dict()["windows"]:
+                rows.append([files[i], f"{w['start_s']:.2f}", f"{w['end_s']:.2f}", w["label"],
+                             *[f"{w['scores'][c]:.4f}" for c in rec.labels]])
+        if args.plot:
+            for i in order:
+                out = Path(args.plot)
+                if len(files) > 1:
+                    out = out.with_name(f"{out.stem}_{Path(files[i]).stem}{out.suffix or '.png'}")
+                results[i].plot(out, title=f"{Path(files[i]).name}: emotion over time")
+                print(f"plot: {out}", file=sys.stderr)
+    else:
+        header = ["file", "label", "score", "duration_s", "silent", *[f"p_{c}" for c in rec.labels]]
+        for i in order:
+            r = results[i]
+            rows.append([files[i], r.label, f"{r.scores[r.label]:.4f}", f"{r.duration_s:.2f}", str(r.silent).lower(),
+                         *[f"{r.scores[c]:.4f}" for c in rec.labels]])
+    if args.json:
+        if args.timeline:
+            items = [{"source": files[i], **results[i].to_dict()} for i in order]
+        else:
+            items = [results[i].to_dict(args.top_k, embedding=args.embeddings) for i in order]
+        print(json.dumps({"model": rec.path, "backend": rec.backend, "results": items, "failed": failed}, indent=2))
+    else:
+        if args.timeline:
+            table = [[r[0], f"{r[1]}-{r[2]}", r[3], ", ".join(f"{c} {v}" for c, v in
+                     sorted(zip(rec.labels, r[4:]), key=lambda cv: -float(cv[1]))[: args.top_k])] for r in rows]
+            head = ["file", "window_s", "label", f"top-{args.top_k}"]
+        else:
+            table = [[files[i], results[i].label, ", ".join(f"{c} {v:.2f}" for c, v in results[i].top(args.top_k)),
+                      f"{results[i].duration_s:.2f}"] for i in order]
+            head = ["file", "label", f"top-{args.top_k}", "duration_s"]
+        widths = [max(len(h), *(len(r[k]) for r in table)) if table else len(h) for k, h in enumerate(head)]
+        for line in [head] + table:
+            print("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip())
+    if args.csv:
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(header)
+        w.writerows(rows)
+        atomic_write_bytes(args.csv, buf.getvalue().encode("utf-8"))
+        print(f"csv: {args.csv}", file=sys.stderr)
+    print(f"{len(results)} of {len(files)} file(s) done, {len(failed)} failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+# --------------------------------------------------------------------------- export
+def _add_export(sub) -> None:
+    p = sub.add_parser("export", help="export a model to ONNX (dynamic batch and time axes) and check parity")
+    p.add_argument("--onnx", required=True, metavar="FILE", help="the .onnx file to write")
+    p.add_argument("--model", help="run directory or model.pt (default: the bundled model)")
+    p.add_argument("--waveform-input", action="store_true",
+                   help="put the log-Mel front end in the graph: input (batch, samples) waveforms at 16 kHz")
+    p.add_argument("--opset", type=int, default=18, help="ONNX opset, >= 17 (default 18)")
+    p.add_argument("--no-check", action="store_true", help="skip the onnxruntime vs torch parity check")
+    p.set_defaults(func=_cmd_export)
+
+
+def _cmd_export(args) -> int:
+    from .checkpoint import load_model
+    from .export import export_onnx
+    from .modelcard import bundled_paths
+
+    bundle = load_model(args.model if args.model else bundled_paths()[0])
+    res = export_onnx(bundle, args.onnx, input_kind="waveform" if args.waveform_input else "features",
+                      opset=args.opset, check=not args.no_check)
+    print(f"wrote {res['path']} ({res['bytes'] / 1e6:.1f} MB, opset {res['opset']}, {res['input_kind']} input, "
+          f"dynamic batch and time axes) from {bundle.path}")
+    if res["parity"]:
+        par = res["parity"]
+        print(f"parity onnxruntime vs torch on {par['n_clips']} clips of {', '.join(f'{d:g}' for d in par['durations_s'])} s: "
+              f"max |dp| {par['max_abs_diff_probs']:.2e}, max |d embedding| {par['max_abs_diff_embedding']:.2e} "
+              f"(tolerance {par['tolerance']:g})")
+    return 0
+
+
+# --------------------------------------------------------------------------- info
+def _add_info(sub) -> None:
+    p = sub.add_parser("info", help="print a model's card: data, protocol, accuracy with CIs, licence, versions")
+    p.add_argument("--model", help="run directory, model.pt or model.onnx (default: the bundled model)")
+    p.add_argument("--json", action="store_true", help="print the card as JSON")
+    p.set_defaults(func=_cmd_info)
+
+
+def _cmd_info(args) -> int:
+    import json
+
+    from .modelcard import describe, format_card
+
+    card = describe(args.model)
+    print(json.dumps(card, indent=2) if args.json else format_card(card))
+    return 0
+
+
 # --------------------------------------------------------------------------- main
-COMMANDS: List[Callable] = [_add_demo, _add_train, _add_evaluate, _add_serve]
+COMMANDS: List[Callable] = [_add_demo, _add_prepare, _add_train, _add_evaluate, _add_predict, _add_export, _add_info,
+                            _add_serve]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -87,3 +87,62 @@ def training_curves(history: List[Dict[str, float]], path: str | Path, *, title:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+__all__ += ["timeline"]  # appended here so that this section merges on its own
+
+
+def timeline(
+    starts_s: Sequence[float],
+    scores: Sequence[Sequence[float]],
+    labels: Sequence[str],
+    path: str | Path,
+    *,
+    window_s: float,
+    envelope: tuple | None = None,
+    duration_s: float | None = None,
+    title: str = "",
+) -> Path:
+    """Sliding-window emotion timeline: waveform on top, stacked probabilities below.
+
+    Parameters
+    ----------
+    starts_s
+        ``(n_windows,)`` window starts in seconds.
+    scores
+        ``(n_windows, n_classes)`` probabilities in ``labels`` order; each
+        window is drawn at its centre (``start + window_s / 2``).
+    envelope
+        ``(times_s, min, max)``, each ``(n_points,)``: the waveform's min/max
+        per short bin (a 1-hour file plots without loading it whole).
+    duration_s
+        Length of the recording in seconds (x-axis limit).
+    """
+    plt = _plt()
+    starts = np.asarray(starts_s, dtype=float)
+    p = np.asarray(scores, dtype=float).reshape(len(starts), len(labels))
+    end = float(duration_s) if duration_s else float(starts[-1] + window_s) if starts.size else 1.0
+    unit, scale = ("min", 60.0) if end > 600 else ("s", 1.0)
+    centres = np.minimum(starts + window_s / 2.0, end)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 4.6), dpi=120, sharex=True,
+                                      gridspec_kw={"height_ratios": [1, 2]})
+    if envelope is not None and len(envelope[0]):
+        t, lo, hi = (np.asarray(a, dtype=float) for a in envelope)
+        top.fill_between(t / scale, lo, hi, color="#4c72b0", linewidth=0.4)
+    top.set_ylabel("amplitude")
+    top.set_ylim(-1.0, 1.0)
+    top.set_title(title or "Emotion over time")
+    if len(starts) == 1:  # one window: draw it as a flat band across the recording
+        centres, p = np.array([0.0, end]), np.repeat(p, 2, axis=0)
+    colours = plt.get_cmap("tab10").colors
+    bottom.stackplot(centres / scale, p.T, labels=list(labels), colors=colours[: len(labels)], alpha=0.85)
+    bottom.set_ylim(0, 1)
+    bottom.set_xlim(0, end / scale)
+    bottom.set_ylabel("probability")
+    bottom.set_xlabel(f"time ({unit}); window {window_s:g} s")
+    bottom.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

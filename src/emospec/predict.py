@@ -1,28 +1,46 @@
-"""Using a trained model: :class:`Recognizer` and :func:`load`.
+"""Using a trained model: :func:`load` gives a :class:`Recognizer`.
 
->>> rec = emospec.load("runs/demo/speaker")          # doctest: +SKIP
->>> rec.predict("clip.wav").label                       # doctest: +SKIP
+>>> import emospec
+>>> rec = emospec.load()                     # the bundled model; or a run dir, model.pt, model.onnx
+>>> rec.predict("clip.wav").label            # doctest: +SKIP
 'angry'
+
+Inputs are a path, a binary file object, the file's bytes, or a waveform
+(NumPy array or torch tensor, ``(samples,)`` or ``(samples, channels)``) with
+its ``sr``. Everything is decoded to mono at the model's rate (16 kHz) and
+turned into 3D log-Mel features exactly as in training. Two engines run the
+model: torch (``model.pt``, CPU or CUDA) and onnxruntime (``model.onnx``
+from :mod:`emospec.export`); both batch clips of different lengths exactly
+(:mod:`emospec.ragged`), so :meth:`Recognizer.predict_batch` equals
+:meth:`Recognizer.predict` clip by clip.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 
-from .audio import Source, describe_source, load as load_audio, resample, to_mono
+from .audio import describe_source, info as audio_info, load as load_audio, resample, stream_blocks, to_mono
 from .checkpoint import ModelBundle, load_model
-from .errors import AudioError, CheckpointError
-from .features import extract
+from .errors import AudioError, CheckpointError, ConfigError, EmospecError
+from .features import extract, extract_batch
+from .ragged import RaggedAlexNet, pad_waves
 
-__all__ = ["Prediction", "Timeline", "Recognizer", "load"]
+__all__ = ["Prediction", "Timeline", "Recognizer", "load", "SILENCE_DBFS"]
 
 SILENCE_DBFS = -60.0
 """Clips whose RMS level is below this (dB full scale) are flagged ``silent``."""
+ENVELOPE_S = 0.02
+"""Resolution of :attr:`Timeline.envelope_min` / ``envelope_max`` in seconds."""
+
+Item = Union[str, os.PathLike, bytes, np.ndarray, torch.Tensor, object]
 
 
 @dataclass(frozen=True)
@@ -42,27 +60,35 @@ class Prediction:
     silent: bool = False
     source: str = ""
 
-    def to_dict(self) -> Dict:
-        """JSON-able dict; ``"predictions"`` is the Hugging Face form ``[{"label", "score"}]``, best first."""
+    def top(self, k: Optional[int] = None) -> List[Tuple[str, float]]:
+        """The ``k`` best ``(label, probability)`` pairs, best first (all when ``k`` is None)."""
         ranked = sorted(self.scores.items(), key=lambda kv: -kv[1])
-        return {
+        return ranked if k is None else ranked[: max(0, int(k))]
+
+    def to_dict(self, top_k: Optional[int] = None, *, embedding: bool = True) -> Dict:
+        """JSON-able dict; ``"predictions"`` is the Hugging Face form ``[{"label", "score"}]``, best first."""
+        out = {
             "label": self.label,
             "scores": dict(self.scores),
-            "predictions": [{"label": k, "score": v} for k, v in ranked],
+            "predictions": [{"label": k, "score": v} for k, v in self.top(top_k)],
             "duration_s": self.duration_s,
             "silent": self.silent,
             "source": self.source,
-            "embedding": list(self.embedding),
         }
+        if embedding:
+            out["embedding"] = list(self.embedding)
+        return out
 
 
 @dataclass(frozen=True)
 class Timeline:
     """Per-window results over a long recording.
 
-    ``starts_s`` ``(n_windows,)`` window start times in seconds; ``scores``
-    ``(n_windows, n_classes)`` probabilities in ``labels`` order; each window is
-    ``window_s`` long (the last may be shorter).
+    ``starts_s`` ``(n_windows,)`` float64 window starts in seconds; ``scores``
+    ``(n_windows, n_classes)`` float32 probabilities in ``labels`` order; each
+    window is ``window_s`` long (the last may be shorter). ``envelope_t_s``,
+    ``envelope_min``, ``envelope_max`` ``(n_points,)`` float32 give the
+    waveform's min/max every ``ENVELOPE_S`` seconds (for plots).
     """
 
     labels: List[str]
@@ -71,6 +97,9 @@ class Timeline:
     window_s: float
     hop_s: float
     duration_s: float
+    envelope_t_s: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32), repr=False)
+    envelope_min: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32), repr=False)
+    envelope_max: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32), repr=False)
 
     def to_dict(self) -> Dict:
         return {
@@ -85,37 +114,103 @@ class Timeline:
             ],
         }
 
+    def plot(self, path: str | os.PathLike, *, title: str = "") -> Path:
+        """PNG: waveform envelope on top, stacked class probabilities over time below."""
+        from .plots import timeline
+
+        return timeline(self.starts_s, self.scores, self.labels, path, window_s=self.window_s,
+                        envelope=(self.envelope_t_s, self.envelope_min, self.envelope_max),
+                        duration_s=self.duration_s, title=title)
+
 
 def _level_dbfs(x: np.ndarray) -> float:
     rms = float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if x.size else 0.0
     return 20.0 * np.log10(max(rms, 1e-10))
 
 
-class Recognizer:
-    """A loaded model plus its feature front end.
+def _envelope(x: np.ndarray, start_s: float, sr: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Min/max of ``x`` ``(samples,)`` per ``ENVELOPE_S`` bin: (times_s, min, max), each ``(bins,)`` float32."""
+    step = max(1, int(round(ENVELOPE_S * sr)))
+    n = -(-x.size // step)
+    padded = np.pad(x, (0, n * step - x.size), mode="edge").reshape(n, step)
+    t = (start_s + np.arange(n) * step / sr).astype(np.float32)
+    return t, padded.min(1).astype(np.float32), padded.max(1).astype(np.float32)
 
-    Build with :func:`load` (or ``Recognizer(bundle)``). Thread-safe for
-    inference (no state changes after construction).
+
+class _TorchEngine:
+    """``run(waves)`` on a torch model: one clip through the plain model, several through RaggedAlexNet."""
+
+    def __init__(self, bundle: ModelBundle, device: torch.device):
+        self.device = device
+        self.model = bundle.model.to(device).eval()
+        self.ragged = RaggedAlexNet(self.model).eval()
+        self.feature_config = bundle.feature_config
+        self.labels = list(bundle.labels)
+
+    @torch.no_grad()
+    def run(self, waves: Sequence[np.ndarray]) -> Tuple[np.ndarray, np.ndarray]:
+        if len(waves) == 1:
+            feats = extract(torch.from_numpy(waves[0]).to(self.device), self.feature_config)[None]
+            emb = self.model.embed(feats)
+            probs = torch.softmax(self.model.classifier[4](self.model.classifier[3](emb)), 1)
+        else:
+            batch, lengths = pad_waves(waves)
+            feats, frames = extract_batch(torch.from_numpy(batch).to(self.device), self.feature_config,
+                                          torch.from_numpy(lengths).to(self.device))
+            probs, emb = self.ragged(feats, frames)
+        return probs.float().cpu().numpy(), emb.float().cpu().numpy()
+
+
+class Recognizer:
+    """A loaded model plus its feature front end (build it with :func:`load`).
+
+    Parameters
+    ----------
+    model
+        A :class:`~emospec.checkpoint.ModelBundle` (torch) or an
+        :class:`emospec.export.OnnxModel` (onnxruntime).
+    device
+        ``"cpu"``, ``"cuda"``, ``"cuda:1"``... (torch device; for ONNX, CUDA
+        selects onnxruntime's CUDA provider when it is installed).
+
+    Inference changes no state, so one Recognizer can serve several threads.
     """
 
-    def __init__(self, bundle: ModelBundle, device: str | torch.device = "cpu"):
-        self.bundle = bundle
+    def __init__(self, model, device: str | torch.device = "cpu"):
         self.device = torch.device(device)
-        self.model = bundle.model.to(self.device).eval()
-        self.labels = list(bundle.labels)
-        self.feature_config = bundle.feature_config
+        if isinstance(model, ModelBundle):
+            self.backend = "torch"
+            self.bundle: Optional[ModelBundle] = model
+            self.engine = _TorchEngine(model, self.device)
+            self.model = self.engine.model
+            self.meta = dict(model.meta)
+        else:
+            self.backend, self.bundle, self.engine, self.model = "onnx", None, model, None
+            self.meta = dict(model.meta)
+        self.labels: List[str] = list(self.engine.labels)
+        self.feature_config = self.engine.feature_config
+        self.path = str(model.path)
 
     @property
     def sample_rate_hz(self) -> int:
         return self.feature_config.sample_rate_hz
 
-    def waveform(self, x, sr: Optional[int] = None) -> np.ndarray:
-        """Any input (path, file object, bytes, array/tensor + ``sr``) -> ``(samples,)`` float32 at the model rate."""
+    # ----------------------------------------------------------------- inputs
+    def waveform(self, x: Item, sr: Optional[int] = None) -> np.ndarray:
+        """Any input (path, file object, bytes, array/tensor + ``sr``) -> ``(samples,)`` float32 at the model rate.
+
+        Raises
+        ------
+        AudioError
+            Unreadable or empty audio, NaN/Inf samples, or an array without ``sr``.
+        """
         if isinstance(x, torch.Tensor):
             x = x.detach().cpu().numpy()
         if isinstance(x, np.ndarray):
             if sr is None:
                 raise AudioError("<waveform>: pass sr= (sample rate in Hz) with a raw waveform")
+            if int(sr) <= 0:
+                raise AudioError(f"<waveform>: invalid sample rate {sr}")
             w = to_mono(x.T if x.ndim == 2 and x.shape[0] < x.shape[1] else x)
             if not np.all(np.isfinite(w)):
                 raise AudioError("<waveform>: contains NaN or infinite samples")
@@ -124,80 +219,183 @@ class Recognizer:
             return resample(w, int(sr), self.sample_rate_hz)
         return load_audio(x, sr=self.sample_rate_hz)
 
-    @torch.no_grad()
-    def _run(self, wave: np.ndarray):
-        feats = extract(torch.from_numpy(wave).to(self.device), self.feature_config)
-        e = self.model.forward_head(self.model.forward_features(feats[None]), pre_logits=True)
-        logits = self.model.classifier[4](self.model.classifier[3](e))
-        return torch.softmax(logits, 1)[0].cpu().numpy(), e[0].cpu().numpy()
+    @staticmethod
+    def _name(x: Item) -> str:
+        return "<waveform>" if isinstance(x, (np.ndarray, torch.Tensor)) else describe_source(x)
 
-    def predict(self, x, sr: Optional[int] = None) -> Prediction:
-        """Classify one clip (path, file object, bytes, or waveform with ``sr``)."""
-        wave = self.waveform(x, sr)
-        probs, emb = self._run(wave)
-        k = int(np.argmax(probs))
+    def _prediction(self, probs: np.ndarray, emb: np.ndarray, wave: np.ndarray, source: str) -> Prediction:
         return Prediction(
-            label=self.labels[k],
+            label=self.labels[int(np.argmax(probs))],
             scores={c: float(p) for c, p in zip(self.labels, probs)},
             embedding=[float(v) for v in emb],
             duration_s=wave.size / self.sample_rate_hz,
-            silent=_level_dbfs(wave) < SILENCE_DBFS,
-            source=describe_source(x) if not isinstance(x, (np.ndarray, torch.Tensor)) else "<waveform>",
+            silent=bool(_level_dbfs(wave) < SILENCE_DBFS),
+            source=source,
         )
 
-    def embed(self, x, sr: Optional[int] = None) -> np.ndarray:
-        """The 256-d embedding alone, ``(embed_dim,)`` float32."""
-        return self._run(self.waveform(x, sr))[1].astype(np.float32)
+    # ----------------------------------------------------------------- clips
+    def predict(self, x: Item, sr: Optional[int] = None) -> Prediction:
+        """Classify one clip (path, file object, bytes, or waveform with ``sr``)."""
+        wave = self.waveform(x, sr)
+        probs, emb = self.engine.run([wave])
+        return self._prediction(probs[0], emb[0], wave, self._name(x))
 
-    def timeline(self, x, window_s: float = 3.0, hop_s: float = 1.0, sr: Optional[int] = None) -> Timeline:
-        """Slide a ``window_s`` window every ``hop_s`` seconds over a recording.
+    def embed(self, x: Item, sr: Optional[int] = None) -> np.ndarray:
+        """The FC6 embedding alone, ``(embed_dim,)`` float32 (256 values)."""
+        return self.engine.run([self.waveform(x, sr)])[1][0].astype(np.float32)
 
-        A path is streamed from disk block by block (memory bounded by one
-        window, whatever the file's length); arrays are windowed in memory.
+    def _decode(self, x: Item, sr: Optional[int]) -> np.ndarray | EmospecError:
+        try:
+            return self.waveform(x, sr)
+        except EmospecError as e:
+            return e
+
+    def predict_iter(self, inputs: Sequence[Item], batch_size: int = 16, *, sr: Optional[int] = None,
+                     workers: Optional[int] = None) -> Iterator[Tuple[int, Prediction | EmospecError]]:
+        """Classify many clips, yielding ``(index, Prediction or the error)`` as batches finish.
+
+        Decoding runs in a thread pool one chunk (``4 * batch_size`` clips)
+        ahead of the model; within a chunk clips are sorted by length and
+        batched with their neighbours, so little padding is computed, and each
+        clip's result equals :meth:`predict` on it alone (to ~1e-6). A bad
+        clip yields its :class:`~emospec.errors.EmospecError` and the rest go on.
         """
-        if window_s <= 0 or hop_s <= 0:
-            raise ValueError(f"window_s and hop_s must be > 0, got {window_s}, {hop_s}")
-        starts, scores = [], []
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+        items = list(inputs)
+        chunk = 4 * batch_size
+        spans = [range(s, min(len(items), s + chunk)) for s in range(0, len(items), chunk)]
+        with ThreadPoolExecutor(max_workers=workers or min(4, os.cpu_count() or 1)) as pool:
+            pending = [pool.submit(self._decode, items[i], sr) for i in spans[0]] if spans else []
+            for k, span in enumerate(spans):
+                decoded = [f.result() for f in pending]
+                pending = [pool.submit(self._decode, items[i], sr) for i in spans[k + 1]] if k + 1 < len(spans) else []
+                good = []
+                for i, w in zip(span, decoded):
+                    if isinstance(w, EmospecError):
+                        yield i, w
+                    else:
+                        good.append((i, w))
+                good.sort(key=lambda iw: iw[1].size)
+                for s in range(0, len(good), batch_size):
+                    part = good[s : s + batch_size]
+                    probs, emb = self.engine.run([w for _, w in part])
+                    for j, (i, w) in enumerate(part):
+                        yield i, self._prediction(probs[j], emb[j], w, self._name(items[i]))
+
+    def predict_batch(self, inputs: Sequence[Item], batch_size: int = 16, *, sr: Optional[int] = None,
+                      workers: Optional[int] = None) -> List[Prediction]:
+        """Classify many clips (see :meth:`predict_iter`); results in input order.
+
+        Raises
+        ------
+        EmospecError
+            The first bad clip's error (use :meth:`predict_iter` to report bad clips and go on).
+        """
+        out: List[Optional[Prediction]] = [None] * len(inputs)
+        for i, res in self.predict_iter(inputs, batch_size, sr=sr, workers=workers):
+            if isinstance(res, EmospecError):
+                raise res
+            out[i] = res
+        return out  # type: ignore[return-value]
+
+    # ----------------------------------------------------------------- long audio
+    def _windows(self, x: Item, window_s: float, hop_s: float, sr: Optional[int]) -> Tuple[float, Iterator]:
+        """``(duration_s, iterator of (start_s, window (samples,) float32))``; paths and files are streamed."""
+        rate = self.sample_rate_hz
         if isinstance(x, (np.ndarray, torch.Tensor)):
             wave = self.waveform(x, sr)
-            step, win = int(round(hop_s * self.sample_rate_hz)), int(round(window_s * self.sample_rate_hz))
-            blocks = ((i / self.sample_rate_hz, wave[i : i + win]) for i in range(0, max(1, wave.size - win + step), step))
-            total = wave.size / self.sample_rate_hz
-        else:
-            from .audio import info, stream_blocks
+            step, win = int(round(hop_s * rate)), int(round(window_s * rate))
+            starts = range(0, max(1, wave.size - win + step), step)
+            return wave.size / rate, ((i / rate, wave[i : i + win]) for i in starts)
+        pos = x.tell() if hasattr(x, "seek") else None
+        total = audio_info(x).duration_s
+        if pos is not None:
+            x.seek(pos)
+        return total, stream_blocks(x, rate, hop_s, overlap_s=max(0.0, window_s - hop_s))
 
-            total = info(x).duration_s
-            blocks = stream_blocks(x, self.sample_rate_hz, hop_s, overlap_s=max(0.0, window_s - hop_s))
+    def timeline(self, x: Item, window_s: float = 3.0, hop_s: float = 1.0, *, sr: Optional[int] = None,
+                 batch_size: int = 16) -> Timeline:
+        """Slide a ``window_s`` window every ``hop_s`` seconds over a recording of any length.
+
+        A path, file object or bytes is streamed from disk one window at a
+        time (memory: ``batch_size`` windows, whatever the file's length);
+        arrays are windowed in memory. Windows start at ``0, hop_s, 2·hop_s,
+        ...`` until one reaches the end: ``1 + ceil((duration - window_s) /
+        hop_s)`` windows (one when the recording is shorter than a window).
+        """
+        if not (window_s > 0 and hop_s > 0):
+            raise ConfigError(f"window_s and hop_s must be > 0, got {window_s}, {hop_s}")
+        total, blocks = self._windows(x, window_s, hop_s, sr)
+        starts: List[float] = []
+        scores: List[np.ndarray] = []
+        env: List[Tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        batch: List[np.ndarray] = []
+        hop = int(round(hop_s * self.sample_rate_hz))
         for start, block in blocks:
             if block.size == 0:
                 continue
-            probs, _ = self._run(block)
+            last = start + window_s >= total - 1e-9
+            env.append(_envelope(block if last else block[:hop], start, self.sample_rate_hz))
             starts.append(start)
-            scores.append(probs)
-            if start + window_s >= total:
+            batch.append(block)
+            if len(batch) == batch_size or last:
+                scores.append(self.engine.run(batch)[0])
+                batch = []
+            if last:
                 break
+        if batch:
+            scores.append(self.engine.run(batch)[0])
+        if not starts:
+            raise AudioError(f"{self._name(x)}: no audio samples to slide a window over")
+        cat = lambda k: np.concatenate([e[k] for e in env])  # noqa: E731
         return Timeline(self.labels, np.asarray(starts, dtype=np.float64),
-                        np.asarray(scores, dtype=np.float32).reshape(-1, len(self.labels)), window_s, hop_s, total)
-
-    def predict_batch(self, inputs: Sequence, batch_size: int = 16) -> List[Prediction]:
-        """Classify many clips; raises on the first bad one (see the CLI for report-and-go-on)."""
-        return [self.predict(x) for x in inputs]
+                        np.concatenate(scores).astype(np.float32).reshape(-1, len(self.labels)),
+                        float(window_s), float(hop_s), float(total), cat(0), cat(1), cat(2))
 
 
-def load(model: Optional[str | os.PathLike] = None, device: Optional[str] = None) -> Recognizer:
-    """Load a model: a run directory or ``model.pt`` file.
+def load(model: Optional[str | os.PathLike] = None, device: Optional[str] = None, *,
+         backend: Optional[str] = None) -> Recognizer:
+    """Load a model for inference.
+
+    Parameters
+    ----------
+    model
+        A run directory, a ``model.pt`` or a ``model.onnx``; ``None`` loads the
+        model bundled with emospec (offline; see ``emospec info``).
+    device
+        ``"cpu"``, ``"cuda"``...; default CUDA when available, else CPU.
+    backend
+        ``"torch"`` or ``"onnx"``; default from the file (``.onnx`` -> onnx).
+        ``"onnx"`` with a ``.pt`` model exports it to a temporary ONNX file first.
 
     Raises
     ------
     CheckpointError
-        If no model is given and none is bundled, or the file is unusable.
+        No model given and none bundled, or the file is missing, corrupt or incompatible.
     """
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if model is None:
-        from importlib import resources
+        from .modelcard import bundled_paths
 
-        bundled = resources.files("emospec") / "assets" / "model.pt"
+        bundled = bundled_paths()[0]
         if not bundled.is_file():
-            raise CheckpointError("no model given and no bundled model in this install (emospec/assets/model.pt)")
-        model = str(bundled)
-    return Recognizer(load_model(model, device=dev), device=dev)
+            raise CheckpointError(f"{bundled}: no model given and no bundled model in this install")
+        model = bundled
+    path = Path(model)
+    kind = backend or ("onnx" if path.suffix.lower() == ".onnx" else "torch")
+    if kind not in ("torch", "onnx"):
+        raise ConfigError(f"backend must be 'torch' or 'onnx', got {backend!r}")
+    if kind == "torch":
+        if path.suffix.lower() == ".onnx":
+            raise CheckpointError(f"{path}: an ONNX file runs with backend='onnx', not torch")
+        return Recognizer(load_model(path, device=dev), device=dev)
+    from .export import OnnxModel, export_onnx
+
+    if path.suffix.lower() == ".onnx":
+        return Recognizer(OnnxModel(path, device=dev), device=dev)
+    with tempfile.TemporaryDirectory(prefix="emospec-onnx-") as tmp:
+        export_onnx(load_model(path), Path(tmp) / "model.onnx", check=False)
+        onnx_model = OnnxModel(Path(tmp) / "model.onnx", device=dev)  # the session holds the graph in memory
+    onnx_model.path = str(path)
+    return Recognizer(onnx_model, device=dev)

@@ -13,13 +13,14 @@ import logging
 import os
 import re
 from pathlib import Path
-from typing import List, Mapping, Optional, Tuple
+from typing import Mapping, Optional, Tuple
 
 from ..errors import DataError
 from .labels import to_label4
 from .manifest import Utterance
+from .scan import AUDIO_EXTS, Scan, audio_files, finish, parse_files, require_dir
 
-__all__ = ["EMOTIONS", "parse_name", "prepare"]
+__all__ = ["EMOTIONS", "AUDIO_EXTS", "LAYOUT", "parse_name", "prepare"]
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +34,8 @@ EMOTIONS = {
     "07": "disgust",
     "08": "surprised",
 }
+LAYOUT = "Actor_XX/03-01-EE-II-SS-RR-AA.wav"
 _NAME = re.compile(r"^(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)$")
-AUDIO_EXTS = {".wav", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".aifc", ".mp3", ".opus", ".au", ".w64", ".caf"}
 
 
 def parse_name(stem: str) -> Tuple[str, str, str]:
@@ -43,46 +44,39 @@ def parse_name(stem: str) -> Tuple[str, str, str]:
     Raises
     ------
     DataError
-        If the name does not follow the RAVDESS convention.
+        If the name does not follow the RAVDESS convention or the emotion code is unknown.
     """
     m = _NAME.match(stem)
-    if not m or m.group(3) not in EMOTIONS:
-        raise DataError(f"{stem}: not a RAVDESS file name (03-01-EE-II-SS-RR-AA)")
+    if not m:
+        raise DataError(f"not a RAVDESS file name ({LAYOUT})")
+    if m.group(3) not in EMOTIONS:
+        raise DataError(f"unknown label: emotion code {m.group(3)} (RAVDESS has 01-08)")
     actor = m.group(7)
     return EMOTIONS[m.group(3)], actor, ("m" if int(actor) % 2 == 1 else "f")
 
 
-def prepare(root: str | os.PathLike, *, mapping: Optional[Mapping[str, str]] = None) -> Tuple[List[Utterance], List[str]]:
+def prepare(root: str | os.PathLike, *, mapping: Optional[Mapping[str, str]] = None) -> Scan:
     """Scan ``root`` for RAVDESS speech files.
 
     Returns
     -------
     rows : list of Utterance
-        One per file, sorted by path; ``duration_s`` is left unknown (nan).
+        One per usable file, sorted by path, ``duration_s`` from the header.
     problems : list of str
-        One line per skipped file (``path: reason``).
+        One line per skipped file (``path: reason``): unknown label, duplicate
+        id, missing, unreadable or zero-length audio.
+
+    Raises
+    ------
+    DataError
+        If ``root`` is not a folder, or no file (or a single class) is usable.
     """
-    root = Path(root)
-    if not root.is_dir():
-        raise DataError(f"{root}: RAVDESS root is not a folder")
-    rows, problems = [], []
-    for p in sorted(root.glob("Actor_*/*")):
-        if p.suffix.lower() not in AUDIO_EXTS:
-            continue
-        try:
-            emotion, actor, gender = parse_name(p.stem)
-        except DataError as e:
-            problems.append(f"{p}: {e}")
-            continue
-        rows.append(
-            Utterance(
-                path=str(p),
-                corpus="ravdess",
-                utterance_id=p.stem,
-                speaker=f"ravdess_{actor}",
-                gender=gender,
-                label=emotion,
-                label4=to_label4(emotion, mapping),
-            )
-        )
-    return rows, problems
+    root = require_dir(root, "RAVDESS")
+
+    def row(p: Path) -> Utterance:
+        emotion, actor, gender = parse_name(p.stem)
+        return Utterance(path=str(p), corpus="ravdess", utterance_id=p.stem, speaker=f"ravdess_{actor}",
+                         gender=gender, label=emotion, label4=to_label4(emotion, mapping))
+
+    rows, problems = parse_files(audio_files(root, "Actor_*/*"), row)
+    return finish("RAVDESS", root, rows, problems, layout=LAYOUT)

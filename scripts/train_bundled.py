@@ -1,0 +1,207 @@
+"""Train the model bundled with emospec and write its model card: the one documented command.
+
+    python scripts/train_bundled.py                      # CV estimate + final model -> src/emospec/assets/
+    python scripts/train_bundled.py --metrics cv.json    # take the estimate from elsewhere (no CV)
+
+``--stage cv|final|card`` runs one step (the default ``all`` runs the three in
+order), so the CV and the final training can run in parallel before ``card``.
+
+Steps:
+
+1. RAVDESS + EMOVO (``emospec.data.corpora.prepare_corpus``), the four classes
+   neutral / happy / angry / sad (RAVDESS calm left out), 3D log-Mel features.
+2. Speaker-independent estimate of the recipe: ``--cv-folds K`` folds by
+   speaker (``speaker_folds``), each trained with the same recipe
+   (``emospec.experiment.run_split``), pooled out-of-fold UA/WA with 95 %
+   confidence intervals from a speaker-level bootstrap (speakers resampled
+   with replacement, ``--bootstrap`` resamples, seeded), written to
+   ``OUT/cv/evaluation.json``. ``--metrics FILE`` instead reads
+   ``{"ua", "wa", "ua_ci95", "wa_ci95", "protocol", ...}``.
+3. ``final``: trained on all speakers of both corpora, early stopping on a
+   validation set of whole speakers (``OUT/final``).
+4. ``card``: the final model saved with float16 weights
+   (``emospec.checkpoint.save_model(half=True)``) to ``--assets`` together
+   with ``model_card.json`` (also stored in the model's meta).
+
+The recipe is ``emospec.demo.DEMO_TRAIN`` unless ``--train-config JSON``
+(a TrainConfig dict) is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from emospec.checkpoint import load_model, save_model
+from emospec.config import FeatureConfig, TrainConfig, from_dict, load_json, save_json, to_dict
+from emospec.data.corpora import four_class, prepare_corpus
+from emospec.data.dataset import compute_features
+from emospec.data.labels import CLASSES4
+from emospec.data.paths import find_data_root
+from emospec.data.splits import speaker_folds
+from emospec.demo import DEMO_TRAIN
+from emospec.errors import EmospecError
+from emospec.evaluate import unweighted_accuracy, weighted_accuracy
+from emospec.experiment import run_split, validation_split
+from emospec.modelcard import CORPUS_TERMS, licence_for, sha256_of
+from emospec.train import fit
+from emospec.versions import environment
+
+CORPORA = ("ravdess", "emovo")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def four_class_clips(data, fcfg: FeatureConfig, *, progress: bool):
+    """``(rows, feats)``: the four-class clips of every corpus in CORPORA that decode; the others reported on stderr."""
+    found = []
+    for corpus in CORPORA:
+        corpus_rows, skipped = prepare_corpus(corpus, find_data_root(data, corpus=corpus) / corpus)
+        found += four_class(corpus_rows, CLASSES4)
+        for line in skipped:
+            print(f"skipped: {line}", file=sys.stderr)
+    feats, bad = compute_features([r.path for r in found], fcfg, progress=progress)
+    for line in bad:
+        print(f"skipped: {line}", file=sys.stderr)
+    pairs = [(r, f) for r, f in zip(found, feats) if f is not None]
+    return [r for r, _ in pairs], [f for _, f in pairs]
+
+
+def speaker_bootstrap(y_true, y_pred, speakers, *, n: int, seed: int) -> dict:
+    """95 % percentile CIs of UA and WA, resampling whole speakers with replacement."""
+    spk = np.asarray(speakers)
+    uniq = sorted(set(spk.tolist()))
+    members = [np.flatnonzero(spk == s) for s in uniq]
+    rng = np.random.default_rng(seed)
+    ua, wa = [], []
+    for _ in range(n):
+        idx = np.concatenate([members[i] for i in rng.integers(0, len(uniq), len(uniq))])
+        if len(set(y_true[idx].tolist())) < 2:
+            continue
+        ua.append(unweighted_accuracy(y_true[idx], y_pred[idx]))
+        wa.append(weighted_accuracy(y_true[idx], y_pred[idx]))
+    q = lambda v: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))]  # noqa: E731
+    return {"ua_ci95": q(ua), "wa_ci95": q(wa), "resamples": len(ua)}
+
+
+def cross_validate(rows, feats, y, labels, speakers, out: Path, fcfg, tcfg, args) -> dict:
+    """Speaker-independent k-fold CV of the recipe: pooled out-of-fold UA/WA with speaker-bootstrap CIs."""
+    folds = speaker_folds([r.label4 for r in rows], speakers, k=args.cv_folds, seed=args.seed)
+    y_true, y_pred, fold_ua = np.zeros(len(rows), np.int64), np.zeros(len(rows), np.int64), []
+    for k, (tr, te) in enumerate(folds):
+        res = run_split(f"fold{k}", rows, feats, y, labels, tr, te, out / f"fold{k}", speaker_independent=True,
+                        feature_config=fcfg, train_config=tcfg, progress=not args.quiet)
+        y_true[te], y_pred[te] = res.y_true, res.y_pred
+        fold_ua.append(res.report["ua"])
+        print(f"fold {k}: UA {res.report['ua']:.3f} WA {res.report['wa']:.3f} ({len(te)} clips)", file=sys.stderr)
+    corpus = np.array([r.corpus for r in rows])
+    return {
+        "protocol": f"speaker-independent {args.cv_folds}-fold CV over both corpora (StratifiedGroupKFold by "
+                    f"speaker, seed {args.seed}), same recipe per fold, pooled out-of-fold predictions",
+        "ua": unweighted_accuracy(y_true, y_pred), "wa": weighted_accuracy(y_true, y_pred),
+        "fold_ua": fold_ua, "n_clips": len(rows),
+        **speaker_bootstrap(y_true, y_pred, speakers, n=args.bootstrap, seed=args.seed),
+        "ci_method": f"percentile bootstrap over speakers ({args.bootstrap} resamples, seed {args.seed})",
+        "per_corpus": {c: {"ua": unweighted_accuracy(y_true[corpus == c], y_pred[corpus == c]),
+                           "wa": weighted_accuracy(y_true[corpus == c], y_pred[corpus == c])}
+                       for c in CORPORA if (corpus == c).any()},
+    }
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", help="folder holding ravdess/ and emovo/ (default: $EMOSPEC_DATA or ../shared/data)")
+    ap.add_argument("--out", default="runs/bundled", help="work folder for the CV and final runs")
+    ap.add_argument("--assets", default=str(REPO / "src" / "emospec" / "assets"), help="where model.pt and model_card.json go")
+    ap.add_argument("--stage", choices=["all", "cv", "final", "card"], default="all", help="run one step only")
+    ap.add_argument("--cv-folds", type=int, default=5, help="speaker-independent folds for the estimate")
+    ap.add_argument("--metrics", help="JSON with ua, wa, ua_ci95, wa_ci95, protocol (instead of running CV)")
+    ap.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the CIs")
+    ap.add_argument("--train-config", help="TrainConfig JSON (default: emospec.demo.DEMO_TRAIN)")
+    ap.add_argument("--epochs", type=int, help="override the recipe's epochs")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--quiet", action="store_true")
+    args = ap.parse_args(argv)
+    t0 = time.perf_counter()
+
+    tcfg = from_dict(TrainConfig, load_json(args.train_config), source=args.train_config) if args.train_config else DEMO_TRAIN
+    tcfg = replace(tcfg, seed=args.seed, device=args.device, **({"epochs": args.epochs} if args.epochs else {}))
+    fcfg = FeatureConfig()
+    rows, feats = four_class_clips(args.data, fcfg, progress=not args.quiet)
+    present = {r.label4 for r in rows}
+    labels = [c for c in CLASSES4 if c in present]
+    y = np.array([labels.index(r.label4) for r in rows], dtype=np.int64)
+    speakers = [r.speaker for r in rows]
+    out = Path(args.out)
+    print(f"{len(rows)} clips, {len(set(speakers))} speakers: {dict(Counter(r.label4 for r in rows))}", file=sys.stderr)
+
+    eval_path = Path(args.metrics) if args.metrics else out / "cv" / "evaluation.json"
+    if args.stage in ("all", "cv") and not args.metrics:
+        save_json(eval_path, cross_validate(rows, feats, y, labels, speakers, out / "cv", fcfg, tcfg, args))
+    all_idx = np.arange(len(rows))
+    fit_idx, val_idx = validation_split(rows, all_idx, y, speaker_independent=True, fraction=tcfg.val_fraction, seed=tcfg.seed)
+    if args.stage in ("all", "final"):
+        fit([feats[i] for i in fit_idx], y[fit_idx], [feats[i] for i in val_idx], y[val_idx], labels, out / "final",
+            feature_config=fcfg, train_config=tcfg, progress=not args.quiet, meta={"split": "all speakers"})
+    if args.stage not in ("all", "card"):
+        return 0
+    evaluation = dict(load_json(eval_path)) if eval_path.is_file() else {"protocol": f"none: {eval_path} not found"}
+    final = load_model(out / "final")
+    final.meta.setdefault("best_epoch", -1)
+    val_speakers = sorted({rows[i].speaker for i in val_idx})
+    recipe = {"--cv-folds": args.cv_folds if not args.metrics else None, "--metrics": args.metrics, "--seed": args.seed,
+              "--epochs": args.epochs, "--train-config": args.train_config}
+    command = " ".join(["python scripts/train_bundled.py"] + [f"{k} {v}" for k, v in recipe.items() if v is not None])
+    card = {
+        "name": "emospec-bundled-4class",
+        "labels": labels,
+        "training_data": [
+            {"corpus": CORPUS_TERMS[c]["name"], "clips": sum(r.corpus == c for r in rows),
+             "speakers": len({r.speaker for r in rows if r.corpus == c}), "language": CORPUS_TERMS[c]["language"],
+             "counts": dict(Counter(r.label4 for r in rows if r.corpus == c)), "citation": CORPUS_TERMS[c]["citation"]}
+            for c in CORPORA
+        ],
+        "label_mapping": "RAVDESS neutral/happy/angry/sad (calm, fearful, disgust, surprised left out); "
+                         "EMOVO neu->neutral, gio (joy)->happy, rab (anger)->angry, tri (sadness)->sad",
+        "protocol": (f"shipped model trained on all {len(set(speakers))} speakers of both corpora "
+                     f"({len(fit_idx)} clips); early stopping on validation UA of whole held-out speakers "
+                     f"{', '.join(val_speakers)} ({len(val_idx)} clips): best epoch {final.meta['best_epoch'] + 1}, "
+                     f"validation UA {final.meta.get('best_val_ua', float('nan')):.3f}"),
+        "evaluation": evaluation,
+        "train_config": final.meta.get("config", {}).get("train", to_dict(tcfg)),
+        "feature_config": to_dict(fcfg),
+        "model_config": to_dict(final.model.config),
+        "parameters": int(sum(p.numel() for p in final.model.parameters())),
+        "storage": "float16 weights (computed in float32)",
+        "licence": licence_for(list(CORPORA)),
+        "limitations": "acted speech by 30 actors in English and Italian, studio recordings; four classes only; "
+                       "expect lower accuracy on spontaneous speech, other languages, noise and far-field audio",
+        "versions": final.meta.get("versions") or environment(),
+        "command": command,
+        "card_seconds": round(time.perf_counter() - t0, 1),
+    }
+    assets = Path(args.assets)
+    model_path = assets / "model.pt"
+    save_model(model_path, final.model.cpu(), final.feature_config, final.labels, {"model_card": card}, half=True)
+    card["model_file_sha256"] = sha256_of(model_path)
+    card["model_file_bytes"] = model_path.stat().st_size
+    save_json(assets / "model_card.json", card)
+    load_model(model_path)  # the shipped file must load
+    print(json.dumps({k: card[k] for k in ("evaluation", "protocol", "model_file_bytes")}, indent=2))
+    print(f"wrote {model_path} and {assets / 'model_card.json'} in {card['card_seconds']:.0f} s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except EmospecError as e:
+        print(f"train_bundled: error: {e}", file=sys.stderr)
+        sys.exit(1)

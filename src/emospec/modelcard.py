@@ -1,0 +1,198 @@
+"""Model cards: what a shipped model was trained on, how well it does, and under which terms.
+
+A card is a JSON-able dict. The bundled model's card is
+``emospec/assets/model_card.json`` (written by ``scripts/train_bundled.py``,
+also stored in the model file's ``meta["model_card"]``); for any other model
+:func:`card_for` builds a smaller one from what the checkpoint and its run
+directory describe. :func:`format_card` renders a card as text for
+``emospec info``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional
+
+from .checkpoint import ModelBundle
+from .config import load_json, to_dict
+
+__all__ = ["CORPUS_TERMS", "bundled_paths", "card_for", "describe", "format_card", "licence_for", "sha256_of"]
+
+CORPUS_TERMS: Dict[str, Dict[str, str]] = {
+    "ravdess": {
+        "name": "RAVDESS (speech)",
+        "language": "English (North American), 24 actors",
+        "licence": "CC BY-NC-SA 4.0",
+        "terms": "non-commercial use only; share-alike: derivatives (this model) under the same licence; attribution",
+        "citation": "Livingstone S.R., Russo F.A. (2018). The Ryerson Audio-Visual Database of Emotional Speech "
+                    "and Song (RAVDESS). PLoS ONE 13(5): e0196391.",
+    },
+    "emovo": {
+        "name": "EMOVO",
+        "language": "Italian, 6 actors",
+        "licence": "research use (Fondazione Ugo Bordoni)",
+        "terms": "research use only",
+        "citation": "Costantini G., Iaderola I., Paoloni A., Todisco M. (2014). EMOVO Corpus: an Italian Emotional "
+                    "Speech Database. LREC 2014.",
+    },
+}
+"""Licence facts of the corpora a model can inherit terms from (lower-case corpus key)."""
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def bundled_paths() -> tuple[Path, Path]:
+    """``(model.pt, model_card.json)`` of the bundled model inside the installed package."""
+    assets = resources.files("emospec") / "assets"
+    return Path(str(assets / "model.pt")), Path(str(assets / "model_card.json"))
+
+
+def licence_for(corpora: List[str]) -> Dict[str, Any]:
+    """The terms a model trained on ``corpora`` inherits (the strictest wins, all are listed)."""
+    known = [c.lower() for c in corpora if c.lower() in CORPUS_TERMS]
+    parts = [f"{CORPUS_TERMS[c]['name']}: {CORPUS_TERMS[c]['licence']} ({CORPUS_TERMS[c]['terms']})" for c in known]
+    summary = "unknown: the training data's terms apply"
+    if "ravdess" in known:
+        summary = ("CC BY-NC-SA 4.0, inherited from RAVDESS: non-commercial use only, share-alike"
+                   + ("; EMOVO: research use only" if "emovo" in known else ""))
+    elif "emovo" in known:
+        summary = "research use only, inherited from EMOVO"
+    return {"summary": summary, "inherited_from": parts}
+
+
+def card_for(bundle: ModelBundle) -> Dict[str, Any]:
+    """The card of a loaded model.
+
+    The bundled model (or any file carrying ``meta["model_card"]``) returns its
+    stored card; otherwise the card lists what the checkpoint and its run
+    directory hold: labels, feature config, training config, versions, and
+    ``metrics.json`` (held-out UA/WA) when the run directory has one.
+    """
+    stored = bundle.meta.get("model_card")
+    if isinstance(stored, Mapping):
+        return dict(stored)
+    path = Path(bundle.path)
+    card: Dict[str, Any] = {
+        "name": path.parent.name or path.name,
+        "model_file": str(path),
+        "labels": list(bundle.labels),
+        "feature_config": to_dict(bundle.feature_config),
+        "model_config": to_dict(bundle.model.config),
+        "parameters": int(sum(p.numel() for p in bundle.model.parameters())),
+        "training": {k: v for k, v in bundle.meta.items() if k in ("split", "best_epoch", "best_val_ua")},
+        "train_config": (bundle.meta.get("config") or {}).get("train", {}),
+        "versions": bundle.meta.get("versions", {}),
+        "licence": {"summary": "unknown: the terms of the data it was trained on apply", "inherited_from": []},
+    }
+    metrics = path.parent / "metrics.json"
+    if metrics.is_file():
+        rep = load_json(metrics)
+        card["evaluation"] = {"protocol": rep.get("split", {}).get("name", "held-out split"),
+                              "ua": rep.get("ua"), "wa": rep.get("wa"), "macro_f1": rep.get("macro_f1"),
+                              "n_test": rep.get("split", {}).get("n_test")}
+    return card
+
+
+def describe(model: Optional[str | os.PathLike] = None) -> Dict[str, Any]:
+    """The card of ``model`` (a run dir, ``model.pt`` or ``model.onnx``; ``None``: the bundled model).
+
+    Raises
+    ------
+    CheckpointError
+        The model file is missing, corrupt or incompatible.
+    """
+    from .checkpoint import load_model
+
+    if model is None:
+        pt, js = bundled_paths()
+        card = dict(load_json(js)) if js.is_file() else card_for(load_model(pt))
+        card["model_file"] = str(pt)
+        return card
+    path = Path(model)
+    if path.suffix.lower() == ".onnx":
+        from .export import OnnxModel
+
+        onnx = OnnxModel(path)
+        card = dict(onnx.meta.get("model_card") or {})
+        card.setdefault("name", path.stem)
+        card.setdefault("labels", onnx.labels)
+        card.setdefault("feature_config", to_dict(onnx.feature_config))
+        card["model_file"] = f"{path} (ONNX, {onnx.input_kind} input)"
+        return card
+    bundle = load_model(path)
+    card = card_for(bundle)
+    card["model_file"] = bundle.path
+    return card
+
+
+def _fmt_ci(value: Optional[float], ci: Optional[List[float]]) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.3f}" + (f" (95% CI {ci[0]:.3f}-{ci[1]:.3f})" if ci else "")
+
+
+def format_card(card: Mapping[str, Any]) -> str:
+    """Render a card (from :func:`card_for` or ``model_card.json``) as plain text."""
+    lines = [f"model: {card.get('name', '?')}"]
+    if card.get("model_file"):
+        lines.append(f"file: {card['model_file']}")
+    lines.append(f"labels: {', '.join(card.get('labels', []))}")
+    data = card.get("training_data") or []
+    if data:
+        lines.append("training data:")
+        for d in data:
+            lines.append(f"  {d['corpus']}: {d['clips']} clips, {d['speakers']} speakers ({d.get('language', '')});"
+                         f" classes {d.get('counts', {})}")
+    if card.get("protocol"):
+        lines.append(f"protocol: {card['protocol']}")
+    ev = card.get("evaluation")
+    if ev:
+        lines.append(f"evaluation: {ev.get('protocol', '')}")
+        lines.append(f"  UA {_fmt_ci(ev.get('ua'), ev.get('ua_ci95'))}   WA {_fmt_ci(ev.get('wa'), ev.get('wa_ci95'))}"
+                     + (f"   n={ev['n_clips']}" if ev.get("n_clips") else ""))
+        if ev.get("ci_method"):
+            lines.append(f"  CI: {ev['ci_method']}")
+        for corpus, m in (ev.get("per_corpus") or {}).items():
+            lines.append(f"  {corpus}: UA {m['ua']:.3f}  WA {m['wa']:.3f}")
+        if ev.get("fold_ua"):
+            lines.append("  UA per fold: " + ", ".join(f"{v:.3f}" for v in ev["fold_ua"]))
+    else:
+        lines.append("evaluation: none recorded")
+    tc = card.get("train_config") or {}
+    if tc:
+        lines.append(f"recipe: {tc.get('epochs')} epochs, batch {tc.get('batch_size')}, {tc.get('optimizer')} lr {tc.get('lr')}, "
+                     f"{tc.get('schedule')} schedule, {tc.get('crop_s')} s random crops, class weights {tc.get('class_weights')}, "
+                     f"seed {tc.get('seed')}")
+    fc = card.get("feature_config") or {}
+    if fc:
+        lines.append(
+            f"features: 3D log-Mel (static, delta, delta-delta), {fc.get('n_mels')} mel bands "
+            f"{fc.get('fmin_hz'):g}-{fc.get('fmax_hz'):g} Hz, {fc.get('win_ms'):g} ms window, {fc.get('hop_ms'):g} ms hop, "
+            f"{fc.get('sample_rate_hz')} Hz, delta width {fc.get('delta_width')}"
+        )
+    if card.get("parameters"):
+        lines.append(f"model: EmoAlexNet, {card['parameters']:,} parameters" +
+                     (f", stored as {card['storage']}" if card.get("storage") else ""))
+    lic = card.get("licence") or {}
+    lines.append(f"licence: {lic.get('summary', 'unknown')}")
+    for part in lic.get("inherited_from", []):
+        lines.append(f"  {part}")
+    if card.get("limitations"):
+        lines.append(f"limitations: {card['limitations']}")
+    ver = card.get("versions") or {}
+    if ver:
+        lines.append("versions: " + ", ".join(f"{k} {v}" for k, v in ver.items() if k in
+                                               ("emospec", "git_commit", "python", "torch", "numpy") and v))
+    if card.get("command"):
+        lines.append(f"reproduce: {card['command']}")
+    return "\n".join(lines)
