@@ -131,7 +131,8 @@ def test_torchrun_cli_trains_with_two_processes(shared_data, tmp_path):
         env.pop(name, None)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "emospec", "-q", "-v", "train", "--corpus", "ravdess", "--root", str(root), "--out", str(tmp_path / "run"),
-           "--epochs", "1", "--batch-size", "4", "--crop-s", "0.8", "--test-speakers", "1", "--device", "cpu"]
+           "--epochs", "1", "--batch-size", "4", "--crop-s", "0.8", "--test-speakers", "1", "--device", "cpu",
+           "--cache", str(tmp_path / "cache")]  # both ranks fill one cache; nothing written to $HOME
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     for rank in (0, 1):
@@ -139,6 +140,7 @@ def test_torchrun_cli_trains_with_two_processes(shared_data, tmp_path):
     for name in ("model.pt", "checkpoint.pt", "history.json", "metrics.json", "report.txt", "split.json"):
         assert (tmp_path / "run" / name).is_file(), name
     assert "run dir:" in r.stdout
+    assert len(list((tmp_path / "cache").rglob("*.feat"))) == 16  # one entry per clip, whichever rank wrote it
 
 
 def test_single_process_context_without_torchrun(monkeypatch):
