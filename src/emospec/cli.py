@@ -180,6 +180,8 @@ def _add_train(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--class-weights", action="store_true")
     p.add_argument("--device", default="auto")
+    p.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"],
+                   help="mixed precision (default auto: bf16/fp16 on CUDA, off on CPU)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     p.set_defaults(func=_cmd_train)
 
@@ -229,7 +231,7 @@ def _cmd_train(args) -> int:
         raise DataError(f"{len(rows)} clip(s) left with {len(labels)} class(es) after {len(failed)} failed to load; need 2 classes")
     y = np.array([labels.index(r.label4) for r in rows], dtype=np.int64)
     over = {k: v for k, v in {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
-                              "crop_s": args.crop_s}.items() if v is not None}
+                              "crop_s": args.crop_s, "amp": args.amp}.items() if v is not None}
     tcfg = replace(TrainConfig(), seed=args.seed, class_weights=args.class_weights, device=args.device, **over)
     protocol = "split" if args.split else args.protocol
     folds = (load_folds(args.split, rows, ignore=gone) if args.split

@@ -133,6 +133,14 @@ class TrainConfig:
     Batches are fixed-length random crops of ``crop_s`` seconds (shorter clips
     are padded with the normalised mean, i.e. zeros); evaluation uses the full
     clip. Early stopping watches validation unweighted accuracy (UA).
+
+    ``batch_size`` is the global batch: under ``torchrun`` with N processes
+    each takes ``batch_size / N`` clips per step (N must divide it), so a
+    recipe trains the same on one device or many. ``amp`` is mixed precision:
+    ``"auto"`` (bf16 on CUDA devices that support it, else fp16 with loss
+    scaling; off on CPU), ``"bf16"``, ``"fp16"`` (CUDA only) or ``"off"``.
+    ``workers`` is DataLoader worker processes (0: load in the training
+    process, right for features already in memory).
     """
 
     epochs: int = 30
@@ -156,6 +164,8 @@ class TrainConfig:
     mixup_alpha: float = 0.0
     grad_clip: float = 5.0
     device: str = "auto"
+    amp: str = "auto"  # "auto", "bf16", "fp16" or "off"
+    workers: int = 0
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -178,6 +188,10 @@ class TrainConfig:
             raise ConfigError(f"TrainConfig.val_fraction must be in (0, 0.5), got {self.val_fraction}")
         if self.patience < 1:
             raise ConfigError(f"TrainConfig.patience must be >= 1, got {self.patience}")
+        if self.amp not in ("auto", "bf16", "fp16", "off"):
+            raise ConfigError(f"TrainConfig.amp must be 'auto', 'bf16', 'fp16' or 'off', got {self.amp!r}")
+        if self.workers < 0:
+            raise ConfigError(f"TrainConfig.workers must be >= 0, got {self.workers}")
 
 
 def to_dict(cfg: Any) -> dict:

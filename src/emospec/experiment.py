@@ -19,6 +19,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
+from . import distributed
 from .config import FeatureConfig, ModelConfig, TrainConfig, atomic_write_bytes, save_json
 from .data.manifest import Utterance
 from .data.splits import paper_split, speaker_holdout
@@ -99,12 +100,13 @@ def run_split(
         rows, np.asarray(train_idx), y, speaker_independent=speaker_independent,
         fraction=train_config.val_fraction, seed=train_config.seed,
     )
-    save_json(run_dir / "split.json", {
-        "name": name, "speaker_independent": speaker_independent,
-        "train": [rows[i].utterance_id for i in fit_idx], "val": [rows[i].utterance_id for i in val_idx],
-        "test": [rows[i].utterance_id for i in test_idx],
-        "test_speakers": sorted({rows[i].speaker for i in test_idx}),
-    })
+    if distributed.is_main():  # under torchrun only rank 0 writes
+        save_json(run_dir / "split.json", {
+            "name": name, "speaker_independent": speaker_independent,
+            "train": [rows[i].utterance_id for i in fit_idx], "val": [rows[i].utterance_id for i in val_idx],
+            "test": [rows[i].utterance_id for i in test_idx],
+            "test_speakers": sorted({rows[i].speaker for i in test_idx}),
+        })
     result = fit(
         [feats[i] for i in fit_idx], y[fit_idx], [feats[i] for i in val_idx], y[val_idx], labels, run_dir,
         feature_config=feature_config, model_config=model_config, train_config=train_config,
@@ -120,7 +122,8 @@ def run_split(
     rep["best_epoch"] = result.best_epoch
     rep["best_val_ua"] = result.best_val_ua
     text = format_report(rep)
-    save_json(run_dir / "metrics.json", rep)
-    atomic_write_bytes(run_dir / "report.txt", (text + "\n").encode("utf-8"))
-    atomic_write_bytes(run_dir / "predictions.csv", _predictions_csv(rows, np.asarray(test_idx), labels, y_true, y_pred, probs))
+    if distributed.is_main():
+        save_json(run_dir / "metrics.json", rep)
+        atomic_write_bytes(run_dir / "report.txt", (text + "\n").encode("utf-8"))
+        atomic_write_bytes(run_dir / "predictions.csv", _predictions_csv(rows, np.asarray(test_idx), labels, y_true, y_pred, probs))
     return SplitResult(name, run_dir, rep, text, result, y_true, y_pred, probs)

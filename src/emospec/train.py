@@ -2,6 +2,8 @@
 
 One loop, per epoch: random fixed-length crops -> forward/backward -> clip ->
 step -> validation UA on full-length clips -> keep the best -> checkpoint.
+The same loop runs data-parallel under ``torchrun`` (DDP, one process per
+device, rank 0 writes) and in mixed precision on CUDA (``TrainConfig.amp``).
 The run directory holds::
 
     model.pt         best model (self-describing, see emospec.checkpoint)
@@ -25,9 +27,12 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
+from torch.utils.data.distributed import DistributedSampler
 
-from .checkpoint import load_state, save_model, save_state
+from . import distributed
+from .checkpoint import load_model, load_state, save_model, save_state
 from .config import FeatureConfig, ModelConfig, TrainConfig, save_json, to_dict
 from .data.dataset import CropDataset, feature_stats
 from .errors import CheckpointError, ConfigError, DataError
@@ -35,7 +40,7 @@ from .evaluate import unweighted_accuracy, weighted_accuracy
 from .model import EmoAlexNet, infer
 from .versions import environment
 
-__all__ = ["FitResult", "fit", "resolve_device", "seed_everything"]
+__all__ = ["FitResult", "fit", "amp_dtype", "resolve_device", "seed_everything"]
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +54,7 @@ class FitResult:
     best_epoch: int
     best_val_ua: float
     history: List[Dict[str, float]] = field(default_factory=list)
+    world_size: int = 1
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -100,6 +106,55 @@ def _spec_augment(x: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> to
     return x
 
 
+class _Logits(torch.nn.Module):
+    """Standardised input -> logits: the part of :class:`EmoAlexNet` that DDP wraps.
+
+    SpecAugment and mixup act between standardisation and the conv stack, so
+    the wrapped forward starts after :meth:`EmoAlexNet.normalize`.
+    """
+
+    def __init__(self, model: EmoAlexNet):
+        super().__init__()
+        self.model = model
+
+    def forward(self, xn: torch.Tensor) -> torch.Tensor:
+        return self.model.forward_head(self.model.features(xn))
+
+
+def amp_dtype(amp: str, device: torch.device) -> Optional[torch.dtype]:
+    """The autocast dtype :attr:`TrainConfig.amp` asks for on ``device``, or None (float32).
+
+    ``"auto"`` is bf16 on CUDA devices that support it, fp16 on older ones,
+    and off on CPU; ``"bf16"`` also runs on CPU; ``"fp16"`` needs CUDA.
+    """
+    if amp == "off":
+        return None
+    if device.type != "cuda":
+        if amp == "fp16":
+            raise ConfigError(f"TrainConfig.amp='fp16' needs a CUDA device; training runs on {device}")
+        return torch.bfloat16 if amp == "bf16" else None
+    if amp == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if amp == "bf16" else torch.float16
+
+
+def _validation_logits(model: EmoAlexNet, feats: Sequence[torch.Tensor], ctx: distributed.DistContext) -> torch.Tensor:
+    """``(n, n_classes)`` float32 logits of full-length clips on CPU.
+
+    With several processes each runs every ``world_size``-th clip and the
+    rows are summed across processes (every other row is zero), so all ranks
+    get the same logits and make the same early-stopping decisions.
+    """
+    if ctx.world_size == 1:
+        return infer(model, list(feats), device=ctx.device)[0]
+    n = len(feats)
+    mine = list(range(ctx.rank, n, ctx.world_size))
+    logits = torch.zeros(n, model.config.n_classes, dtype=torch.float64)
+    if mine:
+        logits[mine] = infer(model, [feats[i] for i in mine], device=ctx.device)[0].double()
+    return distributed.all_reduce_sum(logits, device=ctx.device).reshape(n, -1).float()
+
+
 def fit(
     train_feats: Sequence[torch.Tensor],
     train_y: Sequence[int],
@@ -117,10 +172,16 @@ def fit(
 ) -> FitResult:
     """Train an :class:`EmoAlexNet` and write the run directory.
 
+    Under ``torchrun`` (``WORLD_SIZE`` > 1) every process calls this with the
+    same data: the model is wrapped in DistributedDataParallel, each process
+    trains on its share of every global batch (DistributedSampler), losses
+    and validation logits are reduced across processes, and only rank 0
+    writes files. See :mod:`emospec.distributed`.
+
     Parameters
     ----------
     train_feats, val_feats
-        ``(3, n_mels, frames_i)`` float32 dB feature tensors.
+        ``(3, n_mels, frames)`` float32 dB feature tensors.
     train_y, val_y
         Class indices into ``labels``.
     labels
@@ -134,8 +195,6 @@ def fit(
     FitResult
         The best model (by validation UA) loaded, and the history.
     """
-    from tqdm.auto import tqdm
-
     labels = [str(c) for c in labels]
     if len(train_feats) != len(train_y) or len(val_feats) != len(val_y):
         raise DataError("fit: features and labels differ in length")
@@ -150,28 +209,57 @@ def fit(
             f"fit: model config (n_classes={mcfg.n_classes}, n_mels={mcfg.n_mels}) does not match "
             f"{len(labels)} labels / n_mels={feature_config.n_mels}"
         )
-    tcfg = train_config
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(tcfg.device)
+    world = distributed.world_size()
+    if train_config.batch_size % world:
+        raise ConfigError(f"TrainConfig.batch_size={train_config.batch_size} is not divisible by the {world} processes")
+    ctx = distributed.init(train_config.device)
+    try:
+        return _fit(train_feats, train_y, val_feats, val_y, labels, Path(run_dir), ctx, feature_config=feature_config,
+                    mcfg=mcfg, tcfg=train_config, resume=resume, progress=progress, meta=meta)
+    finally:
+        distributed.cleanup(ctx)
+
+
+def _fit(train_feats, train_y, val_feats, val_y, labels: List[str], run_dir: Path, ctx: distributed.DistContext, *,
+         feature_config: FeatureConfig, mcfg: ModelConfig, tcfg: TrainConfig, resume: bool, progress: bool,
+         meta: Optional[Dict]) -> FitResult:
+    """The training loop of :func:`fit`, in the process described by ``ctx``."""
+    from tqdm.auto import tqdm
+
+    main = ctx.is_main
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    device = ctx.device
+    autocast_dtype = amp_dtype(tcfg.amp, device)
     seed_everything(tcfg.seed)
 
     model = EmoAlexNet(config=mcfg)
     mean, std = feature_stats(train_feats)
     model.set_normalization(mean, std)
     model.to(device)
+    net: torch.nn.Module = _Logits(model)
+    if ctx.world_size > 1:
+        if mcfg.batch_norm and device.type == "cuda":
+            net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
+        net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None,
+                                      broadcast_buffers=mcfg.batch_norm)
+        torch.manual_seed(tcfg.seed + 1 + ctx.rank)  # same initial weights, different dropout masks per rank
 
     crop_frames = max(1, int(round(tcfg.crop_s * 1000.0 / feature_config.hop_ms)))
     ds = CropDataset(train_feats, train_y, crop_frames, mean[..., None], seed=tcfg.seed)
-    loader_gen = torch.Generator().manual_seed(tcfg.seed)
-    loader = DataLoader(ds, batch_size=tcfg.batch_size, shuffle=True, drop_last=len(ds) > tcfg.batch_size, generator=loader_gen)
-    aug_gen = torch.Generator().manual_seed(tcfg.seed + 1)
+    # The order depends only on (seed, epoch), and a world of N sees the same global batches as one process.
+    sampler = DistributedSampler(ds, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=tcfg.seed, drop_last=True)
+    loader = DataLoader(ds, batch_size=tcfg.batch_size // ctx.world_size, sampler=sampler,
+                        drop_last=len(ds) > tcfg.batch_size, num_workers=tcfg.workers,
+                        pin_memory=device.type == "cuda")
+    aug_gen = torch.Generator().manual_seed(tcfg.seed + 1 + 7919 * ctx.rank)
 
     if tcfg.optimizer == "sgd":
         opt = torch.optim.SGD(model.parameters(), lr=tcfg.lr, momentum=tcfg.momentum, weight_decay=tcfg.weight_decay, nesterov=True)
     else:
         opt = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
     sched = _schedule(opt, tcfg, len(loader))
+    scaler = torch.amp.GradScaler("cuda") if autocast_dtype == torch.float16 else None
 
     weight = None
     if tcfg.class_weights:
@@ -180,15 +268,17 @@ def fit(
         weight = torch.tensor(w, dtype=torch.float32, device=device)
 
     cfg_dict = {"feature": to_dict(feature_config), "model": to_dict(mcfg), "train": to_dict(tcfg)}
-    save_json(run_dir / "config.json", cfg_dict)
-    save_json(run_dir / "labels.json", labels)
-    save_json(run_dir / "norm_stats.json", {"mean_db": mean.tolist(), "std_db": std.tolist(), "shape": "(3, n_mels)"})
     env = environment()
-    save_json(run_dir / "versions.json", env)
+    if main:
+        save_json(run_dir / "config.json", cfg_dict)
+        save_json(run_dir / "labels.json", labels)
+        save_json(run_dir / "norm_stats.json", {"mean_db": mean.tolist(), "std_db": std.tolist(), "shape": "(3, n_mels)"})
+        save_json(run_dir / "versions.json", env)
     model_meta = {"config": cfg_dict, "versions": env, **(meta or {})}
 
     history: List[Dict[str, float]] = []
     start_epoch, best_ua, best_epoch, bad_epochs = 0, -1.0, -1, 0
+    best_state: Dict[str, torch.Tensor] = {}
     ckpt_path = run_dir / "checkpoint.pt"
     if resume:
         if not ckpt_path.exists():
@@ -196,27 +286,32 @@ def fit(
         ck = load_state(ckpt_path)
         if ck.get("config") != cfg_dict:
             raise CheckpointError(f"{ckpt_path}: was written with another configuration; cannot resume")
+        if (run_dir / "model.pt").exists():  # before restoring the RNG: building a model draws from it
+            best_state = load_model(run_dir / "model.pt").model.state_dict()
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
+        if scaler is not None and ck.get("scaler"):
+            scaler.load_state_dict(ck["scaler"])
         torch.set_rng_state(ck["rng_torch"])
-        loader_gen.set_state(ck["rng_loader"])
         aug_gen.set_state(ck["rng_aug"])
         start_epoch, best_ua, best_epoch, bad_epochs = ck["epoch"] + 1, ck["best_ua"], ck["best_epoch"], ck["bad_epochs"]
         history = list(ck["history"])
         log.info("resuming %s at epoch %d (best UA %.3f at epoch %d)", run_dir, start_epoch, best_ua, best_epoch)
 
     stop = bad_epochs >= tcfg.patience
-    epochs = tqdm(range(start_epoch, tcfg.epochs), desc="train", unit="epoch", disable=not progress, leave=False,
-                  initial=start_epoch, total=tcfg.epochs)
+    epochs = tqdm(range(start_epoch, tcfg.epochs), desc="train", unit="epoch", disable=not (progress and main),
+                  leave=False, initial=start_epoch, total=tcfg.epochs)
     for epoch in epochs:
         if stop:
             break
-        model.train()
+        net.train()
         ds.set_epoch(epoch)
-        total, count = 0.0, 0
+        sampler.set_epoch(epoch)
+        total = torch.zeros((), dtype=torch.float64, device=device)
+        count = 0
         for x, y in loader:
-            x, y = x.to(device), y.to(device)
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             xn = model.normalize(x)
             if tcfg.freq_masks or tcfg.time_masks:
                 xn = _spec_augment(xn, tcfg, aug_gen)
@@ -224,21 +319,31 @@ def fit(
                 lam = float(np.random.default_rng(int(torch.randint(0, 2**31, (1,), generator=aug_gen))).beta(tcfg.mixup_alpha, tcfg.mixup_alpha))
                 perm = torch.randperm(x.shape[0], generator=aug_gen).to(device)
                 xn = lam * xn + (1 - lam) * xn[perm]
-            logits = model.forward_head(model.features(xn))
+            with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
+                logits = net(xn).float()
             loss = F.cross_entropy(logits, y, weight=weight, label_smoothing=tcfg.label_smoothing)
             if tcfg.mixup_alpha > 0:
                 loss = lam * loss + (1 - lam) * F.cross_entropy(logits, y[perm], weight=weight, label_smoothing=tcfg.label_smoothing)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.unscale_(opt)
+            else:
+                loss.backward()
             if tcfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
-            opt.step()
+            if scaler is not None:
+                scaler.step(opt)
+                scaler.update()
+            else:
+                opt.step()
             sched.step()
-            total += float(loss.detach()) * x.shape[0]
+            total += loss.detach().double() * x.shape[0]
             count += x.shape[0]
-        train_loss = total / max(1, count)
+        sums = distributed.all_reduce_sum(torch.stack([total.cpu(), torch.tensor(float(count), dtype=torch.float64)]), device)
+        train_loss = float(sums[0] / max(1.0, float(sums[1])))
         if len(val_feats):
-            vlog, _ = infer(model, list(val_feats), device=device)
+            vlog = _validation_logits(model, val_feats, ctx)
             vpred = vlog.argmax(1).numpy()
             val_ua = unweighted_accuracy(np.asarray(val_y), vpred)
             val_wa = weighted_accuracy(np.asarray(val_y), vpred)
@@ -251,23 +356,27 @@ def fit(
         improved = (val_ua > best_ua) or (not len(val_feats))
         if improved:
             best_ua, best_epoch, bad_epochs = val_ua, epoch, 0
-            save_model(run_dir / "model.pt", model, feature_config, labels,
-                       {**model_meta, "best_epoch": epoch, "best_val_ua": val_ua})
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            if main:
+                save_model(run_dir / "model.pt", model, feature_config, labels,
+                           {**model_meta, "best_epoch": epoch, "best_val_ua": val_ua})
         else:
             bad_epochs += 1
         stop = bad_epochs >= tcfg.patience
-        save_state(ckpt_path, {
-            "config": cfg_dict, "model": model.state_dict(), "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict(), "rng_torch": torch.get_rng_state(), "rng_loader": loader_gen.get_state(),
-            "rng_aug": aug_gen.get_state(), "epoch": epoch, "best_ua": best_ua, "best_epoch": best_epoch,
-            "bad_epochs": bad_epochs, "history": history,
-        })
-        save_json(run_dir / "history.json", history)
+        if main:
+            save_state(ckpt_path, {
+                "config": cfg_dict, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(), "scaler": scaler.state_dict() if scaler is not None else None,
+                "rng_torch": torch.get_rng_state(), "rng_aug": aug_gen.get_state(), "epoch": epoch,
+                "best_ua": best_ua, "best_epoch": best_epoch, "bad_epochs": bad_epochs, "history": history,
+            })
+            save_json(run_dir / "history.json", history)
         epochs.set_postfix(loss=f"{train_loss:.3f}", val_ua=f"{val_ua:.3f}", best=f"{best_ua:.3f}")
         log.info("epoch %d loss %.4f val UA %.3f WA %.3f", epoch, train_loss, val_ua, val_wa)
     epochs.close()
-
-    from .checkpoint import load_model
-
-    best = load_model(run_dir / "model.pt", device=device).model
-    return FitResult(model=best, run_dir=run_dir, best_epoch=best_epoch, best_val_ua=best_ua, history=history)
+    distributed.barrier()  # rank 0 has written its files
+    best = EmoAlexNet(config=mcfg)  # from memory: every rank holds the same weights, no shared disk needed
+    best.load_state_dict(best_state or model.state_dict())
+    best.eval().to(device)
+    return FitResult(model=best, run_dir=run_dir, best_epoch=best_epoch, best_val_ua=best_ua, history=history,
+                     world_size=ctx.world_size)
