@@ -184,6 +184,7 @@ def test_sigkill_then_resume_equals_uninterrupted(reference, clips, tmp_path, pa
         assert len(leftovers) == 1 and leftovers[0].startswith(".checkpoint.pt.")  # the unfinished write
     out = _train(run_dir, clips, RESUME="1")
     assert out == ref_out
+    assert not any(p.name.endswith(".tmp") for p in run_dir.iterdir())  # the unfinished write is cleared away
     ref_hist = json.loads((ref_dir / "history.json").read_text())
     hist = json.loads((run_dir / "history.json").read_text())
     assert len(hist) == EPOCHS and hist == ref_hist  # losses, val UA/WA, lr: all equal, exactly

@@ -268,6 +268,14 @@ def _fit(train_feats, train_y, val_feats, val_y, labels: List[str], run_dir: Pat
         weight = torch.tensor(w, dtype=torch.float32, device=device)
 
     cfg_dict = {"feature": to_dict(feature_config), "model": to_dict(mcfg), "train": to_dict(tcfg)}
+    ckpt_path = run_dir / "checkpoint.pt"
+    ck = None
+    if resume:  # checked before anything is written: a refused resume leaves the run as it was
+        if not ckpt_path.exists():
+            raise CheckpointError(f"{ckpt_path}: nothing to resume (no checkpoint)")
+        ck = load_state(ckpt_path)
+        if ck.get("config") != cfg_dict:
+            raise CheckpointError(f"{ckpt_path}: was written with another configuration; cannot resume")
     env = environment()
     if main:
         save_json(run_dir / "config.json", cfg_dict)
@@ -279,13 +287,10 @@ def _fit(train_feats, train_y, val_feats, val_y, labels: List[str], run_dir: Pat
     history: List[Dict[str, float]] = []
     start_epoch, best_ua, best_epoch, bad_epochs = 0, -1.0, -1, 0
     best_state: Dict[str, torch.Tensor] = {}
-    ckpt_path = run_dir / "checkpoint.pt"
-    if resume:
-        if not ckpt_path.exists():
-            raise CheckpointError(f"{ckpt_path}: nothing to resume (no checkpoint)")
-        ck = load_state(ckpt_path)
-        if ck.get("config") != cfg_dict:
-            raise CheckpointError(f"{ckpt_path}: was written with another configuration; cannot resume")
+    if ck is not None:
+        if main:  # a run killed while saving leaves its temp file (tens of MB); the rename never happened
+            for tmp in run_dir.glob(".*.pt.*.tmp"):
+                tmp.unlink(missing_ok=True)
         if (run_dir / "model.pt").exists():  # before restoring the RNG: building a model draws from it
             best_state = load_model(run_dir / "model.pt").model.state_dict()
         model.load_state_dict(ck["model"])
