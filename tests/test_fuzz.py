@@ -12,7 +12,7 @@ import httpx
 import numpy as np
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.generation import GenerationMode
@@ -93,6 +93,28 @@ def test_mutated_files_stream_or_raise_audio_error(seed, data):
             assert float(np.max(np.abs(block), initial=0.0)) <= 1.0
     except AudioError as e:
         assert "\n" not in str(e)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(suffix=st.sampled_from([".csv", ".json"]),
+       head=st.sampled_from([b"", b"path,label\n", b"path,label,speaker,duration_s\n", b"[", b"{", b'[{"path": ']),
+       body=st.one_of(st.binary(max_size=400), st.text(max_size=400).map(lambda t: t.encode("utf-8", "surrogatepass"))))
+@example(suffix=".csv", head=b"path,label\n", body=b'"a\nb",\n"c.wav",angry\n')  # a line break inside a quoted field
+def test_random_manifests_parse_or_raise_data_error(tmp_path_factory, suffix, head, body):
+    """A label file of any bytes: rows and one-line problems, or a one-line DataError naming it; nothing else."""
+    from emospec.data.manifest import parse_manifest
+    from emospec.errors import DataError
+
+    path = tmp_path_factory.mktemp("m") / f"labels{suffix}"
+    path.write_bytes(head + body)
+    try:
+        rows, problems = parse_manifest(path)
+    except DataError as e:
+        assert str(e).startswith(str(path)) and "\n" not in str(e), str(e)
+        return
+    assert all("\n" not in p for p in problems)
+    for r in rows:
+        assert r.path and r.label and not (r.duration_s < 0)
 
 
 # --------------------------------------------------------------------------- the API, against its own schema

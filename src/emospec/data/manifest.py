@@ -168,8 +168,8 @@ def parse_manifest(path: str | os.PathLike, *, base: Optional[str | os.PathLike]
     for where, uid, rec in items:
         try:
             rows.append(_record(rec, where, base_dir, uid))
-        except DataError as e:
-            problems.append(str(e))
+        except DataError as e:  # a quoted field may hold line breaks: keep the report one line per item
+            problems.append(str(e).replace("\r", "\\r").replace("\n", "\\n"))
     return rows, problems
 
 
