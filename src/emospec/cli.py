@@ -160,8 +160,8 @@ def _add_evaluate(sub) -> None:
 
 
 def _eval_train_config(args):
-    from .cv import train_config_from
     from .errors import ConfigError
+    from .recipe import train_config_from
 
     over = {}
     for item in args.overrides:
@@ -195,8 +195,9 @@ def _cmd_evaluate(args) -> int:
     if args.model:
         return _eval_model(args)
     if args.train_corpus or args.test_corpora:
-        if not (args.train_corpus and args.test_corpora) or args.protocol:
-            raise ConfigError("cross-corpus needs --train CORPUS[:ROOT] and at least one --test CORPUS[:ROOT], and no --protocol")
+        if not (args.train_corpus and args.test_corpora) or args.protocol or args.folds:
+            raise ConfigError("cross-corpus needs --train CORPUS[:ROOT] and at least one --test CORPUS[:ROOT], "
+                              "and no --protocol or --folds")
     elif not (args.protocol and args.corpus):
         raise ConfigError("evaluate needs --protocol with --corpus, --train with --test, or --model")
     from .baseline import BaselineConfig
@@ -234,6 +235,7 @@ def _eval_model(args) -> int:
     from .data.corpora import prepare_corpus
     from .data.dataset import compute_features
     from .data.manifest import read_manifest
+    from .data.paths import find_data_root
     from .errors import DataError
     from .evaluate import bootstrap_ci, format_report, report
     from .model import infer
@@ -242,13 +244,11 @@ def _eval_model(args) -> int:
     if args.manifest:
         rows = read_manifest(args.manifest)
     elif args.corpus:
-        if not args.root:
-            raise DataError("--corpus needs --root")
-        rows, problems = prepare_corpus(args.corpus, args.root)
+        rows, problems = prepare_corpus(args.corpus, args.root or find_data_root(args.data, corpus=args.corpus) / args.corpus)
         for line in problems:
             print(f"skipped: {line}", file=sys.stderr)
     else:
-        raise DataError("--model needs --manifest CSV or --corpus NAME --root DIR")
+        raise DataError("--model needs --manifest CSV or --corpus NAME [--root DIR]")
     rows = [r for r in rows if r.label4 in bundle.labels]
     if not rows:
         raise DataError(f"no utterances with a label the model knows ({bundle.labels})")

@@ -22,7 +22,6 @@ A run directory holds ``fold_XX/`` (one run_split each), ``metrics.json``,
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections import Counter
@@ -34,7 +33,7 @@ import numpy as np
 import torch
 
 from .baseline import BaselineConfig, egemaps_functionals, run_fold
-from .config import FeatureConfig, TrainConfig, atomic_write_bytes, from_dict, load_json, save_json, to_dict
+from .config import FeatureConfig, TrainConfig, atomic_write_bytes, load_json, save_json, to_dict
 from .data.corpora import four_class, prepare_corpus
 from .data.dataset import compute_features
 from .data.labels import CLASSES4
@@ -45,8 +44,8 @@ from .evaluate import bootstrap_ci, fold_summary, paired_bootstrap, per_speaker,
 from .experiment import run_split
 from .versions import environment
 
-__all__ = ["CorpusData", "Fold", "EvalResult", "load_corpus", "make_folds", "speaker_kfold", "train_config_from",
-           "run_protocol", "run_cross_corpus", "PROTOCOLS"]
+__all__ = ["CorpusData", "Fold", "EvalResult", "load_corpus", "make_folds", "speaker_kfold", "run_protocol",
+           "run_cross_corpus", "PROTOCOLS"]
 
 log = logging.getLogger(__name__)
 
@@ -157,77 +156,39 @@ def make_folds(protocol: str, rows: Sequence[Utterance], *, folds: Optional[int]
     raise ConfigError(f"unknown protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")
 
 
-def _parse_value(field_type: str, key: str, text: str):
-    if field_type in ("bool", bool):
-        low = text.strip().lower()
-        if low not in ("1", "0", "true", "false", "yes", "no"):
-            raise ConfigError(f"{key}={text!r}: expected true or false")
-        return low in ("1", "true", "yes")
-    for kind, conv in (("int", int), ("float", float)):
-        if field_type in (kind, conv):
-            try:
-                return conv(text)
-            except ValueError as e:
-                raise ConfigError(f"{key}={text!r}: expected {kind}") from e
-    return text
-
-
-def train_config_from(recipe: str = "demo", overrides: Optional[Mapping[str, object]] = None) -> TrainConfig:
-    """A :class:`TrainConfig` from a recipe name or file, plus overrides.
-
-    ``recipe`` is ``"demo"`` (:data:`emospec.demo.DEMO_TRAIN`), ``"default"``
-    (``TrainConfig()``), or a JSON file: a TrainConfig object (missing keys
-    default) or a run's ``config.json`` (its ``"train"`` part). ``overrides``
-    maps field names to values or to strings (``"true"``, ``"3"``), as from
-    ``--set KEY=VALUE``; unknown names are a :class:`ConfigError`.
-    """
-    from .demo import DEMO_TRAIN
-
-    if recipe == "demo":
-        cfg = DEMO_TRAIN
-    elif recipe == "default":
-        cfg = TrainConfig()
-    else:
-        data = load_json(recipe)
-        if isinstance(data, dict) and isinstance(data.get("train"), dict):
-            data = data["train"]
-        cfg = from_dict(TrainConfig, data, source=str(recipe))
-    types = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
-    changes = {}
-    for key, value in (overrides or {}).items():
-        if key not in types:
-            raise ConfigError(f"unknown TrainConfig key {key!r}; known: {', '.join(types)}")
-        changes[key] = _parse_value(types[key], key, value) if isinstance(value, str) else value
-    try:
-        return dataclasses.replace(cfg, **changes)
-    except TypeError as e:
-        raise ConfigError(f"TrainConfig: {e}") from e
-
-
 def _majority(y: np.ndarray, train: np.ndarray, k: int) -> int:
     return int(np.bincount(y[train], minlength=k).argmax())
 
 
 def _fold_outputs(fold: Fold, fold_dir: Path, rows, data: CorpusData, y, labels, *, train_config, feature_config,
                   baseline: Optional[BaselineConfig], progress: bool, resume: bool) -> Dict:
-    """Train and test the model (and the baseline) on one fold; cached in ``fold_dir/oof.json``."""
+    """Train and test the model (and the baseline) on one fold; kept in ``fold_dir/oof.json``.
+
+    With ``resume``, a finished fold whose test items and configs match is
+    reused (the baseline is refitted alone when only its config changed).
+    """
     ids = [rows[i].utterance_id for i in fold.test]
     cached = fold_dir / "oof.json"
+    key = {"test_ids": ids, "train_config": to_dict(train_config), "feature_config": to_dict(feature_config)}
+    out = None
     if resume and cached.exists():
         old = load_json(cached)
-        if old.get("test_ids") == ids and old.get("train_config") == to_dict(train_config) and (old.get("baseline") is not None) == (baseline is not None):
-            log.info("%s: reusing finished fold", fold_dir)
-            return old
-    res = run_split(fold.name, rows, data.feats, y, labels, fold.train, fold.test, fold_dir,
-                    speaker_independent=fold.speaker_independent, feature_config=feature_config,
-                    train_config=train_config, progress=progress, resume=resume and (fold_dir / "checkpoint.pt").exists())
-    out = {"name": fold.name, "test_ids": ids, "train_config": to_dict(train_config),
-           "test_speakers": sorted({rows[i].speaker for i in fold.test}), "model_pred": res.y_pred.tolist(),
-           "probs": np.round(res.probs, 5).tolist(), "best_epoch": res.fit.best_epoch, "history": res.fit.history,
-           "majority": _majority(y, fold.train, len(labels)), "baseline": None}
-    if baseline is not None:
-        fp = run_fold(data.functionals, y, [r.speaker for r in rows], fold.train, fold.test, baseline)
-        out["baseline"] = {"pred": fp.y_pred.tolist(), "c": fp.c, "inner_ua": fp.inner_ua, "grid": fp.grid}
+        if all(old.get(k) == v for k, v in key.items()):
+            log.info("%s: reusing the trained fold", fold_dir)
+            out = old
+    if out is None:
+        res = run_split(fold.name, rows, data.feats, y, labels, fold.train, fold.test, fold_dir,
+                        speaker_independent=fold.speaker_independent, feature_config=feature_config,
+                        train_config=train_config, progress=progress, resume=resume and (fold_dir / "checkpoint.pt").exists())
+        out = {"name": fold.name, **key, "test_speakers": sorted({rows[i].speaker for i in fold.test}),
+               "model_pred": res.y_pred.tolist(), "probs": np.round(res.probs, 5).tolist(), "best_epoch": res.fit.best_epoch,
+               "history": res.fit.history, "majority": _majority(y, fold.train, len(labels)), "baseline": None}
+    wanted = to_dict(baseline) if baseline is not None else None
+    if (out.get("baseline") or {}).get("config") != wanted:
+        out["baseline"] = None
+        if baseline is not None:
+            fp = run_fold(data.functionals, y, [r.speaker for r in rows], fold.train, fold.test, baseline)
+            out["baseline"] = {"pred": fp.y_pred.tolist(), "c": fp.c, "inner_ua": fp.inner_ua, "grid": fp.grid, "config": wanted}
     save_json(cached, out)
     return out
 
@@ -328,17 +289,22 @@ def run_protocol(
         "problems": data.problems, "versions": environment(),
     }
     summary["fold_summary"] = {k: fold_summary([f[k] for f in summary["folds"]]) for k in ("model", "baseline") if k in summary}
-    _write_oof(out / "oof_predictions.csv", data.rows, tested, y, preds, labels, records, fold_list)
+    _write_oof(out / "oof_predictions.csv", data.rows, tested, y, preds, labels, fold_list)
     made = protocol_figures(summary, data, records, out) if plots else []
+    return _finish(out, summary, made, protocol_text, t0)
+
+
+def _finish(out: Path, summary: Dict, made: List[Path], render, t0: float) -> EvalResult:
+    """Add plots and wall time to ``summary``; write ``metrics.json`` and ``report.txt``."""
     summary["plots"] = [str(p) for p in made]
     summary["seconds"] = time.perf_counter() - t0
-    text = protocol_text(summary)
+    text = render(summary)
     save_json(out / "metrics.json", summary)
     atomic_write_bytes(out / "report.txt", (text + "\n").encode("utf-8"))
     return EvalResult(out, summary, text, made)
 
 
-def _write_oof(path: Path, rows, tested, y, preds, labels, records, folds) -> None:
+def _write_oof(path: Path, rows, tested, y, preds, labels, folds) -> None:
     import csv
     import io
 
@@ -401,11 +367,6 @@ def run_cross_corpus(
         "train_config": to_dict(train_config), "feature_config": to_dict(feature_config),
         "baseline_config": to_dict(baseline) if use_baseline else None, "problems": merged.problems, "versions": environment(),
     }
-    _write_oof(out / "oof_predictions.csv", rows, test_idx, y, preds, labels, records, [fold])
+    _write_oof(out / "oof_predictions.csv", rows, test_idx, y, preds, labels, [fold])
     made = cross_corpus_figures(summary, records, out) if plots else []
-    summary["plots"] = [str(p) for p in made]
-    summary["seconds"] = time.perf_counter() - t0
-    text = cross_corpus_text(summary)
-    save_json(out / "metrics.json", summary)
-    atomic_write_bytes(out / "report.txt", (text + "\n").encode("utf-8"))
-    return EvalResult(out, summary, text, made)
+    return _finish(out, summary, made, cross_corpus_text, t0)
