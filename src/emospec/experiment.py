@@ -23,7 +23,7 @@ from . import distributed
 from .config import FeatureConfig, ModelConfig, TrainConfig, atomic_write_bytes, save_json
 from .data.manifest import Utterance
 from .data.splits import paper_split, speaker_holdout
-from .evaluate import format_report, report
+from .evaluate import bootstrap_ci, format_report, report
 from .model import infer
 from .train import FitResult, fit
 
@@ -116,6 +116,7 @@ def run_split(
     probs = torch.softmax(logits, 1).numpy()
     y_true, y_pred = y[test_idx], probs.argmax(1)
     rep = report(y_true, y_pred, labels)
+    rep["ci"] = bootstrap_ci(y_true, y_pred, labels, seed=train_config.seed)
     rep["split"] = {"name": name, "speaker_independent": speaker_independent, "n_train": int(len(fit_idx)),
                     "n_val": int(len(val_idx)), "n_test": int(len(test_idx)),
                     "test_speakers": sorted({rows[i].speaker for i in test_idx})}

@@ -6,11 +6,11 @@ Each function takes plain numbers, writes one PNG and returns its path.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Mapping, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-__all__ = ["class_distribution", "confusion", "training_curves"]
+__all__ = ["class_distribution", "confusion", "training_curves", "feature_panels", "fold_curves", "per_class_f1", "gradcam_overlay"]
 
 
 def _plt():
@@ -146,3 +146,126 @@ def timeline(
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def _save(fig, plt, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def feature_panels(
+    clips: Sequence[Mapping], path: str | Path, *, sample_rate_hz: int = 16000, hop_ms: float = 10.0,
+    fmax_hz: float = 8000.0, title: str = "One clip per class: waveform and 3D log-Mel channels",
+) -> Path:
+    """The paper's Figure 3: per clip (one row each) its waveform, static log-Mel, delta and delta-delta.
+
+    Each clip is a mapping with ``"label"``, ``"name"``, ``"waveform"``
+    ``(samples,)`` float in [-1, 1] at ``sample_rate_hz`` and ``"features"``
+    ``(3, n_mels, frames)`` dB with frames every ``hop_ms`` ms.
+    """
+    plt = _plt()
+    n = len(clips)
+    fig, axes = plt.subplots(n, 4, figsize=(15, 2.3 * n + 0.6), dpi=100, squeeze=False)
+    heads = ("waveform", "log-Mel (static)", "delta", "delta-delta")
+    units = ("", "dB", "dB/frame", "dB/frame²")
+    for r, clip in enumerate(clips):
+        wave = np.asarray(clip["waveform"], dtype=float)
+        feats = np.asarray(clip["features"], dtype=float)
+        ax = axes[r, 0]
+        ax.plot(np.arange(wave.size) / sample_rate_hz, wave, lw=0.4, color="#4c72b0")
+        ax.set_xlim(0, max(wave.size / sample_rate_hz, 1e-3))
+        peak = max(float(np.abs(wave).max(initial=0.0)) * 1.1, 0.01)
+        ax.set_ylim(-peak, peak)
+        ax.set_ylabel(f"{clip['label']}\namplitude (full scale 1)")
+        dur = feats.shape[-1] * hop_ms / 1000.0
+        for c in range(3):
+            ax = axes[r, c + 1]
+            img = feats[c]
+            lim = np.percentile(np.abs(img), 99) if c else None
+            im = ax.imshow(img, origin="lower", aspect="auto", extent=(0, dur, 0, feats.shape[1]),
+                           cmap="magma" if c == 0 else "coolwarm", vmin=-lim if c else None, vmax=lim if c else None)
+            ax.set_ylabel(f"mel band (0-{fmax_hz / 1000:g} kHz)" if c == 0 else "mel band")
+            fig.colorbar(im, ax=ax, fraction=0.046, label=units[c + 1])
+        for c in range(4):
+            axes[r, c].set_xlabel("time (s)")
+            axes[r, c].set_title(f"{heads[c]}: {clip['name']}" if c == 0 else heads[c], fontsize=9)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, plt, path)
+
+
+def fold_curves(histories: Mapping[str, List[Dict[str, float]]], path: str | Path, *, title: str = "Training per fold") -> Path:
+    """Loss (train: solid, validation: dashed) and validation UA per epoch, one colour per fold."""
+    plt = _plt()
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6), dpi=110)
+    cmap = plt.get_cmap("tab10" if len(histories) <= 10 else "tab20")
+    for i, (name, hist) in enumerate(histories.items()):
+        ep = [h["epoch"] + 1 for h in hist]
+        colour = cmap(i % cmap.N)
+        a.plot(ep, [h["train_loss"] for h in hist], color=colour, marker=".", label=name)
+        a.plot(ep, [h["val_loss"] for h in hist], color=colour, marker=".", ls="--")
+        b.plot(ep, [h["val_ua"] for h in hist], color=colour, marker=".", label=name)
+    a.set_title("loss (solid: training crops, dashed: validation clips)", fontsize=9)
+    a.set_xlabel("epoch")
+    a.set_ylabel("cross-entropy")
+    b.set_title("validation unweighted accuracy", fontsize=9)
+    b.set_xlabel("epoch")
+    b.set_ylabel("UA")
+    b.set_ylim(0, 1)
+    b.legend(fontsize=7, ncol=2)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, plt, path)
+
+
+def per_class_f1(systems: Mapping[str, Mapping[str, Mapping[str, float]]], path: str | Path, *,
+                 title: str = "Per-class F1 with 95% bootstrap CI") -> Path:
+    """Grouped bars of each class's F1 per system, with CI error bars.
+
+    ``systems`` maps a system name to ``{class: {"estimate", "low", "high"}}``
+    (the ``"f1"`` part of :func:`emospec.evaluate.bootstrap_ci`).
+    """
+    plt = _plt()
+    names = list(systems)
+    classes = list(next(iter(systems.values())))
+    width = 0.8 / max(1, len(names))
+    fig, ax = plt.subplots(figsize=(1.6 * len(classes) + 2, 3.6), dpi=110)
+    x = np.arange(len(classes))
+    for i, name in enumerate(names):
+        est = np.array([systems[name][c]["estimate"] for c in classes])
+        lo = np.array([systems[name][c]["low"] for c in classes])
+        hi = np.array([systems[name][c]["high"] for c in classes])
+        ax.bar(x + (i - (len(names) - 1) / 2) * width, est, width, label=name,
+               yerr=np.vstack([est - lo, hi - est]), capsize=3)
+    ax.set_xticks(x, classes)
+    ax.set_ylabel("F1")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8)
+    ax.set_title(title)
+    fig.tight_layout()
+    return _save(fig, plt, path)
+
+
+def gradcam_overlay(logmel: np.ndarray, heatmap: np.ndarray, path: str | Path, *, hop_ms: float = 10.0,
+                    fmax_hz: float = 8000.0, title: str = "Grad-CAM", alpha: float = 0.45) -> Path:
+    """The static log-Mel ``(n_mels, frames)`` dB in grey with a Grad-CAM heatmap ``(n_mels, frames)`` in [0, 1] over it."""
+    plt = _plt()
+    logmel, heatmap = np.asarray(logmel, dtype=float), np.asarray(heatmap, dtype=float)
+    dur = logmel.shape[1] * hop_ms / 1000.0
+    ext = (0, dur, 0, logmel.shape[0])
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.6), dpi=110)
+    a.imshow(logmel, origin="lower", aspect="auto", extent=ext, cmap="magma")
+    a.set_title("log-Mel (static channel)", fontsize=10)
+    b.imshow(logmel, origin="lower", aspect="auto", extent=ext, cmap="gray")
+    im = b.imshow(heatmap, origin="lower", aspect="auto", extent=ext, cmap="jet", alpha=alpha, vmin=0, vmax=1)
+    b.set_title("Grad-CAM over log-Mel", fontsize=10)
+    fig.colorbar(im, ax=b, fraction=0.046, label="relevance (0-1)")
+    for ax in (a, b):
+        ax.set_xlabel("time (s)")
+        ax.set_ylabel(f"mel band (0-{fmax_hz / 1000:g} kHz)")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, plt, path)

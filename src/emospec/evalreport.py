@@ -1,0 +1,128 @@
+"""The text and the figures of an evaluation run (:mod:`emospec.cv`).
+
+``protocol_text`` / ``cross_corpus_text`` turn a run's ``metrics.json``
+summary into the printed report (model and baseline side by side with CIs,
+chance line, mean ± std over folds, paired bootstrap, per-fold table, Table 1
+for both); ``protocol_figures`` / ``cross_corpus_figures`` draw its PNGs with
+:mod:`emospec.plots` into the run directory and return their paths.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, List, Mapping, Sequence
+
+from .evaluate import format_comparison, format_report, side_by_side
+
+__all__ = ["SYSTEM_NAMES", "protocol_text", "cross_corpus_text", "protocol_figures", "cross_corpus_figures"]
+
+SYSTEM_NAMES = {"model": "model (AlexNet)", "baseline": "baseline (eGeMAPS+SVM)"}
+
+
+def _describe(summary: Mapping) -> str:
+    k, p = summary["n_folds"], summary["protocol"]
+    if p == "speaker":
+        return f"speaker-independent: {k} folds of whole speakers (gender-balanced)"
+    if p == "loso":
+        return f"leave-one-speaker-out: {k} folds"
+    if k == 1:
+        return "paper: one stratified random 90/10 split, speakers on both sides"
+    return f"paper-style: stratified {k}-fold of random {100 - 100 / k:.0f}/{100 / k:.0f} splits, speakers on both sides"
+
+
+def _block(part: Mapping, folds: Mapping | None = None) -> List[str]:
+    """Comparison table plus Table 1 of each system, for one pooled evaluation."""
+    systems = {SYSTEM_NAMES[k]: part[k] for k in ("model", "baseline") if k in part}
+    lines = [format_comparison(systems, chance=part["chance"], paired=part.get("paired_ua"),
+                               folds={SYSTEM_NAMES[k]: v for k, v in folds.items()} if folds else None)]
+    lines += ["", side_by_side({name: format_report(rep, digits=3) for name, rep in systems.items()})]
+    return lines
+
+
+def protocol_text(summary: Mapping) -> str:
+    """The printed report of :func:`emospec.cv.run_protocol`."""
+    counts = ", ".join(f"{c} {summary['counts'].get(c, 0)}" for c in summary["labels"])
+    lines = [
+        f"{summary['corpus']}, {len(summary['labels'])} classes: {summary['n_clips']} clips, "
+        f"{summary['n_speakers']} speakers ({counts})",
+        f"protocol: {_describe(summary)}; pooled out-of-fold predictions on {summary['n_tested']} clips",
+        "",
+    ]
+    lines += _block(summary, summary.get("fold_summary"))
+    lines += ["", "per fold", f"{'fold':<22}{'test speakers':<40}{'n':>5}{'epoch':>7}{'model UA':>10}{'baseline UA':>13}{'C':>8}"]
+    for f in summary["folds"]:
+        spk = ", ".join(s.split("_", 1)[-1] for s in f["test_speakers"])
+        spk = spk if len(spk) <= 38 else spk[:35] + "..."
+        base = f"{f['baseline']['ua']:>13.3f}{f['baseline']['c']:>8g}" if "baseline" in f else ""
+        lines.append(f"{f['name']:<22}{spk:<40}{f['n_test']:>5}{f['best_epoch'] + 1:>7}{f['model']['ua']:>10.3f}{base}")
+    return "\n".join(lines)
+
+
+def cross_corpus_text(summary: Mapping) -> str:
+    """The printed report of :func:`emospec.cv.run_cross_corpus`."""
+    lines = [f"cross-corpus: train on {summary['train']} ({summary['n_train']} clips, all speakers), "
+             f"classes {', '.join(summary['labels'])}; best epoch {summary['best_epoch'] + 1}"]
+    if summary.get("baseline_fit"):
+        lines.append(f"baseline: C = {summary['baseline_fit']['c']:g} (inner speaker-grouped CV UA "
+                     f"{summary['baseline_fit']['inner_ua']:.3f})")
+    for name, part in summary["tests"].items():
+        lines += ["", f"=== test on {name}: {part['n']} clips, {part['n_speakers']} speakers ===", ""]
+        lines += _block(part)
+    return "\n".join(lines)
+
+
+def _clip_panels(rows: Sequence, feats: Sequence, labels: Sequence[str], feature_config, path: Path, title: str) -> Path:
+    from .audio import load
+    from .plots import feature_panels
+
+    clips = []
+    for c in labels:
+        i = next(i for i, r in enumerate(rows) if r.label4 == c)
+        clips.append({"label": c, "name": Path(rows[i].path).name, "features": feats[i].numpy(),
+                      "waveform": load(rows[i].path, sr=feature_config.sample_rate_hz)})
+    return feature_panels(clips, path, sample_rate_hz=feature_config.sample_rate_hz, hop_ms=feature_config.hop_ms,
+                          fmax_hz=feature_config.fmax_hz, title=title)
+
+
+def _system_figures(part: Mapping, labels: Sequence[str], out: Path, tag: str, where: str) -> List[Path]:
+    from .plots import confusion, per_class_f1
+
+    made = []
+    for key in ("model", "baseline"):
+        if key in part:
+            rep = part[key]
+            made.append(confusion(rep["confusion"], labels, out / f"confusion_{key}{tag}.png",
+                                  title=f"{SYSTEM_NAMES[key]}, {where} (UA {rep['ua']:.3f}, n={rep['n']})"))
+    made.append(per_class_f1({SYSTEM_NAMES[k]: part[k]["ci"]["f1"] for k in ("model", "baseline") if k in part},
+                             out / f"per_class_f1{tag}.png", title=f"Per-class F1 with 95% bootstrap CI, {where}"))
+    return made
+
+
+def protocol_figures(summary: Mapping, data, records: Sequence[Dict], out: Path) -> List[Path]:
+    """Class distribution, one clip per class (Figure 3), confusions, training curves per fold, per-class F1."""
+    from .config import FeatureConfig, from_dict
+    from .plots import class_distribution, fold_curves
+
+    fcfg = from_dict(FeatureConfig, summary["feature_config"])
+    labels = summary["labels"]
+    where = f"{summary['corpus']} {summary['protocol']} protocol"
+    made = [class_distribution({c: summary["counts"].get(c, 0) for c in labels}, out / "class_distribution.png",
+                               title=f"{summary['corpus']}: utterances per class"),
+            _clip_panels(data.rows, data.feats, labels, fcfg, out / "clips_per_class.png",
+                         title=f"{summary['corpus']}: one clip per class, waveform and 3D log-Mel channels")]
+    made += _system_figures(summary, labels, out, "", where)
+    made.append(fold_curves({r["name"]: r["history"] for r in records}, out / "training_curves.png",
+                            title=f"Training per fold, {where}"))
+    return made
+
+
+def cross_corpus_figures(summary: Mapping, records: Sequence[Dict], out: Path) -> List[Path]:
+    """Per test corpus: confusions and per-class F1; the training curve."""
+    from .plots import fold_curves
+
+    made = []
+    for name, part in summary["tests"].items():
+        made += _system_figures(part, summary["labels"], out, f"_{name}", f"{summary['train']} -> {name}")
+    made.append(fold_curves({r["name"]: r["history"] for r in records}, out / "training_curves.png",
+                            title=f"Training on {summary['train']}"))
+    return made

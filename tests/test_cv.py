@@ -1,0 +1,228 @@
+"""Protocols: folds, recipes, and ``emospec evaluate`` end to end on tiny real subsets."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter
+
+import numpy as np
+import pytest
+from conftest import run_cli
+
+from emospec.config import TrainConfig, save_json
+from emospec.cv import make_folds, speaker_kfold
+from emospec.recipe import train_config_from
+from emospec.data.manifest import Utterance
+from emospec.demo import DEMO_TRAIN
+from emospec.errors import ConfigError, DataError
+from emospec.evaluate import report
+
+CLASSES = ["neutral", "happy", "angry", "sad"]
+
+
+def _rows(n_speakers: int, per_class=(2, 4, 4, 4)):
+    rows = []
+    for s in range(n_speakers):
+        for c, n in zip(CLASSES, per_class):
+            for i in range(n):
+                rows.append(Utterance(f"/x/{s}_{c}_{i}.wav", "toy", f"{s}_{c}_{i}", f"spk{s:02d}", "mf"[s % 2], c, c))
+    return rows
+
+
+# --------------------------------------------------------------------------- folds
+def test_speaker_kfold_six_folds_by_actor():
+    rows = _rows(24)
+    folds = make_folds("speaker", rows, seed=0)
+    assert len(folds) == 6
+    seen = np.zeros(len(rows), dtype=int)
+    for f in folds:
+        test_spk = {rows[i].speaker for i in f.test}
+        assert len(test_spk) == 4 and not test_spk & {rows[i].speaker for i in f.train}
+        assert Counter(rows[i].gender for i in f.test) == {"f": 28, "m": 28}  # 2 F + 2 M actors
+        assert len(f.train) + len(f.test) == len(rows) and f.speaker_independent
+        seen[f.test] += 1
+    assert (seen == 1).all()
+    assert [f.test.tolist() for f in make_folds("speaker", rows, seed=0)] == [f.test.tolist() for f in folds]
+    assert [f.test.tolist() for f in make_folds("speaker", rows, seed=1)] != [f.test.tolist() for f in folds]
+    assert len(make_folds("speaker", rows, folds=4)) == 4
+    with pytest.raises(DataError):
+        speaker_kfold([r.speaker for r in rows], [r.gender for r in rows], 25)
+
+
+def test_loso_and_paper_folds():
+    rows = _rows(6)
+    loso = make_folds("loso", rows)
+    assert [f.name for f in loso] == [f"loso_spk{s:02d}" for s in range(6)]
+    assert all({rows[i].speaker for i in f.test} == {f.name[5:]} for f in loso)
+    with pytest.raises(ConfigError):
+        make_folds("loso", rows, folds=3)
+    paper = make_folds("paper", rows)
+    assert len(paper) == 10 and not any(f.speaker_independent for f in paper)
+    counts = np.zeros(len(rows), dtype=int)
+    for f in paper:
+        counts[f.test] += 1
+        assert set(f.train.tolist()).isdisjoint(f.test.tolist())
+    assert (counts == 1).all()
+    single = make_folds("paper", rows, folds=1)
+    assert len(single) == 1 and len(single[0].test) == int(np.ceil(0.1 * len(rows)))
+    assert Counter(rows[i].label4 for i in single[0].test)["neutral"] >= 1  # stratified
+    with pytest.raises(ConfigError):
+        make_folds("random", rows)
+
+
+def test_train_config_from_recipes(tmp_path):
+    assert train_config_from() == DEMO_TRAIN
+    assert train_config_from("default") == TrainConfig()
+    cfg = train_config_from("demo", {"epochs": "3", "class_weights": "false", "lr": "0.01", "optimizer": "sgd"})
+    assert (cfg.epochs, cfg.class_weights, cfg.lr, cfg.optimizer, cfg.crop_s) == (3, False, 0.01, "sgd", DEMO_TRAIN.crop_s)
+    save_json(tmp_path / "recipe.json", {"epochs": 5, "crop_s": 1.5})
+    assert (train_config_from(str(tmp_path / "recipe.json")).epochs, train_config_from(str(tmp_path / "recipe.json")).crop_s) == (5, 1.5)
+    save_json(tmp_path / "config.json", {"feature": {}, "model": {}, "train": {"epochs": 7}})
+    assert train_config_from(str(tmp_path / "config.json")).epochs == 7
+    for bad in ({"epoch": "3"}, {"epochs": "three"}, {"class_weights": "maybe"}, {"epochs": "0"}):
+        with pytest.raises(ConfigError):
+            train_config_from("demo", bad)
+
+
+# --------------------------------------------------------------------------- end to end on real clips
+@pytest.fixture(scope="module")
+def subsets(shared_data, tmp_path_factory):
+    """Symlinked corpora: RAVDESS actors 01-06 (statement 01, repetition 01: 7 clips each, 42)
+    and EMOVO f1, m1 (neutral, joy, anger, sadness; sentences b1, b2: 16 clips)."""
+    root = tmp_path_factory.mktemp("corpora")
+    for actor in range(1, 7):
+        d = root / "ravdess" / f"Actor_{actor:02d}"
+        d.mkdir(parents=True)
+        for p in (shared_data / "ravdess" / f"Actor_{actor:02d}").glob("*.flac"):
+            _, _, emo, _, statement, rep, _ = p.stem.split("-")
+            if emo in ("01", "03", "04", "05") and statement == "01" and rep == "01":
+                (d / p.name).symlink_to(p)
+    for spk in ("f1", "m1"):
+        d = root / "emovo" / spk
+        d.mkdir(parents=True)
+        for emo in ("neu", "gio", "rab", "tri"):
+            for sent in ("b1", "b2"):
+                (d / f"{emo}-{spk}-{sent}.flac").symlink_to(shared_data / "emovo" / spk / f"{emo}-{spk}-{sent}.flac")
+    return root
+
+
+@pytest.fixture(scope="module")
+def cv_run(subsets, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cv") / "run"
+    r = run_cli("-q", "evaluate", "--protocol", "speaker", "--corpus", "ravdess", "--root", str(subsets / "ravdess"),
+                "--folds", "3", "--epochs", "1", "--resamples", "1000", "--out", str(out))
+    assert r.returncode == 0, r.stderr.decode()[-3000:]
+    return out, r.stdout.decode()
+
+
+def _oof(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.slow
+def test_cv_every_clip_once_and_no_speaker_leak(cv_run, subsets):
+    out, _ = cv_run
+    m = json.loads((out / "metrics.json").read_text())
+    assert (m["n_clips"], m["n_tested"], m["n_folds"], m["n_speakers"]) == (42, 42, 3, 6)
+    oof = _oof(out / "oof_predictions.csv")
+    assert len(oof) == 42 and len({r["path"] for r in oof}) == 42
+    assert {r["path"] for r in oof} == {str(p) for p in (subsets / "ravdess").glob("*/*.flac")}
+    tested = []
+    for f in m["folds"]:
+        split = json.loads((out / f["name"] / "split.json").read_text())
+        spk = lambda ids: {"ravdess_" + i.split("-")[-1] for i in ids}  # noqa: E731
+        assert spk(split["test"]).isdisjoint(spk(split["train"]) | spk(split["val"]))
+        assert spk(split["train"]).isdisjoint(spk(split["val"]))
+        assert len(spk(split["test"])) == 2 and f["n_test"] == 14
+        tested += split["test"]
+        assert {r["fold"] for r in oof if r["speaker"] in spk(split["test"])} == {f["name"]}
+    assert len(tested) == len(set(tested)) == 42
+
+
+@pytest.mark.slow
+def test_cv_pooled_metrics_match_predictions(cv_run):
+    out, text = cv_run
+    m = json.loads((out / "metrics.json").read_text())
+    oof = _oof(out / "oof_predictions.csv")
+    truth = [r["true"] for r in oof]
+    for system in ("model", "baseline"):
+        rep = report(truth, [r[system] for r in oof], m["labels"])
+        assert m[system]["ua"] == pytest.approx(rep["ua"]) and m[system]["confusion"] == rep["confusion"]
+        ci = m[system]["ci"]
+        assert ci["n_resamples"] == 1000 and ci["ua"]["low"] <= ci["ua"]["estimate"] <= ci["ua"]["high"]
+        assert set(ci["f1"]) == set(CLASSES) and len(m[system]["per_speaker"]) == 6
+        assert len(m["fold_summary"][system]["ua"]["values"]) == 3
+    assert m["paired_ua"]["a"] == pytest.approx(m["model"]["ua"]) and m["paired_ua"]["b"] == pytest.approx(m["baseline"]["ua"])
+    # every actor has 1 neutral and 2 of each other class: the training majority is 'happy' (first of the tie)
+    assert m["chance"]["ua"] == pytest.approx(0.25) and m["chance"]["wa"] == pytest.approx(12 / 42)
+    assert all(f["baseline"]["c"] in m["baseline_config"]["c_grid"] for f in m["folds"])
+    for line in ("model (AlexNet)", "baseline (eGeMAPS+SVM)", "chance (majority class)", "paired bootstrap, UA(model) - UA(baseline)",
+                 "mean ± std over 3 folds", "per-class F1 [95% CI]"):
+        assert line in text
+    ua = m["model"]["ci"]["ua"]
+    assert f"{ua['estimate']:.3f} [{ua['low']:.3f}, {ua['high']:.3f}]" in text
+    names = {"class_distribution.png", "clips_per_class.png", "confusion_model.png", "confusion_baseline.png",
+             "training_curves.png", "per_class_f1.png"}
+    assert {p.split("/")[-1] for p in m["plots"]} == names
+    for n in names:
+        assert (out / n).stat().st_size > 5000 and f"plot: {out / n}" in text
+
+
+@pytest.mark.slow
+def test_cv_resume_reuses_folds(cv_run, subsets):
+    """--resume keeps the trained folds; a changed baseline config refits only the baseline."""
+    out, _ = cv_run
+    before = {p: (out / p / "model.pt").stat().st_mtime_ns for p in ("fold_01", "fold_02", "fold_03")}
+    m0 = json.loads((out / "metrics.json").read_text())
+    args = ["-q", "evaluate", "--protocol", "speaker", "--corpus", "ravdess", "--root", str(subsets / "ravdess"),
+            "--folds", "3", "--epochs", "1", "--out", str(out), "--resume", "--no-plots"]
+    r = run_cli(*args)
+    assert r.returncode == 0, r.stderr.decode()[-2000:]
+    assert {p: (out / p / "model.pt").stat().st_mtime_ns for p in before} == before
+    m1 = json.loads((out / "metrics.json").read_text())
+    assert m1["model"]["ua"] == m0["model"]["ua"] and m1["baseline"]["ci"] == m0["baseline"]["ci"]
+    r = run_cli(*args, "--svm-kernel", "rbf")
+    assert r.returncode == 0, r.stderr.decode()[-2000:]
+    assert {p: (out / p / "model.pt").stat().st_mtime_ns for p in before} == before
+    m2 = json.loads((out / "metrics.json").read_text())
+    assert m2["model"]["ci"] == m0["model"]["ci"] and m2["baseline_config"]["kernel"] == "rbf"
+    assert json.loads((out / "fold_01" / "oof.json").read_text())["baseline"]["config"]["kernel"] == "rbf"
+
+
+@pytest.mark.slow
+def test_reporting_a_trained_model_still_works(cv_run, subsets):
+    out, _ = cv_run
+    r = run_cli("-q", "evaluate", "--model", str(out / "fold_01"), "--corpus", "emovo", "--root", str(subsets / "emovo"),
+                "--json", str(out / "emovo.json"))
+    assert r.returncode == 0, r.stderr.decode()[-2000:]
+    rep = json.loads((out / "emovo.json").read_text())
+    assert rep["n"] == 16 and "ci" in rep
+    assert f"UA (unweighted accuracy)  {rep['ua']:.3f} [" in r.stdout.decode()
+
+
+@pytest.mark.slow
+def test_cross_corpus(subsets, tmp_path):
+    out = tmp_path / "xc"
+    r = run_cli("-q", "evaluate", "--train", f"ravdess:{subsets / 'ravdess'}", "--test", f"emovo:{subsets / 'emovo'}",
+                "--epochs", "1", "--out", str(out), "--no-plots")
+    assert r.returncode == 0, r.stderr.decode()[-3000:]
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["kind"] == "cross-corpus" and m["labels"] == CLASSES and m["n_train"] == 42
+    part = m["tests"]["emovo"]
+    assert part["n"] == 16 and part["n_speakers"] == 2 and part["model"]["n"] == 16 and "paired_ua" in part
+    oof = _oof(out / "oof_predictions.csv")
+    assert len(oof) == 16 and {r["corpus"] for r in oof} == {"emovo"}
+    split = json.loads((out / "train_ravdess" / "split.json").read_text())
+    assert all(i.startswith("03-01-") for i in split["train"] + split["val"])
+    assert "=== test on emovo: 16 clips, 2 speakers ===" in r.stdout.decode()
+
+
+def test_evaluate_usage_errors(tmp_path):
+    r = run_cli("-q", "evaluate", "--protocol", "speaker")
+    assert r.returncode == 1 and "--corpus" in r.stderr.decode()
+    r = run_cli("-q", "evaluate", "--train", "ravdess")
+    assert r.returncode == 1 and "--test" in r.stderr.decode()
+    r = run_cli("-q", "evaluate", "--protocol", "speaker", "--corpus", "ravdess", "--set", "epoch=3", "--root", str(tmp_path))
+    assert r.returncode == 1 and "epoch" in r.stderr.decode() and len(r.stderr.decode().strip().splitlines()) == 1
