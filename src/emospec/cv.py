@@ -182,7 +182,8 @@ def _fold_outputs(fold: Fold, fold_dir: Path, rows, data: CorpusData, y, labels,
                         train_config=train_config, progress=progress, resume=resume and (fold_dir / "checkpoint.pt").exists())
         out = {"name": fold.name, **key, "test_speakers": sorted({rows[i].speaker for i in fold.test}),
                "model_pred": res.y_pred.tolist(), "probs": np.round(res.probs, 5).tolist(), "best_epoch": res.fit.best_epoch,
-               "history": res.fit.history, "majority": _majority(y, fold.train, len(labels)), "baseline": None}
+               "history": res.fit.history, "majority": _majority(y, fold.train, len(labels)),
+               "n_val": res.report["split"]["n_val"], "baseline": None}
     wanted = to_dict(baseline) if baseline is not None else None
     if (out.get("baseline") or {}).get("config") != wanted:
         out["baseline"] = None
@@ -362,7 +363,7 @@ def run_cross_corpus(
         "tests": {d.name: {"n_speakers": len({r.speaker for r in d.rows}),
                            **_summarise(spans[d.name], y, preds, labels, speakers, n_resamples=n_resamples,
                                         seed=train_config.seed, cluster=cluster)} for d in tests},
-        "best_epoch": records[0]["best_epoch"], "baseline_fit": records[0]["baseline"] and
+        "best_epoch": records[0]["best_epoch"], "n_val": records[0].get("n_val"), "baseline_fit": records[0]["baseline"] and
         {k: records[0]["baseline"][k] for k in ("c", "inner_ua", "grid")},
         "train_config": to_dict(train_config), "feature_config": to_dict(feature_config),
         "baseline_config": to_dict(baseline) if use_baseline else None, "problems": merged.problems, "versions": environment(),

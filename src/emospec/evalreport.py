@@ -19,6 +19,11 @@ __all__ = ["SYSTEM_NAMES", "protocol_text", "cross_corpus_text", "protocol_figur
 SYSTEM_NAMES = {"model": "model (AlexNet)", "baseline": "baseline (eGeMAPS+SVM)"}
 
 
+def _training(speaker_independent: bool) -> str:
+    held = "speakers held out of" if speaker_independent else "a stratified random part of"
+    return f"model: early stopping on {held} the training side; baseline: the whole training side, C by speaker-grouped inner CV"
+
+
 def _describe(summary: Mapping) -> str:
     k, p = summary["n_folds"], summary["protocol"]
     if p == "speaker":
@@ -46,6 +51,7 @@ def protocol_text(summary: Mapping) -> str:
         f"{summary['corpus']}, {len(summary['labels'])} classes: {summary['n_clips']} clips, "
         f"{summary['n_speakers']} speakers ({counts})",
         f"protocol: {_describe(summary)}; pooled out-of-fold predictions on {summary['n_tested']} clips",
+        _training(summary["protocol"] != "paper"),
         "",
     ]
     lines += _block(summary, summary.get("fold_summary"))
@@ -60,8 +66,10 @@ def protocol_text(summary: Mapping) -> str:
 
 def cross_corpus_text(summary: Mapping) -> str:
     """The printed report of :func:`emospec.cv.run_cross_corpus`."""
-    lines = [f"cross-corpus: train on {summary['train']} ({summary['n_train']} clips, all speakers), "
-             f"classes {', '.join(summary['labels'])}; best epoch {summary['best_epoch'] + 1}"]
+    n_val = summary.get("n_val")
+    held = f", {n_val} of them from held-out speakers for early stopping" if n_val is not None else ""
+    lines = [f"cross-corpus: train on {summary['train']} ({summary['n_train']} clips{held}), "
+             f"classes {', '.join(summary['labels'])}; best epoch {summary['best_epoch'] + 1}", _training(True)]
     if summary.get("baseline_fit"):
         lines.append(f"baseline: C = {summary['baseline_fit']['c']:g} (inner speaker-grouped CV UA "
                      f"{summary['baseline_fit']['inner_ua']:.3f})")
