@@ -38,7 +38,7 @@ from .data.corpora import four_class, prepare_corpus
 from .data.dataset import compute_features
 from .data.labels import CLASSES4
 from .data.manifest import Utterance
-from .data.splits import paper_split
+from .data.splits import Fold, paper_split
 from .errors import ConfigError, DataError
 from .evaluate import bootstrap_ci, fold_summary, paired_bootstrap, per_speaker, report
 from .experiment import run_split
@@ -66,16 +66,6 @@ class CorpusData:
     feats: List[torch.Tensor]
     functionals: Optional[np.ndarray]
     problems: List[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class Fold:
-    """One train/test split of a protocol (index arrays into the rows)."""
-
-    name: str
-    train: np.ndarray
-    test: np.ndarray
-    speaker_independent: bool
 
 
 @dataclass
