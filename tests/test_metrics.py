@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -176,6 +177,11 @@ def test_per_speaker_exact():
     assert list(out) == ["s1", "s2"]
     assert out["s1"] == {"n": 3, "wa": pytest.approx(2 / 3), "ua": pytest.approx(0.75)}
     assert out["s2"] == {"n": 3, "wa": pytest.approx(2 / 3), "ua": pytest.approx(0.75)}
+    # a speaker with a single class (as in small random test splits): UA over that class, no warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        one = per_speaker([2, 2, 0], [2, 1, 0], ["s1", "s1", "s2"], ["x", "y", "z"])
+    assert one == {"s1": {"n": 2, "wa": 0.5, "ua": 0.5}, "s2": {"n": 1, "wa": 1.0, "ua": 1.0}}
 
 
 def test_fold_summary_exact():

@@ -50,11 +50,12 @@ def protocol_text(summary: Mapping) -> str:
     lines = [
         f"{summary['corpus']}, {len(summary['labels'])} classes: {summary['n_clips']} clips, "
         f"{summary['n_speakers']} speakers ({counts})",
-        f"protocol: {_describe(summary)}; pooled out-of-fold predictions on {summary['n_tested']} clips",
+        f"protocol: {_describe(summary)}; " + (f"pooled out-of-fold predictions on {summary['n_tested']} clips"
+                                                if summary["n_folds"] > 1 else f"{summary['n_tested']} test clips"),
         _training(summary["protocol"] != "paper"),
         "",
     ]
-    lines += _block(summary, summary.get("fold_summary"))
+    lines += _block(summary, summary.get("fold_summary") if summary["n_folds"] > 1 else None)
     lines += ["", "per fold", f"{'fold':<22}{'test speakers':<40}{'n':>5}{'epoch':>7}{'model UA':>10}{'baseline UA':>13}{'C':>8}"]
     for f in summary["folds"]:
         spk = ", ".join(s.split("_", 1)[-1] for s in f["test_speakers"])

@@ -332,11 +332,10 @@ def per_speaker(y_true: Sequence, y_pred: Sequence, speakers: Sequence[str], lab
     spk = np.asarray([str(s) for s in speakers])
     if spk.size != yt.size:
         raise ValueError(f"per_speaker: {spk.size} speakers for {yt.size} items")
-    out = {}
-    for s in sorted(set(spk.tolist())):
-        m = spk == s
-        out[s] = {"n": int(m.sum()), "wa": weighted_accuracy(yt[m], yp[m]), "ua": unweighted_accuracy(yt[m], yp[m])}
-    return out
+    units = _group_confusions(yt, yp, len(labels), spk)  # one confusion matrix per speaker, sorted
+    scores = _from_confusion(units)
+    return {s: {"n": int(units[i].sum()), "wa": float(scores["wa"][i]), "ua": float(scores["ua"][i])}
+            for i, s in enumerate(sorted(set(spk.tolist())))}
 
 
 def fold_summary(reports: Sequence[Mapping]) -> Dict[str, Dict]:
