@@ -6,7 +6,7 @@ Each function takes plain numbers, writes one PNG and returns its path.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Dict, List, Mapping, Sequence
 
 import numpy as np
 
