@@ -23,8 +23,8 @@ Steps:
    (``emospec.checkpoint.save_model(half=True)``) to ``--assets`` together
    with ``model_card.json`` (also stored in the model's meta).
 
-The recipe is ``emospec.demo.DEMO_TRAIN`` unless ``--train-config JSON``
-(a TrainConfig dict) is given.
+The recipe is ``--recipe NAME|FILE`` (default: ``default``, see
+:mod:`emospec.recipe`), with clips drawn corpus-balanced.
 """
 
 from __future__ import annotations
@@ -34,23 +34,23 @@ import json
 import sys
 import time
 from collections import Counter
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from emospec.checkpoint import load_model, save_model
-from emospec.config import FeatureConfig, TrainConfig, from_dict, load_json, save_json, to_dict
+from emospec.config import FeatureConfig, load_json, save_json, to_dict
 from emospec.data.corpora import four_class, prepare_corpus
 from emospec.data.dataset import compute_features
 from emospec.data.labels import CLASSES4
 from emospec.data.paths import find_data_root
 from emospec.data.splits import speaker_folds
-from emospec.demo import DEMO_TRAIN
 from emospec.errors import EmospecError
 from emospec.evaluate import unweighted_accuracy, weighted_accuracy
 from emospec.experiment import run_split, validation_split
 from emospec.modelcard import CORPUS_TERMS, licence_for, sha256_of
+from emospec.norm import normalize_for
+from emospec.recipe import recipe_from
 from emospec.train import fit
 from emospec.versions import environment
 
@@ -90,13 +90,13 @@ def speaker_bootstrap(y_true, y_pred, speakers, *, n: int, seed: int) -> dict:
     return {"ua_ci95": q(ua), "wa_ci95": q(wa), "resamples": len(ua)}
 
 
-def cross_validate(rows, feats, y, labels, speakers, out: Path, fcfg, tcfg, args) -> dict:
+def cross_validate(rows, feats, y, labels, speakers, out: Path, fcfg, tcfg, mcfg, args) -> dict:
     """Speaker-independent k-fold CV of the recipe: pooled out-of-fold UA/WA with speaker-bootstrap CIs."""
     folds = speaker_folds([r.label4 for r in rows], speakers, k=args.cv_folds, seed=args.seed)
     y_true, y_pred, fold_ua = np.zeros(len(rows), np.int64), np.zeros(len(rows), np.int64), []
     for k, (tr, te) in enumerate(folds):
         res = run_split(f"fold{k}", rows, feats, y, labels, tr, te, out / f"fold{k}", speaker_independent=True,
-                        feature_config=fcfg, train_config=tcfg, progress=not args.quiet)
+                        feature_config=fcfg, model_config=mcfg, train_config=tcfg, progress=not args.quiet)
         y_true[te], y_pred[te] = res.y_true, res.y_pred
         fold_ua.append(res.report["ua"])
         print(f"fold {k}: UA {res.report['ua']:.3f} WA {res.report['wa']:.3f} ({len(te)} clips)", file=sys.stderr)
@@ -123,7 +123,7 @@ def main(argv=None) -> int:
     ap.add_argument("--cv-folds", type=int, default=5, help="speaker-independent folds for the estimate")
     ap.add_argument("--metrics", help="JSON with ua, wa, ua_ci95, wa_ci95, protocol (instead of running CV)")
     ap.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the CIs")
-    ap.add_argument("--train-config", help="TrainConfig JSON (default: emospec.demo.DEMO_TRAIN)")
+    ap.add_argument("--recipe", default="default", help="recipe name or JSON file (default: default)")
     ap.add_argument("--epochs", type=int, help="override the recipe's epochs")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--seed", type=int, default=0)
@@ -131,25 +131,29 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
 
-    tcfg = from_dict(TrainConfig, load_json(args.train_config), source=args.train_config) if args.train_config else DEMO_TRAIN
-    tcfg = replace(tcfg, seed=args.seed, device=args.device, **({"epochs": args.epochs} if args.epochs else {}))
-    fcfg = FeatureConfig()
+    over = {"train.seed": args.seed, "train.device": args.device, "train.balance": "corpus",
+            **({"train.epochs": args.epochs} if args.epochs else {})}
+    rec = recipe_from(args.recipe, over)
+    tcfg, fcfg = rec.train, rec.features
     rows, feats = four_class_clips(args.data, fcfg, progress=not args.quiet)
     present = {r.label4 for r in rows}
     labels = [c for c in CLASSES4 if c in present]
     y = np.array([labels.index(r.label4) for r in rows], dtype=np.int64)
+    mcfg = rec.model_for(len(labels))
     speakers = [r.speaker for r in rows]
     out = Path(args.out)
     print(f"{len(rows)} clips, {len(set(speakers))} speakers: {dict(Counter(r.label4 for r in rows))}", file=sys.stderr)
 
     eval_path = Path(args.metrics) if args.metrics else out / "cv" / "evaluation.json"
     if args.stage in ("all", "cv") and not args.metrics:
-        save_json(eval_path, cross_validate(rows, feats, y, labels, speakers, out / "cv", fcfg, tcfg, args))
+        save_json(eval_path, cross_validate(rows, feats, y, labels, speakers, out / "cv", fcfg, tcfg, mcfg, args))
     all_idx = np.arange(len(rows))
     fit_idx, val_idx = validation_split(rows, all_idx, y, speaker_independent=True, fraction=tcfg.val_fraction, seed=tcfg.seed)
     if args.stage in ("all", "final"):
-        fit([feats[i] for i in fit_idx], y[fit_idx], [feats[i] for i in val_idx], y[val_idx], labels, out / "final",
-            feature_config=fcfg, train_config=tcfg, progress=not args.quiet, meta={"split": "all speakers"})
+        normed = normalize_for(rows, feats, mcfg.norm)
+        fit([normed[i] for i in fit_idx], y[fit_idx], [normed[i] for i in val_idx], y[val_idx], labels, out / "final",
+            feature_config=fcfg, model_config=mcfg, train_config=tcfg, progress=not args.quiet, meta={"split": "all speakers"},
+            train_groups=[rows[i].corpus for i in fit_idx])
     if args.stage not in ("all", "card"):
         return 0
     evaluation = dict(load_json(eval_path)) if eval_path.is_file() else {"protocol": f"none: {eval_path} not found"}
@@ -157,7 +161,7 @@ def main(argv=None) -> int:
     final.meta.setdefault("best_epoch", -1)
     val_speakers = sorted({rows[i].speaker for i in val_idx})
     recipe = {"--cv-folds": args.cv_folds if not args.metrics else None, "--metrics": args.metrics, "--seed": args.seed,
-              "--epochs": args.epochs, "--train-config": args.train_config}
+              "--epochs": args.epochs, "--recipe": args.recipe}
     command = " ".join(["python scripts/train_bundled.py"] + [f"{k} {v}" for k, v in recipe.items() if v is not None])
     card = {
         "name": "emospec-bundled-4class",

@@ -20,6 +20,11 @@ def test_demo_one_epoch_prints_two_reports_and_writes_plots(shared_data, tmp_pat
     assert text.count("weighted avg") == 2 and text.count("UA (unweighted accuracy)") == 2
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["splits"]) == {"paper", "speaker"}
+    from emospec.recipe import RECIPES
+
+    assert summary["recipe"]["model"] == {**RECIPES["demo"].to_dict()["model"], "n_classes": 4,
+                                          "n_mels": RECIPES["demo"].features.n_mels}
+    assert summary["recipe"]["train"]["epochs"] == 1
     assert summary["splits"]["paper"]["n_test"] == 67  # round(672 * 0.1), as 5,531 -> 553 needs
     # held-out actors never appear in training
     split = json.loads((out / "speaker" / "split.json").read_text())

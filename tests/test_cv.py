@@ -12,7 +12,7 @@ from conftest import run_cli
 
 from emospec.config import TrainConfig, save_json
 from emospec.cv import make_folds, speaker_kfold
-from emospec.recipe import train_config_from
+from emospec.recipe import RECIPES, train_config_from
 from emospec.data.manifest import Utterance
 from emospec.demo import DEMO_TRAIN
 from emospec.errors import ConfigError, DataError
@@ -72,8 +72,9 @@ def test_loso_and_paper_folds():
 
 
 def test_train_config_from_recipes(tmp_path):
-    assert train_config_from() == DEMO_TRAIN
-    assert train_config_from("default") == TrainConfig()
+    assert train_config_from() == RECIPES["default"].train
+    assert train_config_from("paper") == TrainConfig()
+    assert train_config_from("demo") == DEMO_TRAIN
     cfg = train_config_from("demo", {"epochs": "3", "class_weights": "false", "lr": "0.01", "optimizer": "sgd"})
     assert (cfg.epochs, cfg.class_weights, cfg.lr, cfg.optimizer, cfg.crop_s) == (3, False, 0.01, "sgd", DEMO_TRAIN.crop_s)
     save_json(tmp_path / "recipe.json", {"epochs": 5, "crop_s": 1.5})
@@ -226,3 +227,34 @@ def test_evaluate_usage_errors(tmp_path):
     assert r.returncode == 1 and "--test" in r.stderr.decode()
     r = run_cli("-q", "evaluate", "--protocol", "speaker", "--corpus", "ravdess", "--set", "epoch=3", "--root", str(tmp_path))
     assert r.returncode == 1 and "epoch" in r.stderr.decode() and len(r.stderr.decode().strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_extra_training_corpus_joins_every_fold_and_is_never_tested(subsets, tmp_path):
+    out = tmp_path / "extra"
+    r = run_cli("-q", "evaluate", "--protocol", "speaker", "--corpus", "ravdess", "--root", str(subsets / "ravdess"),
+                "--folds", "3", "--epochs", "1", "--extra-train", f"emovo:{subsets / 'emovo'}", "--set", "balance=corpus",
+                "--set", "model.norm=speaker", "--out", str(out), "--no-plots")
+    assert r.returncode == 0, r.stderr.decode()[-3000:]
+    m = json.loads((out / "metrics.json").read_text())
+    assert (m["n_clips"], m["n_tested"], m["n_speakers"], m["extra_train"]) == (42, 42, 6, {"emovo": 16})
+    assert m["model_config"]["norm"] == "speaker" and m["train_config"]["balance"] == "corpus"
+    assert {r["corpus"] for r in _oof(out / "oof_predictions.csv")} == {"ravdess"}
+    emovo_ids = {f"{e}-{s}-{b}" for e in ("neu", "gio", "rab", "tri") for s in ("f1", "m1") for b in ("b1", "b2")}
+    for f in m["folds"]:
+        split = json.loads((out / f["name"] / "split.json").read_text())
+        assert emovo_ids <= set(split["train"]) | set(split["val"]) and emovo_ids.isdisjoint(split["test"])
+        assert len(split["train"]) + len(split["val"]) == 28 + 16
+
+
+@pytest.mark.slow
+def test_cross_corpus_adapt_norm(subsets, tmp_path):
+    out = tmp_path / "xc-adapt"
+    r = run_cli("-q", "evaluate", "--train", f"ravdess:{subsets / 'ravdess'}", "--test", f"emovo:{subsets / 'emovo'}",
+                "--epochs", "1", "--adapt-norm", "corpus", "--out", str(out), "--no-plots")
+    assert r.returncode == 0, r.stderr.decode()[-3000:]
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["model_config"]["norm"] == "corpus" and m["baseline_config"]["norm"] == "corpus"
+    assert m["tests"]["emovo"]["n"] == 16
+    r = run_cli("-q", "evaluate", "--train", "ravdess", "--test", "emovo", "--extra-train", "emovo")
+    assert r.returncode == 1 and "--extra-train" in r.stderr.decode()

@@ -40,15 +40,21 @@ class BaselineConfig:
 
     ``kernel`` is ``"linear"`` (as in the eGeMAPS paper) or ``"rbf"``; ``c_grid``
     the SVM costs tried by the inner speaker-grouped CV with ``inner_folds``
-    folds (fewer when there are fewer training speakers).
+    folds (fewer when there are fewer training speakers). ``norm`` standardises
+    the functionals per ``"speaker"`` or ``"corpus"`` (from their unlabelled
+    audio, see :mod:`emospec.norm`) before the SVM's own scaler; ``"global"``
+    (the default) leaves that to the scaler fitted on the training side.
     """
 
     kernel: str = "linear"
     c_grid: Tuple[float, ...] = (0.001, 0.01, 0.1, 1.0, 10.0)
     inner_folds: int = 5
     sample_rate_hz: int = 16000
+    norm: str = "global"
 
     def __post_init__(self) -> None:
+        if self.norm not in ("global", "speaker", "corpus"):
+            raise ConfigError(f"BaselineConfig.norm must be 'global', 'speaker' or 'corpus', got {self.norm!r}")
         if self.kernel not in ("linear", "rbf"):
             raise ConfigError(f"BaselineConfig.kernel must be 'linear' or 'rbf', got {self.kernel!r}")
         if not self.c_grid or any(c <= 0 for c in self.c_grid):

@@ -14,7 +14,7 @@ import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Type, TypeVar
+from typing import Any, Mapping, Optional, Type, TypeVar
 
 from .errors import ConfigError
 
@@ -40,6 +40,9 @@ class FeatureConfig:
     every 10 ms at 16 kHz, a 512-point FFT, 128 Slaney mel bands over 0-8000 Hz,
     power spectrogram, ``10·log10(max(power, amin))`` dB, and delta / delta-delta
     over ``delta_width`` frames (regression with N = (width-1)/2, edges repeated).
+    ``top_db`` (None in the paper) floors each clip's log-Mel at its peak minus
+    ``top_db`` dB, as ``librosa.power_to_db(top_db=...)`` does: digital silence
+    (-100 dB at ``amin``) and faint noise then read the same.
     """
 
     sample_rate_hz: int = 16000
@@ -54,8 +57,11 @@ class FeatureConfig:
     power: float = 2.0
     amin: float = 1e-10
     delta_width: int = 5
+    top_db: Optional[float] = None
 
     def __post_init__(self) -> None:
+        if self.top_db is not None and not self.top_db > 0:
+            raise ConfigError(f"FeatureConfig.top_db must be > 0 or None, got {self.top_db}")
         if self.sample_rate_hz <= 0:
             raise ConfigError(f"FeatureConfig.sample_rate_hz must be > 0, got {self.sample_rate_hz}")
         if self.win_length < 1 or self.win_length > self.n_fft:
@@ -98,12 +104,20 @@ class FeatureConfig:
         return 1 + int(n_samples) // self.hop_length
 
 
+NORMS = ("global", "utterance", "speaker", "corpus")
+"""Input standardisation modes of :attr:`ModelConfig.norm`."""
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """The modified AlexNet (see :mod:`emospec.model`).
 
     ``batch_norm`` and ``first_stride`` other than 4 are deviations from the
-    paper, kept as options for ablations.
+    paper, kept as options for ablations. ``norm`` says how input features are
+    standardised before the model's own per-bin training statistics (see
+    :mod:`emospec.norm`): ``"global"`` (the paper: training statistics only),
+    or per ``"utterance"``, ``"speaker"`` or ``"corpus"`` statistics computed
+    from the (unlabelled) audio of that group, test audio included.
     """
 
     n_classes: int = 4
@@ -114,8 +128,11 @@ class ModelConfig:
     first_stride: int = 4
     in_channels: int = 3
     n_mels: int = 128
+    norm: str = "global"
 
     def __post_init__(self) -> None:
+        if self.norm not in NORMS:
+            raise ConfigError(f"ModelConfig.norm must be one of {', '.join(NORMS)}; got {self.norm!r}")
         if self.n_classes < 2:
             raise ConfigError(f"ModelConfig.n_classes must be >= 2, got {self.n_classes}")
         if self.embed_dim < 1:
@@ -140,7 +157,9 @@ class TrainConfig:
     ``"auto"`` (bf16 on CUDA devices that support it, else fp16 with loss
     scaling; off on CPU), ``"bf16"``, ``"fp16"`` (CUDA only) or ``"off"``.
     ``workers`` is DataLoader worker processes (0: load in the training
-    process, right for features already in memory).
+    process, right for features already in memory). ``balance="corpus"``
+    draws training clips so that every corpus is equally likely per epoch
+    (when training on several corpora).
     """
 
     epochs: int = 30
@@ -166,8 +185,11 @@ class TrainConfig:
     device: str = "auto"
     amp: str = "auto"  # "auto", "bf16", "fp16" or "off"
     workers: int = 0
+    balance: str = "none"  # "none" or "corpus"
 
     def __post_init__(self) -> None:
+        if self.balance not in ("none", "corpus"):
+            raise ConfigError(f"TrainConfig.balance must be 'none' or 'corpus', got {self.balance!r}")
         if self.epochs < 1:
             raise ConfigError(f"TrainConfig.epochs must be >= 1, got {self.epochs}")
         if self.batch_size < 1:

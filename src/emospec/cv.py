@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from .baseline import BaselineConfig, egemaps_functionals, run_fold
-from .config import FeatureConfig, TrainConfig, atomic_write_bytes, load_json, save_json, to_dict
+from .config import FeatureConfig, ModelConfig, TrainConfig, atomic_write_bytes, load_json, save_json, to_dict
 from .data.corpora import four_class, prepare_corpus
 from .data.dataset import compute_features
 from .data.labels import CLASSES4
@@ -42,6 +42,7 @@ from .data.splits import Fold, paper_split
 from .errors import ConfigError, DataError
 from .evaluate import bootstrap_ci, fold_summary, paired_bootstrap, per_speaker, report
 from .experiment import run_split
+from .norm import group_keys, normalize_rows
 from .versions import environment
 
 __all__ = ["CorpusData", "Fold", "EvalResult", "load_corpus", "make_folds", "speaker_kfold", "run_protocol",
@@ -151,7 +152,7 @@ def _majority(y: np.ndarray, train: np.ndarray, k: int) -> int:
 
 
 def _fold_outputs(fold: Fold, fold_dir: Path, rows, data: CorpusData, y, labels, *, train_config, feature_config,
-                  baseline: Optional[BaselineConfig], progress: bool, resume: bool) -> Dict:
+                  model_config: ModelConfig, baseline: Optional[BaselineConfig], progress: bool, resume: bool) -> Dict:
     """Train and test the model (and the baseline) on one fold; kept in ``fold_dir/oof.json``.
 
     With ``resume``, a finished fold whose test items and configs match is
@@ -159,7 +160,8 @@ def _fold_outputs(fold: Fold, fold_dir: Path, rows, data: CorpusData, y, labels,
     """
     ids = [rows[i].utterance_id for i in fold.test]
     cached = fold_dir / "oof.json"
-    key = {"test_ids": ids, "train_config": to_dict(train_config), "feature_config": to_dict(feature_config)}
+    key = {"test_ids": ids, "n_train": int(len(fold.train)), "train_config": to_dict(train_config), "feature_config": to_dict(feature_config),
+           "model_config": to_dict(model_config)}
     out = None
     if resume and cached.exists():
         old = load_json(cached)
@@ -169,7 +171,7 @@ def _fold_outputs(fold: Fold, fold_dir: Path, rows, data: CorpusData, y, labels,
     if out is None:
         res = run_split(fold.name, rows, data.feats, y, labels, fold.train, fold.test, fold_dir,
                         speaker_independent=fold.speaker_independent, feature_config=feature_config,
-                        train_config=train_config, progress=progress, resume=resume and (fold_dir / "checkpoint.pt").exists())
+                        model_config=model_config, train_config=train_config, progress=progress, resume=resume and (fold_dir / "checkpoint.pt").exists())
         out = {"name": fold.name, **key, "test_speakers": sorted({rows[i].speaker for i in fold.test}),
                "model_pred": res.y_pred.tolist(), "probs": np.round(res.probs, 5).tolist(), "best_epoch": res.fit.best_epoch,
                "history": res.fit.history, "majority": _majority(y, fold.train, len(labels)),
@@ -197,9 +199,20 @@ def _systems(idx: np.ndarray, y, preds: Mapping[str, np.ndarray], labels, speake
 
 
 def _evaluate_folds(data: CorpusData, folds: List[Fold], labels: List[str], out: Path, *, train_config, feature_config,
-                    baseline, progress, resume) -> Tuple[Dict[str, np.ndarray], List[Dict], np.ndarray]:
-    """Run every fold; return out-of-fold predictions (-1 where untested), per-fold records, y."""
+                    model_config: Optional[ModelConfig], baseline, progress, resume) -> Tuple[Dict[str, np.ndarray], List[Dict], np.ndarray]:
+    """Run every fold; return out-of-fold predictions (-1 where untested), per-fold records, y.
+
+    ``model_config.norm`` (the model's features, in :func:`run_split`) and
+    ``baseline.norm`` (its functionals, here) standardise each group with its
+    own statistics (:mod:`emospec.norm`); groups never straddle a
+    speaker-independent split, so test speakers' statistics come from their
+    own unlabelled clips.
+    """
     rows = data.rows
+    model_config = replace(model_config or ModelConfig(), n_classes=len(labels), n_mels=feature_config.n_mels)
+    if baseline is not None and baseline.norm != "global" and data.functionals is not None:
+        groups = group_keys(baseline.norm, [r.speaker for r in rows], [r.corpus for r in rows])
+        data = CorpusData(data.name, rows, data.feats, normalize_rows(data.functionals, groups), data.problems)
     y = np.array([labels.index(r.label4) for r in rows], dtype=np.int64)
     n = len(rows)
     preds = {"model": np.full(n, -1), "chance": np.full(n, -1), **({"baseline": np.full(n, -1)} if baseline else {})}
@@ -209,7 +222,8 @@ def _evaluate_folds(data: CorpusData, folds: List[Fold], labels: List[str], out:
         if np.any(preds["model"][fold.test] >= 0):
             raise DataError(f"{fold.name}: items tested in an earlier fold")
         rec = _fold_outputs(fold, out / fold.name, rows, data, y, labels, train_config=train_config,
-                            feature_config=feature_config, baseline=baseline, progress=progress, resume=resume)
+                            feature_config=feature_config, model_config=model_config, baseline=baseline,
+                            progress=progress, resume=resume)
         preds["model"][fold.test] = rec["model_pred"]
         preds["chance"][fold.test] = rec["majority"]
         if baseline:
@@ -248,8 +262,8 @@ def _summarise(idx, y, preds, labels, speakers, *, n_resamples, seed, cluster) -
 def run_protocol(
     data: CorpusData, protocol: str, out_dir: str | Path, *, folds: Optional[int] = None,
     feature_config: FeatureConfig = FeatureConfig(), train_config: TrainConfig = TrainConfig(),
-    baseline: Optional[BaselineConfig] = BaselineConfig(), n_resamples: int = 1000, cluster: bool = False,
-    progress: bool = True, resume: bool = False, plots: bool = True,
+    model_config: Optional[ModelConfig] = None, baseline: Optional[BaselineConfig] = BaselineConfig(), n_resamples: int = 1000, cluster: bool = False,
+    progress: bool = True, resume: bool = False, plots: bool = True, extra: Sequence[CorpusData] = (),
 ) -> EvalResult:
     """Train and test every fold of ``protocol`` on ``data``; write and return the pooled evaluation.
 
@@ -257,6 +271,8 @@ def run_protocol(
     metrics (``summary["model"]``, ``["baseline"]``) are computed on the
     out-of-fold predictions of all tested clips, with ``n_resamples``
     bootstrap resamples of items (of speakers with ``cluster=True``).
+    ``extra`` corpora join every fold's training side (model and baseline
+    alike) and are never tested; see ``TrainConfig.balance``.
     """
     from .evalreport import protocol_figures, protocol_text
 
@@ -265,24 +281,43 @@ def run_protocol(
     out.mkdir(parents=True, exist_ok=True)
     labels = [c for c in CLASSES4 if any(r.label4 == c for r in data.rows)]
     fold_list = make_folds(protocol, data.rows, folds=folds, seed=train_config.seed)
+    main = data
+    if extra:
+        data, n_main = _with_extra(data, extra, labels), len(data.rows)
+        more = np.arange(n_main, len(data.rows))
+        fold_list = [Fold(f.name, np.concatenate([f.train, more]), f.test, f.speaker_independent) for f in fold_list]
     preds, records, y = _evaluate_folds(data, fold_list, labels, out, train_config=train_config, feature_config=feature_config,
-                                        baseline=baseline if data.functionals is not None else None, progress=progress, resume=resume)
+                                        model_config=model_config, baseline=baseline if data.functionals is not None else None, progress=progress, resume=resume)
     tested = np.flatnonzero(preds["model"] >= 0)
     speakers = [r.speaker for r in data.rows]
     summary = {
-        "kind": "protocol", "corpus": data.name, "protocol": protocol, "labels": labels, "n_clips": len(data.rows),
-        "n_speakers": len(set(speakers)), "counts": {c: int(n) for c, n in Counter(r.label4 for r in data.rows).items()},
+        "kind": "protocol", "corpus": main.name, "protocol": protocol, "labels": labels, "n_clips": len(main.rows),
+        "n_speakers": len({r.speaker for r in main.rows}), "counts": {c: int(n) for c, n in Counter(r.label4 for r in main.rows).items()},
+        "extra_train": {d.name: len(d.rows) for d in extra},
         "n_folds": len(fold_list), "n_tested": int(tested.size),
         **_summarise(tested, y, preds, labels, speakers, n_resamples=n_resamples, seed=train_config.seed, cluster=cluster),
         "folds": _fold_table(records, y, fold_list, labels, preds),
         "train_config": to_dict(train_config), "feature_config": to_dict(feature_config),
+        "model_config": to_dict(model_config or ModelConfig()),
         "baseline_config": to_dict(baseline) if baseline and data.functionals is not None else None,
         "problems": data.problems, "versions": environment(),
     }
     summary["fold_summary"] = {k: fold_summary([f[k] for f in summary["folds"]]) for k in ("model", "baseline") if k in summary}
     _write_oof(out / "oof_predictions.csv", data.rows, tested, y, preds, labels, fold_list)
-    made = protocol_figures(summary, data, records, out) if plots else []
+    made = protocol_figures(summary, main, records, out) if plots else []
     return _finish(out, summary, made, protocol_text, t0)
+
+
+def _with_extra(data: CorpusData, extra: Sequence[CorpusData], labels: List[str]) -> CorpusData:
+    """``data`` followed by the clips of ``extra`` whose class is in ``labels``."""
+    if any((d.functionals is None) != (data.functionals is None) for d in extra):
+        raise DataError("extra training corpora need the baseline's functionals too (or no baseline at all)")
+    parts = [(d, [i for i, r in enumerate(d.rows) if r.label4 in labels]) for d in extra]
+    return CorpusData(
+        "+".join([data.name, *(d.name for d in extra)]), data.rows + [d.rows[i] for d, keep in parts for i in keep],
+        data.feats + [d.feats[i] for d, keep in parts for i in keep],
+        None if data.functionals is None else np.concatenate([data.functionals, *(d.functionals[keep] for d, keep in parts)]),
+        data.problems + [p for d in extra for p in d.problems])
 
 
 def _finish(out: Path, summary: Dict, made: List[Path], render, t0: float) -> EvalResult:
@@ -315,7 +350,7 @@ def _write_oof(path: Path, rows, tested, y, preds, labels, folds) -> None:
 def run_cross_corpus(
     train: CorpusData, tests: Sequence[CorpusData], out_dir: str | Path, *,
     feature_config: FeatureConfig = FeatureConfig(), train_config: TrainConfig = TrainConfig(),
-    baseline: Optional[BaselineConfig] = BaselineConfig(), n_resamples: int = 1000, cluster: bool = False,
+    model_config: Optional[ModelConfig] = None, baseline: Optional[BaselineConfig] = BaselineConfig(), n_resamples: int = 1000, cluster: bool = False,
     progress: bool = True, resume: bool = False, plots: bool = True,
 ) -> EvalResult:
     """Train on all of ``train`` (validation: held-out training speakers), test on each of ``tests``.
@@ -346,7 +381,7 @@ def run_cross_corpus(
     test_idx = np.concatenate([spans[d.name] for d in tests])
     fold = Fold(f"train_{train.name}", spans["__train__"], test_idx, True)
     preds, records, y = _evaluate_folds(merged, [fold], labels, out, train_config=train_config, feature_config=feature_config,
-                                        baseline=baseline if use_baseline else None, progress=progress, resume=resume)
+                                        model_config=model_config, baseline=baseline if use_baseline else None, progress=progress, resume=resume)
     speakers = [r.speaker for r in rows]
     summary = {
         "kind": "cross-corpus", "train": train.name, "labels": labels, "n_train": int(len(spans["__train__"])),
@@ -356,6 +391,7 @@ def run_cross_corpus(
         "best_epoch": records[0]["best_epoch"], "n_val": records[0].get("n_val"), "baseline_fit": records[0]["baseline"] and
         {k: records[0]["baseline"][k] for k in ("c", "inner_ua", "grid")},
         "train_config": to_dict(train_config), "feature_config": to_dict(feature_config),
+        "model_config": to_dict(model_config or ModelConfig()),
         "baseline_config": to_dict(baseline) if use_baseline else None, "problems": merged.problems, "versions": environment(),
     }
     _write_oof(out / "oof_predictions.csv", rows, test_idx, y, preds, labels, [fold])

@@ -7,13 +7,13 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional
 
 import numpy as np
 
-from .config import FeatureConfig, TrainConfig, save_json, to_dict
+from .config import save_json, to_dict
 from .data.corpora import four_class, prepare_corpus
 from .data.dataset import compute_features
 from .data.labels import CLASSES4
@@ -21,14 +21,15 @@ from .data.paths import find_data_root
 from .data.splits import check_disjoint, paper_split, speaker_holdout
 from .errors import DataError
 from .experiment import SplitResult, run_split
+from .recipe import RECIPES, Recipe
 from .versions import environment
 
 __all__ = ["DemoResult", "DEMO_TRAIN", "run_demo"]
 
 log = logging.getLogger(__name__)
 
-DEMO_TRAIN = TrainConfig(epochs=14, batch_size=32, lr=1e-3, crop_s=2.0, patience=6, class_weights=True, seed=0)
-"""The demo's training recipe: sized to finish both splits in < 10 min on 2 CPU cores."""
+DEMO_TRAIN = RECIPES["demo"].train
+"""The demo recipe's training part (the recipe is ``emospec.recipe.RECIPES["demo"]``)."""
 
 
 @dataclass
@@ -46,13 +47,12 @@ def run_demo(
     data: Optional[str] = None,
     out_dir: str | Path = "runs/demo",
     *,
-    train_config: TrainConfig = DEMO_TRAIN,
-    feature_config: FeatureConfig = FeatureConfig(),
+    recipe: Recipe = RECIPES["demo"],
     test_speakers: int = 4,
     include_calm: bool = False,
     progress: bool = True,
 ) -> DemoResult:
-    """Train and test on RAVDESS four classes under two splits; write runs and plots.
+    """Train and test on RAVDESS four classes under two splits with ``recipe``; write runs and plots.
 
     ``out_dir/paper`` holds the stratified random 90/10 run (speakers shared),
     ``out_dir/speaker`` the held-out-actors run; ``out_dir/summary.json`` both.
@@ -60,6 +60,7 @@ def run_demo(
     from . import plots
 
     t0 = time.perf_counter()
+    train_config, feature_config = recipe.train, recipe.features
     root = find_data_root(data, corpus="ravdess")
     mapping = {"calm": "neutral"} if include_calm else None
     rows, problems = prepare_corpus("ravdess", root / "ravdess", mapping=mapping)
@@ -87,7 +88,8 @@ def run_demo(
     for name, (tr, te), indep in (("paper", (tr_p, te_p), False), ("speaker", (tr_s, te_s), True)):
         log.info("demo: split %s: %d train, %d test", name, len(tr), len(te))
         results.append(run_split(name, rows, feats, y, labels, tr, te, out / name, speaker_independent=indep,
-                                 feature_config=feature_config, train_config=train_config, progress=progress))
+                                 feature_config=feature_config, model_config=recipe.model_for(len(labels)),
+                                 train_config=train_config, progress=progress))
 
     made = [plots.class_distribution(counts, out / "class_distribution.png", title="RAVDESS, four classes")]
     for r in results:
@@ -97,7 +99,7 @@ def run_demo(
     seconds = time.perf_counter() - t0
     save_json(out / "summary.json", {
         "data": str(root / "ravdess"), "n_clips": len(rows), "counts": counts, "seconds": seconds,
-        "train_config": to_dict(train_config), "versions": environment(),
+        "recipe": {**recipe.to_dict(), "model": to_dict(recipe.model_for(len(labels)))}, "versions": environment(),
         "splits": {r.name: {"ua": r.report["ua"], "wa": r.report["wa"], "macro_f1": r.report["macro_f1"],
                             **r.report["split"]} for r in results},
         "plots": [str(p) for p in made], "problems": problems,

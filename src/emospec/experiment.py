@@ -14,7 +14,7 @@ import csv
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 import torch
@@ -25,6 +25,7 @@ from .data.manifest import Utterance
 from .data.splits import paper_split, speaker_holdout
 from .evaluate import bootstrap_ci, format_report, report
 from .model import infer
+from .norm import normalize_for
 from .train import FitResult, fit
 
 __all__ = ["SplitResult", "run_split", "validation_split"]
@@ -92,10 +93,15 @@ def run_split(
     """Train on ``train_idx`` (minus validation), test on ``test_idx``; write the run dir.
 
     ``feats[i]`` is ``(3, n_mels, frames_i)`` float32 dB for ``rows[i]``;
-    ``y[i]`` its class index into ``labels``.
+    ``y[i]`` its class index into ``labels``. With ``model_config.norm`` other
+    than ``"global"`` every clip is first standardised with its group's
+    statistics (:func:`emospec.norm.normalize_for`): test speakers' from their
+    own unlabelled clips.
     """
     run_dir = Path(run_dir)
     y = np.asarray(y, dtype=np.int64)
+    model_config = model_config or ModelConfig(n_classes=len(labels), n_mels=feature_config.n_mels)
+    feats = normalize_for(rows, feats, model_config.norm)
     fit_idx, val_idx = validation_split(
         rows, np.asarray(train_idx), y, speaker_independent=speaker_independent,
         fraction=train_config.val_fraction, seed=train_config.seed,
@@ -110,7 +116,7 @@ def run_split(
     result = fit(
         [feats[i] for i in fit_idx], y[fit_idx], [feats[i] for i in val_idx], y[val_idx], labels, run_dir,
         feature_config=feature_config, model_config=model_config, train_config=train_config,
-        progress=progress, resume=resume, meta={"split": name},
+        progress=progress, resume=resume, meta={"split": name}, train_groups=[rows[i].corpus for i in fit_idx],
     )
     logits, _ = infer(result.model, [feats[i] for i in test_idx], device=next(result.model.parameters()).device)
     probs = torch.softmax(logits, 1).numpy()

@@ -151,7 +151,9 @@ def explain(source, recognizer, *, target: Optional[str] = None, layer: str = DE
         raise ConfigError(f"--class {target!r}: the model knows {', '.join(labels)}")
     wave = recognizer.waveform(source)
     feats = extract(torch.from_numpy(wave), recognizer.feature_config)
-    heat, k, probs = grad_cam(recognizer.model, feats, target=None if target is None else labels.index(target), layer=layer)
+    from .norm import model_input
+
+    heat, k, probs = grad_cam(recognizer.model, model_input(recognizer.model, feats[None])[0], target=None if target is None else labels.index(target), layer=layer)
     return GradCam(heat, feats[0].cpu().numpy(), labels[k], labels[int(np.argmax(probs))],
                    {c: float(p) for c, p in zip(labels, probs)}, recognizer.feature_config.hop_ms, layer,
                    describe_source(source))

@@ -37,6 +37,7 @@ from .checkpoint import ModelBundle, load_model
 from .config import FeatureConfig, atomic_write_bytes, from_dict, to_dict
 from .errors import CheckpointError, ConfigError, EmospecError
 from .features import _constants, _deltas, _log_mel, extract, extract_batch, frames_for
+from .norm import model_input
 from .ragged import RaggedAlexNet, pad_waves
 
 __all__ = ["ExportError", "OnnxModel", "export_onnx", "check_parity", "ONNX_FORMAT", "ONNX_FORMAT_VERSION"]
@@ -282,7 +283,7 @@ def check_parity(
     with torch.no_grad():
         for w in waves:
             f = extract(torch.from_numpy(np.asarray(w, dtype=np.float32)), cfg)[None]
-            e = m.embed(f)
+            e = m.embed(model_input(m, f))
             ref_p.append(torch.softmax(m.classifier[4](m.classifier[3](e)), 1)[0].numpy())
             ref_e.append(e[0].numpy())
     probs, emb = OnnxModel(onnx_path).run(waves)

@@ -7,6 +7,8 @@ For a waveform ``(samples,)`` at ``FeatureConfig.sample_rate_hz`` the result is
   (periodic Hann window of ``win_length`` samples inside ``n_fft``), the same
   numbers as ``librosa.power_to_db(librosa.feature.melspectrogram(...),
   ref=1.0, amin=1e-10, top_db=None)``;
+  with ``FeatureConfig.top_db`` set, floored at the clip's peak minus
+  ``top_db`` (``librosa.power_to_db(..., top_db=80)`` is its librosa twin);
 * channel 1: its delta, the regression formula
   ``d_t = Σ_{n=1..N} n (c_{t+n} - c_{t-n}) / (2 Σ n²)`` with ``N = (width-1)/2``
   and edge frames repeated (``librosa.feature.delta(width=5, mode='nearest')``);
@@ -270,6 +272,18 @@ def _deltas(static: torch.Tensor, frames: Optional[torch.Tensor], cfg: FeatureCo
     return out
 
 
+def _top_db(static: torch.Tensor, frames: Optional[torch.Tensor], cfg: FeatureConfig) -> torch.Tensor:
+    """Floor ``(batch, n_mels, T)`` dB at each clip's peak (over its valid frames) minus ``cfg.top_db``."""
+    if cfg.top_db is None:
+        return static
+    x = static
+    if frames is not None:
+        valid = torch.arange(x.shape[-1], device=x.device)[None, :] < frames[:, None]
+        x = x.masked_fill(~valid[:, None, :], float("-inf"))
+    peak = x.amax(dim=(1, 2), keepdim=True)
+    return torch.maximum(static, peak - cfg.top_db)
+
+
 def _as_tensor(x, name: str) -> torch.Tensor:
     if isinstance(x, np.ndarray):
         x = torch.from_numpy(np.ascontiguousarray(x))
@@ -343,7 +357,7 @@ def extract_batch(
     x = x.to(torch.float32)
     if lengths is None:
         n_frames = torch.full((x.shape[0],), cfg.n_frames(x.shape[1]), dtype=torch.long, device=x.device)
-        static = _log_mel(x, cfg, stft_dtype)
+        static = _top_db(_log_mel(x, cfg, stft_dtype), None, cfg)
         feats = _deltas(static, None, cfg)
     else:
         lens = torch.as_tensor(lengths, dtype=torch.long, device=x.device)
@@ -352,7 +366,7 @@ def extract_batch(
         mask = torch.arange(x.shape[1], device=x.device)[None, :] < lens[:, None]
         x = x * mask  # anything past a clip's end must be silence for exact parity
         n_frames = frames_for(lens, cfg)
-        static = _log_mel(x, cfg, stft_dtype)
+        static = _top_db(_log_mel(x, cfg, stft_dtype), n_frames, cfg)
         feats = _deltas(static, n_frames, cfg)
     return feats, n_frames
 

@@ -179,7 +179,16 @@ def format_card(card: Mapping[str, Any]) -> str:
             f"features: 3D log-Mel (static, delta, delta-delta), {fc.get('n_mels')} mel bands "
             f"{fc.get('fmin_hz'):g}-{fc.get('fmax_hz'):g} Hz, {fc.get('win_ms'):g} ms window, {fc.get('hop_ms'):g} ms hop, "
             f"{fc.get('sample_rate_hz')} Hz, delta width {fc.get('delta_width')}"
+            + (f", floored {fc['top_db']:g} dB below each clip's peak" if fc.get("top_db") else "")
         )
+    mc = card.get("model_config") or {}
+    if mc.get("norm", "global") != "global":
+        lines.append(f"input standardisation: per {mc['norm']} (trained that way); at inference each clip is standardised "
+                     f"on its own unless clips of the same {mc['norm']} are given (`emospec predict --adapt-norm PATH...`, "
+                     "`Recognizer.adapt`)")
+    if mc:
+        lines.append(f"architecture: BatchNorm {'on (deviation from the paper)' if mc.get('batch_norm') else 'off'}, "
+                     f"LRN {'on' if mc.get('lrn', True) else 'off'}, first conv stride {mc.get('first_stride', 4)}")
     if card.get("parameters"):
         lines.append(f"model: EmoAlexNet, {card['parameters']:,} parameters" +
                      (f", stored as {card['storage']}" if card.get("storage") else ""))

@@ -31,6 +31,7 @@ from .audio import describe_source, info as audio_info, load as load_audio, resa
 from .checkpoint import ModelBundle, load_model
 from .errors import AudioError, CheckpointError, ConfigError, EmospecError
 from .features import extract, extract_batch
+from .norm import fold_into_model, group_stats, model_input
 from .ragged import RaggedAlexNet, pad_waves
 
 __all__ = ["Prediction", "Timeline", "Recognizer", "load", "SILENCE_DBFS"]
@@ -153,7 +154,7 @@ class _TorchEngine:
     def run(self, waves: Sequence[np.ndarray]) -> Tuple[np.ndarray, np.ndarray]:
         if len(waves) == 1:
             feats = extract(torch.from_numpy(waves[0]).to(self.device), self.feature_config)[None]
-            emb = self.model.embed(feats)
+            emb = self.model.embed(model_input(self.model, feats))
             probs = torch.softmax(self.model.classifier[4](self.model.classifier[3](emb)), 1)
         else:
             batch, lengths = pad_waves(waves)
@@ -234,6 +235,38 @@ class Recognizer:
             silent=bool(_level_dbfs(wave) < SILENCE_DBFS),
             source=source,
         )
+
+    def adapt(self, inputs: Sequence[Item], *, sr: Optional[int] = None) -> "Recognizer":
+        """A Recognizer standardising every input with statistics pooled over ``inputs``.
+
+        For a model trained with ``norm="speaker"`` or ``"corpus"``: pass
+        clips of the speaker (or recording set) you will classify, labels not
+        needed (a few minutes of speech is plenty; more than one emotion is
+        better). The statistics fold into a copy of the model
+        (:func:`emospec.norm.fold_into_model`), so batches and ONNX export of
+        the adapted model behave the same. Without it each clip is
+        standardised on its own. Torch backend only.
+
+        Raises
+        ------
+        ConfigError
+            An ONNX backend, a model trained with ``norm="global"``, or no inputs.
+        AudioError
+            An input cannot be read (named in the message).
+        """
+        if self.bundle is None:
+            raise ConfigError("adapt() needs the torch backend (adapt the .pt model, then export it)")
+        if self.model.config.norm == "global":
+            raise ConfigError(f"{self.path}: trained with norm='global' (training statistics); nothing to adapt")
+        if not inputs:
+            raise ConfigError("adapt(): no clips given")
+        feats = [extract(torch.from_numpy(self.waveform(x, sr)), self.feature_config).cpu() for x in inputs]
+        stats = group_stats(feats)
+        model = fold_into_model(self.model, stats)
+        meta = dict(self.bundle.meta, adapted={"clips": len(feats), "seconds": stats.frames * self.feature_config.hop_ms / 1000.0,
+                                               "norm": self.model.config.norm})
+        bundle = ModelBundle(model, self.feature_config, list(self.labels), meta, self.bundle.path)
+        return Recognizer(bundle, device=self.device)
 
     # ----------------------------------------------------------------- clips
     def predict(self, x: Item, sr: Optional[int] = None) -> Prediction:

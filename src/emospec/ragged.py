@@ -29,6 +29,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .model import MIN_SIZE, EmoAlexNet
+from .norm import model_input
 
 __all__ = ["RaggedAlexNet", "pad_waves", "pool_matrix"]
 
@@ -96,7 +97,11 @@ class RaggedAlexNet(nn.Module):
     ``forward(features, lengths)`` takes ``(batch, 3, n_mels, frames)`` float32
     dB features, zero (or anything) past each clip's end, and ``(batch,)``
     int64 valid frame counts; it returns ``(probs (batch, n_classes),
-    embedding (batch, embed_dim))``, both float32, in eval mode.
+    embedding (batch, embed_dim))``, both float32, in eval mode. A model
+    trained on group-standardised features (``config.norm`` not ``"global"``)
+    gets each clip standardised over its own valid frames first (see
+    :func:`emospec.norm.fold_into_model` to use a speaker's or corpus's
+    statistics instead).
     """
 
     def __init__(self, model: EmoAlexNet):
@@ -118,6 +123,7 @@ class RaggedAlexNet(nn.Module):
     def forward(self, features: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         m = self.model
         lengths = lengths.to(torch.int64)
+        features = model_input(m, features, lengths)
         x = (features - m.input_mean) / m.input_std
         x = _time_mask(x, lengths)
         # Clips shorter than the stack's minimum are padded to it (with zeros = the mean), as model.normalize does.

@@ -34,7 +34,7 @@ from torch.utils.data.distributed import DistributedSampler
 from . import distributed
 from .checkpoint import load_model, load_state, save_model, save_state
 from .config import FeatureConfig, ModelConfig, TrainConfig, save_json, to_dict
-from .data.dataset import CropDataset, feature_stats
+from .data.dataset import CropDataset, GroupBalancedSampler, feature_stats
 from .errors import CheckpointError, ConfigError, DataError
 from .evaluate import unweighted_accuracy, weighted_accuracy
 from .model import EmoAlexNet, infer
@@ -169,6 +169,7 @@ def fit(
     resume: bool = False,
     progress: bool = True,
     meta: Optional[Dict] = None,
+    train_groups: Optional[Sequence] = None,
 ) -> FitResult:
     """Train an :class:`EmoAlexNet` and write the run directory.
 
@@ -189,6 +190,9 @@ def fit(
     run_dir
         Output folder (created). With ``resume=True`` training continues from
         its ``checkpoint.pt``.
+    train_groups
+        The corpus (any group key) of each training clip, for
+        ``TrainConfig.balance="corpus"``.
 
     Returns
     -------
@@ -215,14 +219,15 @@ def fit(
     ctx = distributed.init(train_config.device)
     try:
         return _fit(train_feats, train_y, val_feats, val_y, labels, Path(run_dir), ctx, feature_config=feature_config,
-                    mcfg=mcfg, tcfg=train_config, resume=resume, progress=progress, meta=meta)
+                    mcfg=mcfg, tcfg=train_config, resume=resume, progress=progress, meta=meta,
+                    train_groups=train_groups)
     finally:
         distributed.cleanup(ctx)
 
 
 def _fit(train_feats, train_y, val_feats, val_y, labels: List[str], run_dir: Path, ctx: distributed.DistContext, *,
          feature_config: FeatureConfig, mcfg: ModelConfig, tcfg: TrainConfig, resume: bool, progress: bool,
-         meta: Optional[Dict]) -> FitResult:
+         meta: Optional[Dict], train_groups: Optional[Sequence] = None) -> FitResult:
     """The training loop of :func:`fit`, in the process described by ``ctx``."""
     from tqdm.auto import tqdm
 
@@ -248,7 +253,10 @@ def _fit(train_feats, train_y, val_feats, val_y, labels: List[str], run_dir: Pat
     crop_frames = max(1, int(round(tcfg.crop_s * 1000.0 / feature_config.hop_ms)))
     ds = CropDataset(train_feats, train_y, crop_frames, mean[..., None], seed=tcfg.seed)
     # The order depends only on (seed, epoch), and a world of N sees the same global batches as one process.
-    sampler = DistributedSampler(ds, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=tcfg.seed, drop_last=True)
+    if tcfg.balance == "corpus" and train_groups is not None:
+        sampler = GroupBalancedSampler(train_groups, seed=tcfg.seed, num_replicas=ctx.world_size, rank=ctx.rank)
+    else:
+        sampler = DistributedSampler(ds, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=tcfg.seed, drop_last=True)
     loader = DataLoader(ds, batch_size=tcfg.batch_size // ctx.world_size, sampler=sampler,
                         drop_last=len(ds) > tcfg.batch_size, num_workers=tcfg.workers,
                         pin_memory=device.type == "cuda")

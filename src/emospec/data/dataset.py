@@ -33,6 +33,7 @@ from ..features import extract
 from .cache import FeatureCache, audio_digest
 
 __all__ = ["compute_features", "featurise", "fill_cache", "CacheStats", "shard", "parse_shard", "CropDataset",
+           "GroupBalancedSampler",
            "feature_stats"]
 
 log = logging.getLogger(__name__)
@@ -259,3 +260,34 @@ class CropDataset(Dataset):
         else:
             x = torch.cat([f, self.pad.expand(-1, -1, self.crop - t)], dim=-1)
         return x, self.labels[i]
+
+
+class GroupBalancedSampler(torch.utils.data.Sampler):
+    """Indices drawn so that every group (e.g. corpus) is equally likely, ``len(groups)`` a epoch.
+
+    Items are drawn with replacement with probability ``1 / (n_groups * size of
+    their group)``; the draw for epoch ``e`` depends only on ``(seed, e)``
+    (:meth:`set_epoch`), and process ``rank`` of ``num_replicas`` takes every
+    ``num_replicas``-th index of it, as :class:`DistributedSampler` does
+    (dropping the tail so that every process gets the same number).
+    """
+
+    def __init__(self, groups: Sequence, *, seed: int = 0, num_replicas: int = 1, rank: int = 0):
+        keys = {g: k for k, g in enumerate(dict.fromkeys(groups))}
+        codes = np.array([keys[g] for g in groups], dtype=np.int64)
+        counts = np.bincount(codes)
+        self.p = 1.0 / (len(counts) * counts[codes])
+        self.p = self.p / self.p.sum()
+        self.seed, self.epoch, self.num_replicas, self.rank = seed, 0, num_replicas, rank
+        self.per_rank = len(codes) // num_replicas
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        rng = np.random.default_rng(self.seed * 100019 + self.epoch)
+        idx = rng.choice(len(self.p), size=self.per_rank * self.num_replicas, replace=True, p=self.p)
+        return iter(idx[self.rank :: self.num_replicas].tolist())
+
+    def __len__(self) -> int:
+        return self.per_rank

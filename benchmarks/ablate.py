@@ -1,0 +1,189 @@
+"""Recipe ablations: one table, every row a full speaker-independent evaluation.
+
+Each row is a recipe (a name from :data:`emospec.recipe.RECIPES` plus
+``--set``-style overrides). It is trained and tested on
+
+* RAVDESS, four classes, 6 folds of whole actors (gender-balanced), and
+* EMOVO, four classes, leave one speaker out,
+
+beside the eGeMAPS + SVM baseline on exactly the same folds. The table gives
+pooled out-of-fold UA with 95 % bootstrap CIs and the paired bootstrap of
+UA(model) - UA(baseline). Rows are resumable: a finished fold is reused.
+
+    python benchmarks/ablate.py                      # every row, then the table
+    python benchmarks/ablate.py --rows paper,default # some rows
+    python benchmarks/ablate.py --table              # the table from finished rows only
+    python benchmarks/ablate.py --cross ROW          # RAVDESS <-> EMOVO, with and without adapted standardisation
+
+Output: ``runs/ablate/<row>/<corpus>/`` (``emospec evaluate`` run directories),
+``runs/ablate/table.md`` and ``table.json``. The same row by hand::
+
+    emospec evaluate --protocol speaker --corpus ravdess --recipe paper --set model.batch_norm=true
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+FAST = {"class_weights": True, "crop_s": 2.0, "feature.n_mels": 64, "amp": "bf16", "schedule": "onecycle", "lr": 2e-3,
+        "epochs": 30, "patience": 30}
+"""The training part shared by the later rows: no early stop (the best validation epoch is kept)."""
+BN_SPK_FLOOR = {**FAST, "model.batch_norm": True, "model.norm": "speaker", "feature.top_db": 60.0}
+AUG = {"freq_masks": 2, "freq_mask_bins": 8, "time_masks": 2, "time_mask_frames": 20}
+
+ROWS: List[Tuple[str, str, str, Dict[str, object]]] = [
+    # (row name, change, base recipe, overrides)
+    ("paper", "paper-faithful: global norm, LRN, 128 mels, AdamW 1e-3 cosine, 3 s crops, 30 ep, early stop", "paper", {}),
+    ("paper+cw+2s", "+ class weights, 2 s crops, 14 epochs (the first demo recipe)", "paper",
+     {"class_weights": True, "crop_s": 2.0, "epochs": 14, "patience": 6}),
+    ("fast", "+ 64 mels, bf16 autocast, one-cycle lr 2e-3, 30 epochs (keep the best validation epoch)", "paper", FAST),
+    ("fast+bn", "+ BatchNorm after each conv (deviation)", "paper", {**FAST, "model.batch_norm": True}),
+    ("fast+bn+spk", "+ per-speaker standardisation", "paper", {**FAST, "model.batch_norm": True, "model.norm": "speaker"}),
+    ("bn+spk+floor", "fast + BatchNorm + per-speaker standardisation + 60 dB floor (top_db)", "paper", BN_SPK_FLOOR),
+    ("bn+spk+floor+aug50", "+ SpecAugment (2 freq masks <= 8 bands, 2 time masks <= 20 frames), 50 epochs", "paper",
+     {**BN_SPK_FLOOR, **AUG, "epochs": 50, "patience": 50}),
+]
+CORPORA = {"ravdess": ("speaker", None), "emovo": ("loso", None)}
+
+
+def _corpus(name: str, features, data_root, cache_dir: Path, memo: Dict):
+    from emospec.cv import load_corpus
+    from emospec.data.paths import find_data_root
+
+    key = (name, features)
+    if key not in memo:
+        root = find_data_root(data_root, corpus=name) / name
+        memo[key] = load_corpus(name, root, feature_config=features, cache=cache_dir / f"egemaps_{name}.npz", progress=False)
+    return memo[key]
+
+
+def run_rows(rows, corpora, out: Path, data_root=None) -> None:
+    from emospec.config import save_json
+    from emospec.cv import run_protocol
+    from emospec.recipe import recipe_from
+
+    memo: Dict = {}
+    for name, desc, base, over in rows:
+        rec = recipe_from(base, over)
+        for corpus in corpora:
+            protocol, folds = CORPORA[corpus]
+            d = out / name / corpus
+            if (d / "metrics.json").exists() and json.loads((d / "metrics.json").read_text()).get("recipe_row") == [name, base, over]:
+                print(f"{name}/{corpus}: done", flush=True)
+                continue
+            t0 = time.time()
+            data = _corpus(corpus, rec.features, data_root, out, memo)
+            res = run_protocol(data, protocol, d, folds=folds, feature_config=rec.features, train_config=rec.train,
+                               model_config=rec.model, progress=False, resume=True, plots=False)
+            summary = dict(res.summary, recipe_row=[name, base, over], description=desc)
+            save_json(d / "metrics.json", summary)
+            m, b, p = summary["model"], summary["baseline"], summary["paired_ua"]
+            print(f"{name}/{corpus}: UA {m['ua']:.3f} vs baseline {b['ua']:.3f}, diff {p['difference']:+.3f} "
+                  f"[{p['low']:+.3f}, {p['high']:+.3f}] ({time.time() - t0:.0f} s)", flush=True)
+
+
+def _cell(summary, key="model"):
+    m = summary[key]
+    return f"{m['ua']:.3f} [{m['ci']['ua']['low']:.3f}, {m['ci']['ua']['high']:.3f}]"
+
+
+def table(rows, corpora, out: Path) -> str:
+    head = "| row | change | " + " | ".join(f"{c} UA [95% CI] | {c} Δ vs baseline [95% CI]" for c in corpora) + " |"
+    lines = [head, "|" + "---|" * (2 + 2 * len(corpora))]
+    base_cells = {}
+    records = []
+    for name, desc, _, over in rows:
+        cells, rec = [], {"row": name, "change": desc, "overrides": over}
+        for c in corpora:
+            f = out / name / c / "metrics.json"
+            if not f.exists():
+                cells += ["—", "—"]
+                continue
+            s = json.loads(f.read_text())
+            p = s["paired_ua"]
+            cells += [_cell(s), f"{p['difference']:+.3f} [{p['low']:+.3f}, {p['high']:+.3f}]"]
+            base_cells.setdefault(c, _cell(s, "baseline"))
+            rec[c] = {"ua": s["model"]["ua"], "ci": [s["model"]["ci"]["ua"]["low"], s["model"]["ci"]["ua"]["high"]], "diff": p["difference"], "diff_ci": [p["low"], p["high"]],
+                      "baseline_ua": s["baseline"]["ua"], "fold_mean_std": s.get("fold_summary", {}).get("model", {}).get("ua"),
+                      "seconds": s.get("seconds")}
+        records.append(rec)
+        lines.append(f"| {name} | {desc} | " + " | ".join(cells) + " |")
+    lines.append("| baseline | eGeMAPSv02 + SVM, same folds | " + " | ".join(f"{base_cells.get(c, '—')} | 0" for c in corpora) + " |")
+    text = "\n".join(lines)
+    (out / "table.md").write_text(text + "\n")
+    (out / "table.json").write_text(json.dumps(records, indent=1))
+    return text
+
+
+DIRECTIONS = (("ravdess", "emovo"), ("emovo", "ravdess"))
+ADAPT = ("global", "corpus", "speaker")
+
+
+def run_cross(row, out: Path, data_root=None) -> str:
+    """Cross-corpus, both directions, with each standardisation (model and baseline alike); returns the table."""
+    from emospec.baseline import BaselineConfig
+    from emospec.config import save_json
+    from emospec.cv import run_cross_corpus
+    from emospec.recipe import recipe_from
+
+    name, _, base, over = row
+    memo: Dict = {}
+    lines = ["| train → test | standardisation (model and baseline) | AlexNet UA [95% CI] | eGeMAPS+SVM UA [95% CI] | paired Δ [95% CI] |",
+             "|---|---|---|---|---|"]
+    for src, dst in DIRECTIONS:
+        for norm in ADAPT:
+            rec = recipe_from(base, {**over, "model.norm": norm})
+            d = out / "cross" / name / f"{src}-to-{dst}-{norm}"
+            if not (d / "metrics.json").exists():
+                t0 = time.time()
+                res = run_cross_corpus(_corpus(src, rec.features, data_root, out, memo), [_corpus(dst, rec.features, data_root, out, memo)],
+                                       d, feature_config=rec.features, train_config=rec.train, model_config=rec.model,
+                                       baseline=BaselineConfig(norm=norm), progress=False, resume=True, plots=False)
+                save_json(d / "metrics.json", dict(res.summary, recipe_row=[name, base, over]))
+                print(f"{src} -> {dst} ({norm}): {time.time() - t0:.0f} s", flush=True)
+            t = json.loads((d / "metrics.json").read_text())["tests"][dst]
+            p = t["paired_ua"]
+            lines.append(f"| {src} → {dst} | {norm} | {_cell(t)} | {_cell(t, 'baseline')} | "
+                         f"{p['difference']:+.3f} [{p['low']:+.3f}, {p['high']:+.3f}] |")
+    text = "\n".join(lines)
+    (out / "cross" / name / "table.md").write_text(text + "\n")
+    return text
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", help="comma-separated row names (default: all)")
+    ap.add_argument("--corpora", default="ravdess,emovo")
+    ap.add_argument("--out", default="runs/ablate")
+    ap.add_argument("--data", help="folder holding the corpora (default: $EMOSPEC_DATA or ../shared/data)")
+    ap.add_argument("--table", action="store_true", help="only print the table of finished rows")
+    ap.add_argument("--cross", metavar="ROW", help="instead: cross-corpus RAVDESS <-> EMOVO with this row's recipe, "
+                                                   "global / per-corpus / per-speaker standardisation")
+    args = ap.parse_args(argv)
+    names = args.rows.split(",") if args.rows else [r[0] for r in ROWS]
+    unknown = set(names) - {r[0] for r in ROWS}
+    if unknown:
+        ap.error(f"unknown rows {sorted(unknown)}; known: {[r[0] for r in ROWS]}")
+    rows = [r for r in ROWS if r[0] in names]
+    corpora = args.corpora.split(",")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.cross:
+        row = next((r for r in ROWS if r[0] == args.cross), None)
+        if row is None:
+            ap.error(f"unknown row {args.cross!r}")
+        print(run_cross(row, out, args.data))
+        return 0
+    if not args.table:
+        run_rows(rows, corpora, out, args.data)
+    print(table(rows if args.rows else ROWS, corpora, out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

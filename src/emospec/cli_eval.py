@@ -1,0 +1,172 @@
+"""``emospec evaluate`` and ``emospec explain``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from .cli_common import _add_recipe_options, _recipe
+
+
+# --------------------------------------------------------------------------- evaluate
+def _add_evaluate(sub) -> None:
+    p = sub.add_parser(
+        "evaluate", help="cross-validate model and baseline (--protocol), cross-corpus (--train/--test), or report a trained model (--model)",
+        description="Three forms: `--protocol speaker|loso|paper --corpus C` trains and tests every fold; "
+                    "`--train C[:ROOT] --test C[:ROOT] [--test ...]` trains on one corpus and tests on others; "
+                    "`--model RUN --corpus C --root DIR | --manifest CSV` reports a trained model.")
+    p.add_argument("--model", help="report this trained run directory or model.pt")
+    p.add_argument("--manifest", help="manifest CSV (path,label[,speaker]) for --model")
+    p.add_argument("--corpus", help="corpus loader name (ravdess, emovo)")
+    p.add_argument("--root", help="corpus root folder (default: <data>/<corpus>)")
+    p.add_argument("--data", help="folder holding the corpora (default: $EMOSPEC_DATA or ../shared/data)")
+    p.add_argument("--json", dest="json_out", help="with --model: also write the report as JSON here")
+    p.add_argument("--protocol", choices=["speaker", "loso", "paper"],
+                   help="speaker: k folds of whole speakers; loso: leave one speaker out; paper: stratified random 90/10 splits")
+    p.add_argument("--folds", type=int, help="folds for speaker (default 6) or paper (default 10; 1 = the single 90/10 split)")
+    p.add_argument("--train", dest="train_corpus", metavar="CORPUS[:ROOT]", help="cross-corpus: train on this corpus")
+    p.add_argument("--extra-train", dest="extra_train", metavar="CORPUS[:ROOT]", action="append", default=[],
+                   help="with --protocol: add this corpus to every fold's training side, never tested (repeatable); "
+                        "--set balance=corpus samples corpora equally")
+    p.add_argument("--test", dest="test_corpora", metavar="CORPUS[:ROOT]", action="append", help="cross-corpus: test on it (repeatable)")
+    p.add_argument("--baseline", choices=["egemaps-svm", "none"], default="egemaps-svm", help="classic baseline on the same folds")
+    p.add_argument("--svm-kernel", choices=["linear", "rbf"], default="linear", help="baseline SVM kernel (default linear)")
+    p.add_argument("--adapt-norm", choices=["speaker", "corpus"],
+                   help="standardise features per speaker or per corpus from their own unlabelled audio, test audio "
+                        "included (model: model.norm; baseline: its functionals)")
+    p.add_argument("--out", help="run directory (default runs/eval-<protocol>-<corpus> or runs/eval-<train>-to-<tests>)")
+    p.add_argument("--map", help="extra label mapping, e.g. calm=neutral")
+    _add_recipe_options(p, seed_help="seed for folds, training and bootstrap (default: the recipe's)")
+    p.add_argument("--device", help="auto, cpu, cuda...")
+    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    p.add_argument("--bootstrap-unit", choices=["item", "speaker"], default="item", help="resample clips (default) or whole speakers")
+    p.add_argument("--resume", action="store_true", help="reuse finished folds in --out and resume an interrupted one")
+    p.add_argument("--no-plots", action="store_true")
+    p.set_defaults(func=_cmd_evaluate)
+
+
+def _eval_corpus(spec: str, args, *, cache, features):
+    from .cv import load_corpus
+    from .data.labels import parse_map
+    from .data.paths import find_data_root
+
+    name, _, root = spec.partition(":")
+    root = Path(root) if root else find_data_root(args.data, corpus=name) / name
+    data = load_corpus(name, root, feature_config=features, baseline=args.baseline != "none", cache=cache, progress=not args.quiet,
+                       mapping=parse_map(args.map) if args.map else None)
+    for line in data.problems:
+        print(f"skipped: {line}", file=sys.stderr)
+    return data
+
+
+def _cmd_evaluate(args) -> int:
+    from .errors import ConfigError
+
+    if args.model:
+        return _eval_model(args)
+    if args.train_corpus or args.test_corpora:
+        if not (args.train_corpus and args.test_corpora) or args.protocol or args.folds:
+            raise ConfigError("cross-corpus needs --train CORPUS[:ROOT] and at least one --test CORPUS[:ROOT], "
+                              "and no --protocol or --folds")
+    elif not (args.protocol and args.corpus):
+        raise ConfigError("evaluate needs --protocol with --corpus, --train with --test, or --model")
+    if args.extra_train and not args.protocol:
+        raise ConfigError("--extra-train goes with --protocol (cross-corpus runs train on --train only)")
+    from .baseline import BaselineConfig
+    from .cv import run_cross_corpus, run_protocol
+
+    rec = _recipe(args, model_norm=args.adapt_norm)
+    base = None if args.baseline == "none" else BaselineConfig(kernel=args.svm_kernel, norm=args.adapt_norm or "global")
+    opts = dict(train_config=rec.train, feature_config=rec.features, model_config=rec.model, baseline=base,
+                n_resamples=args.resamples, cluster=args.bootstrap_unit == "speaker", progress=not args.quiet,
+                resume=args.resume, plots=not args.no_plots)
+    if args.protocol:
+        out = Path(args.out or f"runs/eval-{args.protocol}-{args.corpus}")
+        spec = f"{args.corpus}:{args.root}" if args.root else args.corpus
+        cache = out / "egemaps_cache.npz"
+        extra = [_eval_corpus(e, args, cache=cache, features=rec.features) for e in args.extra_train]
+        res = run_protocol(_eval_corpus(spec, args, cache=cache, features=rec.features), args.protocol, out, folds=args.folds,
+                           extra=extra, **opts)
+    else:
+        tests = [t.partition(":")[0] for t in args.test_corpora]
+        out = Path(args.out or f"runs/eval-{args.train_corpus.partition(':')[0]}-to-{'-'.join(tests)}")
+        cache = out / "egemaps_cache.npz"
+        res = run_cross_corpus(_eval_corpus(args.train_corpus, args, cache=cache, features=rec.features),
+                               [_eval_corpus(t, args, cache=cache, features=rec.features) for t in args.test_corpora], out, **opts)
+    print(res.text)
+    print()
+    print(f"metrics: {res.out_dir / 'metrics.json'}   report: {res.out_dir / 'report.txt'}   "
+          f"out-of-fold predictions: {res.out_dir / 'oof_predictions.csv'}")
+    for p in res.plots:
+        print(f"plot: {p}")
+    print(f"wall time {res.summary['seconds']:.0f} s")
+    return 0
+
+
+def _eval_model(args) -> int:
+    import numpy as np
+
+    from .checkpoint import load_model
+    from .config import save_json
+    from .data.corpora import prepare_corpus
+    from .data.dataset import compute_features
+    from .data.manifest import read_manifest
+    from .data.paths import find_data_root
+    from .errors import DataError
+    from .evaluate import bootstrap_ci, format_report, report
+    from .model import infer
+    from .norm import normalize_for
+
+    bundle = load_model(args.model)
+    if args.manifest:
+        rows = read_manifest(args.manifest)
+    elif args.corpus:
+        rows, problems = prepare_corpus(args.corpus, args.root or find_data_root(args.data, corpus=args.corpus) / args.corpus)
+        for line in problems:
+            print(f"skipped: {line}", file=sys.stderr)
+    else:
+        raise DataError("--model needs --manifest CSV or --corpus NAME [--root DIR]")
+    rows = [r for r in rows if r.label4 in bundle.labels]
+    if not rows:
+        raise DataError(f"no utterances with a label the model knows ({bundle.labels})")
+    feats, bad = compute_features([r.path for r in rows], bundle.feature_config, progress=not args.quiet)
+    for line in bad:
+        print(f"skipped: {line}", file=sys.stderr)
+    keep = [i for i, f in enumerate(feats) if f is not None]
+    # the model's own standardisation: per speaker/corpus from their (unlabelled) clips, as in training
+    logits, _ = infer(bundle.model, normalize_for([rows[i] for i in keep], [feats[i] for i in keep], bundle.model.config.norm))
+    y_true = np.array([bundle.labels.index(rows[i].label4) for i in keep])
+    y_pred = logits.argmax(1).numpy()
+    rep = report(y_true, y_pred, bundle.labels)
+    rep["ci"] = bootstrap_ci(y_true, y_pred, bundle.labels, n_resamples=args.resamples)
+    print(format_report(rep, title=f"{bundle.path} on {len(keep)} clips"))
+    if args.json_out:
+        save_json(args.json_out, rep)
+    return 0
+
+
+# --------------------------------------------------------------------------- explain
+def _add_explain(sub) -> None:
+    p = sub.add_parser("explain", help="Grad-CAM heatmap (time x mel band) of a clip's evidence, as a PNG")
+    p.add_argument("clip", help="audio file")
+    p.add_argument("--model", help="run directory or model.pt (default: the bundled model)")
+    p.add_argument("--class", dest="target", help="class to explain (default: the predicted one)")
+    p.add_argument("--layer", default="features.11", help="conv-stack module to explain (default features.11, the last conv's ReLU)")
+    p.add_argument("--out", help="PNG to write (default: <clip name>.gradcam.png in the current folder)")
+    p.add_argument("--device", help="cpu, cuda... (default: cuda when available)")
+    p.set_defaults(func=_cmd_explain)
+
+
+def _cmd_explain(args) -> int:
+    from .explain import explain, save_overlay
+    from .predict import load
+
+    rec = load(args.model, device=args.device)
+    exp = explain(args.clip, rec, target=args.target, layer=args.layer)
+    out = save_overlay(exp, args.out or f"{Path(args.clip).name}.gradcam.png", fmax_hz=rec.feature_config.fmax_hz)
+    a, b = exp.evidence_span(0.5)
+    print(f"{args.clip}: predicted {exp.predicted} ({exp.probs[exp.predicted]:.3f}); explained class {exp.label}")
+    print("scores: " + ", ".join(f"{c} {p:.3f}" for c, p in exp.probs.items()))
+    print(f"half of the relevance lies in {a:.2f}-{b:.2f} s; strongest mel band {exp.peak_band()} of {exp.heatmap.shape[0]}")
+    print(f"heatmap: {out}")
+    return 0

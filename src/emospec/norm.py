@@ -1,0 +1,159 @@
+"""Group standardisation of 3D log-Mel features: per utterance, speaker or corpus.
+
+The paper standardises every input with statistics of the training set
+(``ModelConfig.norm = "global"``: the model's own buffers, nothing here).
+Speaker and channel differences then reach the classifier unchanged; a
+classic remedy in speech emotion recognition is to standardise each
+speaker's (or corpus's) features with that group's own statistics, computed
+from its unlabelled audio. Test audio is standardised with its own group's
+statistics, so no label of a test item is ever used, but the test speaker's
+other clips are (a transductive step, like speaker adaptation; say so when
+reporting). ``"utterance"`` uses each clip alone and needs nothing else.
+
+Statistics are per channel and mel band, over all frames of the group's
+clips, in dB: ``mean, std`` of shape ``(3, n_mels)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, Hashable, List, Optional, Sequence
+
+import numpy as np
+import torch
+
+from .config import NORMS
+from .errors import ConfigError
+
+__all__ = ["GroupStats", "group_stats", "group_keys", "normalize_groups", "normalize_rows", "normalize_for", "apply_stats",
+           "standardize_clips", "model_input", "fold_into_model", "NORMS"]
+
+
+@dataclass(frozen=True)
+class GroupStats:
+    """Per-bin statistics of one group: ``mean``, ``std`` ``(3, n_mels)`` float32 dB; ``frames`` counted."""
+
+    mean: torch.Tensor
+    std: torch.Tensor
+    frames: int
+
+
+def group_stats(feats: Sequence[torch.Tensor]) -> GroupStats:
+    """Mean and std over all frames of ``feats`` (each ``(3, n_mels, frames_i)``), per channel and band."""
+    if not feats:
+        raise ValueError("group_stats: no clips")
+    x = torch.cat([f.double() for f in feats], dim=-1)
+    if x.shape[-1] == 0:
+        raise ValueError("group_stats: no frames")
+    mean = x.mean(-1)
+    std = x.std(-1, unbiased=False).clamp(min=1e-3)
+    return GroupStats(mean.float(), std.float(), int(x.shape[-1]))
+
+
+def apply_stats(feats: torch.Tensor, stats: GroupStats) -> torch.Tensor:
+    """``(…, 3, n_mels, frames)`` dB -> standardised with ``stats`` (same shape, float32)."""
+    return ((feats - stats.mean[..., None]) / stats.std[..., None]).float()
+
+
+def group_keys(mode: str, speakers: Sequence[Hashable], corpora: Sequence[Hashable]) -> Optional[List[Hashable]]:
+    """The group of each clip under ``mode``: None for ``global``, one per clip for ``utterance``."""
+    if mode not in NORMS:
+        raise ConfigError(f"norm must be one of {', '.join(NORMS)}; got {mode!r}")
+    if mode == "global":
+        return None
+    if mode == "utterance":
+        return list(range(len(speakers)))
+    if mode == "speaker":  # speaker ids are only unique within a corpus
+        return [(c, s) for c, s in zip(corpora, speakers)]
+    return list(corpora)
+
+
+def normalize_groups(feats: Sequence[torch.Tensor], groups: Optional[Sequence[Hashable]]) -> List[torch.Tensor]:
+    """Standardise each clip with the statistics of its group (``groups[i]`` for ``feats[i]``).
+
+    ``groups=None`` returns the clips unchanged (``norm="global"``).
+    """
+    if groups is None:
+        return list(feats)
+    if len(groups) != len(feats):
+        raise ValueError(f"normalize_groups: {len(feats)} clips but {len(groups)} group keys")
+    members: Dict[Hashable, List[int]] = {}
+    for i, g in enumerate(groups):
+        members.setdefault(g, []).append(i)
+    out: List[Optional[torch.Tensor]] = [None] * len(feats)
+    for idx in members.values():
+        stats = group_stats([feats[i] for i in idx])
+        for i in idx:
+            out[i] = apply_stats(feats[i], stats)
+    return out  # type: ignore[return-value]
+
+
+def normalize_for(rows: Sequence, feats: Sequence[torch.Tensor], mode: str) -> List[torch.Tensor]:
+    """Standardise ``feats[i]`` (of manifest row ``rows[i]``: ``.speaker``, ``.corpus``) as ``mode`` says."""
+    return normalize_groups(feats, group_keys(mode, [r.speaker for r in rows], [r.corpus for r in rows]))
+
+
+def normalize_rows(x: np.ndarray, groups: Optional[Sequence[Hashable]]) -> np.ndarray:
+    """Z-score the rows of ``x`` ``(n, d)`` (e.g. eGeMAPS functionals) within each group; None: unchanged."""
+    if groups is None:
+        return x
+    if len(groups) != len(x):
+        raise ValueError(f"normalize_rows: {len(x)} rows but {len(groups)} group keys")
+    out = np.empty_like(x, dtype=np.float64)
+    members: Dict[Hashable, List[int]] = {}
+    for i, g in enumerate(groups):
+        members.setdefault(g, []).append(i)
+    for idx in members.values():
+        block = x[idx].astype(np.float64)
+        sd = block.std(0)
+        out[idx] = (block - block.mean(0)) / np.where(sd > 1e-8, sd, 1.0)
+    return out
+
+
+def standardize_clips(feats: torch.Tensor, frames: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Per-utterance standardisation of a batch ``(batch, 3, n_mels, T)`` over each clip's valid frames.
+
+    ``frames`` ``(batch,)`` counts the valid frames (all ``T`` when None);
+    frames past them come out as zeros. Equals :func:`normalize_groups` with
+    ``group_keys("utterance", ...)`` on each clip alone.
+    """
+    x = feats.double()
+    t = x.shape[-1]
+    n = torch.full((x.shape[0],), t, device=x.device) if frames is None else frames.to(x.device)
+    valid = (torch.arange(t, device=x.device)[None, :] < n[:, None])[:, None, None, :]
+    cnt = n.clamp(min=1).double()[:, None, None, None]
+    mean = (x * valid).sum(-1, keepdim=True) / cnt
+    var = (((x - mean) * valid) ** 2).sum(-1, keepdim=True) / cnt
+    return (((x - mean) / var.sqrt().clamp(min=1e-3)) * valid).to(feats.dtype)
+
+
+def model_input(model, feats: torch.Tensor, frames: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Raw dB features ``(batch, 3, n_mels, T)`` -> what ``model`` was trained on.
+
+    The one place inference turns raw features into model input: unchanged
+    for ``model.config.norm == "global"``; otherwise each clip is its own
+    group (:func:`standardize_clips`), as no speaker's other clips are known
+    (:func:`fold_into_model` uses them when they are).
+    """
+    return feats if model.config.norm == "global" else standardize_clips(feats, frames)
+
+
+def fold_into_model(model, stats: GroupStats):
+    """A copy of ``model`` (an :class:`~emospec.model.EmoAlexNet`) that applies ``stats`` itself.
+
+    Group standardisation followed by the model's own per-bin standardisation
+    is one affine map per bin, so it folds into the model's ``input_mean`` /
+    ``input_std`` buffers: the copy takes raw dB features (``norm="global"``)
+    and every backend (torch, ragged batches, ONNX) runs it unchanged.
+    """
+    import copy
+    from dataclasses import replace
+
+    out = copy.deepcopy(model)
+    m, s = model.input_mean, model.input_std  # (3, n_mels, 1)
+    mean = stats.mean.reshape(m.shape).to(m) + m * stats.std.reshape(s.shape).to(s)
+    std = stats.std.reshape(s.shape).to(s) * s
+    out.input_mean.copy_(mean)
+    out.input_std.copy_(std)
+    out.config = replace(model.config, norm="global")
+    return out

@@ -1,0 +1,142 @@
+"""Models trained on group-standardised features: per-clip standardisation at inference, adaptation, ONNX."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from emospec.checkpoint import save_model
+from emospec.config import FeatureConfig, ModelConfig
+from emospec.errors import ConfigError
+from emospec.features import extract
+from emospec.model import EmoAlexNet
+from emospec.norm import apply_stats, fold_into_model, group_keys, group_stats, normalize_groups, standardize_clips
+from emospec.predict import load
+from emospec.ragged import RaggedAlexNet
+
+LABELS = ["neutral", "happy", "angry", "sad"]
+FC = FeatureConfig(n_mels=64, top_db=80.0)
+
+
+def _model(norm: str) -> EmoAlexNet:
+    torch.manual_seed(1)
+    m = EmoAlexNet(config=ModelConfig(n_mels=64, batch_norm=True, norm=norm)).eval()
+    g = torch.Generator().manual_seed(2)
+    m.set_normalization(0.1 * torch.randn(3, 64, generator=g), 1 + 0.1 * torch.rand(3, 64, generator=g))
+    with torch.no_grad():
+        m.classifier[4].weight.mul_(40.0)
+        for mod in m.modules():
+            if isinstance(mod, torch.nn.BatchNorm2d):
+                mod.running_mean.normal_(0, 0.1, generator=g)
+    return m
+
+
+def _waves(n=4, seed=0):
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        t = np.arange(int(16000 * (0.4 + 0.7 * i))) / 16000
+        out.append((0.3 * np.sin(2 * np.pi * (150 + 90 * i) * t * (1 + t)) * (0.2 + 0.8 * (i % 2)) +
+                    0.01 * rng.standard_normal(t.size)).astype(np.float32))
+    return out
+
+
+def test_standardize_clips_matches_per_utterance_groups():
+    feats = [extract(w, FC) for w in _waves()]
+    t = max(f.shape[-1] for f in feats)
+    batch = torch.stack([torch.nn.functional.pad(f, (0, t - f.shape[-1]), value=7.0) for f in feats])
+    frames = torch.tensor([f.shape[-1] for f in feats])
+    z = standardize_clips(batch, frames)
+    ref = normalize_groups(feats, group_keys("utterance", [0] * 4, [0] * 4))
+    for i, r in enumerate(ref):
+        assert torch.allclose(z[i, ..., : frames[i]], r, atol=1e-5)
+        assert float(z[i, ..., frames[i]:].abs().sum()) == 0.0
+
+
+def test_fold_into_model_equals_standardising_first():
+    m = _model("speaker")
+    feats = [extract(w, FC) for w in _waves()]
+    stats = group_stats(feats)
+    folded = fold_into_model(m, stats)
+    assert folded.config.norm == "global" and m.config.norm == "speaker"
+    for f in feats:
+        a = m(apply_stats(f, stats)[None])
+        b = folded(f[None])
+        assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def norm_model_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("normmodel") / "utt.pt"
+    save_model(path, _model("speaker"), FC, LABELS, {"note": "test"})
+    return path
+
+
+def test_recognizer_standardises_each_clip_and_batches_agree(norm_model_path):
+    rec = load(norm_model_path, device="cpu")
+    waves = _waves()
+    singles = [rec.predict(w, sr=16000) for w in waves]
+    batch = rec.predict_batch(waves, sr=16000)
+    m = rec.model
+    for w, s, b in zip(waves, singles, batch):
+        f = extract(w, FC)
+        ref = torch.softmax(m(normalize_groups([f], [0])[0][None]), 1)[0].detach().numpy()
+        assert np.allclose([s.scores[c] for c in LABELS], ref, atol=1e-5)
+        assert np.allclose([b.scores[c] for c in LABELS], ref, atol=1e-5)
+    # a clip 20 dB quieter is the same clip after per-utterance standardisation (with the top_db floor)
+    loud = rec.predict(waves[1], sr=16000).scores
+    quiet = rec.predict(waves[1] * 0.1, sr=16000).scores
+    assert max(abs(loud[c] - quiet[c]) for c in LABELS) < 1e-3
+
+
+def test_adapt_uses_the_pooled_statistics(norm_model_path, tmp_path):
+    rec = load(norm_model_path, device="cpu")
+    waves = _waves()
+    paths = []
+    import soundfile as sf
+
+    for i, w in enumerate(waves):
+        paths.append(tmp_path / f"c{i}.wav")
+        sf.write(paths[-1], w, 16000, subtype="FLOAT")
+    ad = rec.adapt(paths)
+    assert ad.meta["adapted"]["clips"] == 4 and ad.model.config.norm == "global"
+    stats = group_stats([extract(w, FC) for w in waves])
+    for w in waves:
+        ref = torch.softmax(rec.model(apply_stats(extract(w, FC), stats)[None]), 1)[0].detach().numpy()
+        got = ad.predict(w, sr=16000)
+        assert np.allclose([got.scores[c] for c in LABELS], ref, atol=1e-4)
+    batch = ad.predict_batch(waves, sr=16000)
+    assert all(a.label == b.label for a, b in zip(batch, [ad.predict(w, sr=16000) for w in waves]))
+    assert rec.model.config.norm == "speaker"  # the original is untouched
+    with pytest.raises(ConfigError):
+        rec.adapt([])
+
+
+def test_adapt_refuses_a_global_model(random_model_path):
+    with pytest.raises(ConfigError, match="global"):
+        load(random_model_path, device="cpu").adapt([np.zeros(16000, np.float32)], sr=16000)
+
+
+def test_onnx_export_of_a_per_clip_model_keeps_parity(norm_model_path, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from emospec.export import export_onnx
+
+    out = tmp_path / "m.onnx"
+    export_onnx(norm_model_path, out)  # runs its own parity check against torch
+    onnx_rec = load(out, device="cpu")
+    rec = load(norm_model_path, device="cpu")
+    for w in _waves():
+        a, b = onnx_rec.predict(w, sr=16000).scores, rec.predict(w, sr=16000).scores
+        assert max(abs(a[c] - b[c]) for c in LABELS) < 1e-4
+
+
+def test_ragged_net_is_exact_for_a_per_clip_model():
+    m = _model("utterance")
+    feats = [extract(w, FC) for w in _waves()]
+    t = max(f.shape[-1] for f in feats)
+    batch = torch.stack([torch.nn.functional.pad(f, (0, t - f.shape[-1])) for f in feats])
+    probs, _ = RaggedAlexNet(m).eval()(batch, torch.tensor([f.shape[-1] for f in feats]))
+    for i, f in enumerate(feats):
+        ref = torch.softmax(m(standardize_clips(f[None])), 1)[0]
+        assert torch.allclose(probs[i], ref, atol=1e-5)

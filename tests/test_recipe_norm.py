@@ -1,0 +1,141 @@
+"""Recipes (features + model + training under one name) and group standardisation."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from emospec.config import FeatureConfig, ModelConfig, TrainConfig, save_json
+from emospec.errors import ConfigError
+from emospec.norm import apply_stats, group_keys, group_stats, normalize_groups, normalize_rows
+from emospec.recipe import RECIPES, Recipe, parse_overrides, recipe_from
+
+
+# --------------------------------------------------------------------------- norm
+def _clips(seed: int, n: int, offset: float = 0.0, scale: float = 1.0):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(3, 8, 20 + 7 * i, generator=g) * 4.0 * scale - 50.0 + offset for i in range(n)]
+
+
+def test_group_stats_match_pooled_frames():
+    clips = _clips(0, 3)
+    s = group_stats(clips)
+    pooled = torch.cat(clips, dim=-1).double()
+    assert s.frames == pooled.shape[-1] == 20 + 27 + 34
+    assert torch.allclose(s.mean.double(), pooled.mean(-1), atol=1e-4)
+    assert torch.allclose(s.std.double(), pooled.std(-1, unbiased=False), atol=1e-4)
+    z = torch.cat([apply_stats(c, s) for c in clips], dim=-1)
+    assert z.mean(-1).abs().max() < 1e-4 and (z.std(-1, unbiased=False) - 1).abs().max() < 1e-4
+
+
+def test_speaker_norm_removes_a_speaker_gain_and_keeps_within_speaker_differences():
+    a = _clips(1, 4)
+    b = [c.clone() for c in a]
+    louder = [c + 12.0 for c in a]  # the same speaker recorded 12 dB hotter
+    spk = ["s1"] * 4 + ["s2"] * 4
+    out = normalize_groups(b + louder, group_keys("speaker", spk, ["toy"] * 8))
+    for x, y in zip(out[:4], out[4:]):
+        assert torch.allclose(x, y, atol=1e-4)
+    # a clip 6 dB louder than its speaker's others stays louder after standardisation
+    c = [x.clone() for x in a]
+    c[0] = c[0] + 6.0
+    z = normalize_groups(c, group_keys("speaker", ["s"] * 4, ["toy"] * 4))
+    assert z[0].mean() > z[1].mean() + 0.5
+
+
+def test_group_keys_modes():
+    spk, corp = ["a", "a", "b"], ["x", "y", "x"]
+    assert group_keys("global", spk, corp) is None
+    assert group_keys("utterance", spk, corp) == [0, 1, 2]
+    assert group_keys("speaker", spk, corp) == [("x", "a"), ("y", "a"), ("x", "b")]  # ids are per corpus
+    assert group_keys("corpus", spk, corp) == ["x", "y", "x"]
+    with pytest.raises(ConfigError):
+        group_keys("session", spk, corp)
+    clips = _clips(2, 3)
+    assert all(x is y for x, y in zip(normalize_groups(clips, None), clips))
+    per_utt = normalize_groups(clips, group_keys("utterance", spk, corp))
+    for z in per_utt:
+        assert z.mean(-1).abs().max() < 1e-4
+    with pytest.raises(ValueError):
+        normalize_groups(clips, [0, 1])
+
+
+def test_model_config_rejects_unknown_norm():
+    with pytest.raises(ConfigError):
+        ModelConfig(norm="per-song")
+
+
+# --------------------------------------------------------------------------- recipes
+def test_named_recipes():
+    assert set(RECIPES) >= {"paper", "default", "demo"}
+    paper = recipe_from("paper")
+    assert (paper.features, paper.model, paper.train) == (FeatureConfig(), ModelConfig(), TrainConfig())
+    assert RECIPES["demo"].train.epochs <= RECIPES["default"].train.epochs
+    m = RECIPES["default"].model_for(3)
+    assert (m.n_classes, m.n_mels) == (3, RECIPES["default"].features.n_mels)
+
+
+def test_overrides_reach_each_part():
+    r = recipe_from("paper", parse_overrides(["model.batch_norm=true", "feature.n_mels=64", "lr=0.01", "train.epochs=3",
+                                              "model.norm=speaker", "class-weights=on"]))
+    assert (r.model.batch_norm, r.model.norm, r.features.n_mels, r.train.lr, r.train.epochs, r.train.class_weights) == (
+        True, "speaker", 64, 0.01, 3, True)
+    assert r.model_for(4).n_mels == 64
+    for bad in (["epoch=3"], ["model.depth=9"], ["optim.lr=1"], ["epochs=three"], ["model.batch_norm=maybe"], ["epochs=0"]):
+        with pytest.raises(ConfigError):
+            recipe_from("paper", parse_overrides(bad))
+    with pytest.raises(ConfigError):
+        parse_overrides(["lr"])
+
+
+def test_recipe_files_round_trip(tmp_path):
+    r = recipe_from("paper", {"model.batch_norm": True, "feature.n_mels": 64, "epochs": 5})
+    save_json(tmp_path / "r.json", r.to_dict())
+    back = recipe_from(str(tmp_path / "r.json"))
+    assert (back.features, back.model, back.train) == (r.features, r.model, r.train)
+    save_json(tmp_path / "bare.json", {"epochs": 5, "crop_s": 1.5})  # a bare TrainConfig
+    bare = recipe_from(str(tmp_path / "bare.json"))
+    assert (bare.train.epochs, bare.train.crop_s, bare.model) == (5, 1.5, ModelConfig())
+    save_json(tmp_path / "odd.json", {"train": {}, "optimiser": {}})
+    with pytest.raises(ConfigError):
+        recipe_from(str(tmp_path / "odd.json"))
+    assert dataclasses.replace(Recipe(), name="x").train == TrainConfig()
+
+
+def test_normalize_rows_per_group():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(10, 3)) * 5 + 3
+    x[5:] += 100.0
+    z = normalize_rows(x, ["a"] * 5 + ["b"] * 5)
+    assert np.allclose(z[:5].mean(0), 0) and np.allclose(z[5:].std(0), 1)
+    assert np.allclose(normalize_rows(x, ["a"] * 5 + ["b"] * 5)[5:], normalize_rows(x[5:] - 100.0, ["b"] * 5))
+    assert normalize_rows(x, None) is x
+
+
+def test_group_balanced_sampler():
+    from emospec.data.dataset import GroupBalancedSampler
+
+    groups = ["big"] * 90 + ["small"] * 10
+    s = GroupBalancedSampler(groups, seed=3)
+    s.set_epoch(0)
+    drawn = []
+    for e in range(20):
+        s.set_epoch(e)
+        drawn += list(s)
+    assert len(list(s)) == len(s) == 100
+    small = sum(i >= 90 for i in drawn) / len(drawn)
+    assert 0.45 < small < 0.55  # half the draws from a tenth of the clips
+    s.set_epoch(4)
+    a = list(s)
+    s.set_epoch(4)
+    assert list(s) == a
+    s.set_epoch(5)
+    assert list(s) != a
+    ranks = [GroupBalancedSampler(groups, seed=3, num_replicas=2, rank=r) for r in (0, 1)]
+    for r in ranks:
+        r.set_epoch(4)
+    assert sorted(list(ranks[0]) + list(ranks[1])) == sorted(a)
