@@ -45,10 +45,16 @@ ROWS: List[Tuple[str, str, str, Dict[str, object]]] = [
     ("fast+bn", "+ BatchNorm after each conv (deviation)", "paper", {**FAST, "model.batch_norm": True}),
     ("fast+bn+spk", "+ per-speaker standardisation", "paper", {**FAST, "model.batch_norm": True, "model.norm": "speaker"}),
     ("bn+spk+floor", "fast + BatchNorm + per-speaker standardisation + 60 dB floor (top_db)", "paper", BN_SPK_FLOOR),
+    ("bn+spk+floor+fit", "+ dropout 0.2 (paper: 0.5) and batch 16 (twice the updates per epoch)", "paper",
+     {**BN_SPK_FLOOR, "model.dropout": 0.2, "batch_size": 16}),
+    ("bn+spk+floor+both", "+ the other corpus (all its speakers) in every fold's training side, corpus-balanced sampling",
+     "paper", {**BN_SPK_FLOOR, "balance": "corpus"}),
     ("bn+spk+floor+aug50", "+ SpecAugment (2 freq masks <= 8 bands, 2 time masks <= 20 frames), 50 epochs", "paper",
      {**BN_SPK_FLOOR, **AUG, "epochs": 50, "patience": 50}),
 ]
 CORPORA = {"ravdess": ("speaker", None), "emovo": ("loso", None)}
+WITH_OTHER_CORPUS = {"bn+spk+floor+both"}
+"""Rows whose folds also train on the other corpus of CORPORA (never tested on it)."""
 
 
 def _corpus(name: str, features, data_root, cache_dir: Path, memo: Dict):
@@ -78,8 +84,9 @@ def run_rows(rows, corpora, out: Path, data_root=None) -> None:
                 continue
             t0 = time.time()
             data = _corpus(corpus, rec.features, data_root, out, memo)
+            extra = [_corpus(c, rec.features, data_root, out, memo) for c in CORPORA if c != corpus] if name in WITH_OTHER_CORPUS else []
             res = run_protocol(data, protocol, d, folds=folds, feature_config=rec.features, train_config=rec.train,
-                               model_config=rec.model, progress=False, resume=True, plots=False)
+                               model_config=rec.model, progress=False, resume=True, plots=False, extra=extra)
             summary = dict(res.summary, recipe_row=[name, base, over], description=desc)
             save_json(d / "metrics.json", summary)
             m, b, p = summary["model"], summary["baseline"], summary["paired_ua"]

@@ -49,7 +49,7 @@ from emospec.errors import EmospecError
 from emospec.evaluate import unweighted_accuracy, weighted_accuracy
 from emospec.experiment import run_split, validation_split
 from emospec.modelcard import CORPUS_TERMS, licence_for, sha256_of
-from emospec.norm import normalize_for
+from emospec.norm import POPULATION_KEY, normalize_for, population_meta
 from emospec.recipe import recipe_from
 from emospec.train import fit
 from emospec.versions import environment
@@ -152,7 +152,8 @@ def main(argv=None) -> int:
     if args.stage in ("all", "final"):
         normed = normalize_for(rows, feats, mcfg.norm)
         fit([normed[i] for i in fit_idx], y[fit_idx], [normed[i] for i in val_idx], y[val_idx], labels, out / "final",
-            feature_config=fcfg, model_config=mcfg, train_config=tcfg, progress=not args.quiet, meta={"split": "all speakers"},
+            feature_config=fcfg, model_config=mcfg, train_config=tcfg, progress=not args.quiet,
+            meta={"split": "all speakers", **population_meta(mcfg.norm, [feats[i] for i in fit_idx])},
             train_groups=[rows[i].corpus for i in fit_idx])
     if args.stage not in ("all", "card"):
         return 0
@@ -193,7 +194,8 @@ def main(argv=None) -> int:
     }
     assets = Path(args.assets)
     model_path = assets / "model.pt"
-    save_model(model_path, final.model.cpu(), final.feature_config, final.labels, {"model_card": card}, half=True)
+    keep = {k: final.meta[k] for k in (POPULATION_KEY,) if k in final.meta}  # the fallback statistics for unknown speakers
+    save_model(model_path, final.model.cpu(), final.feature_config, final.labels, {"model_card": card, **keep}, half=True)
     card["model_file_sha256"] = sha256_of(model_path)
     card["model_file_bytes"] = model_path.stat().st_size
     save_json(assets / "model_card.json", card)

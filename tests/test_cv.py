@@ -245,6 +245,11 @@ def test_extra_training_corpus_joins_every_fold_and_is_never_tested(subsets, tmp
         split = json.loads((out / f["name"] / "split.json").read_text())
         assert emovo_ids <= set(split["train"]) | set(split["val"]) and emovo_ids.isdisjoint(split["test"])
         assert len(split["train"]) + len(split["val"]) == 28 + 16
+    from emospec.checkpoint import load_model
+    from emospec.norm import POPULATION_KEY
+
+    meta = load_model(out / "fold_01" / "model.pt").meta  # a per-speaker model keeps its training population's statistics
+    assert len(meta[POPULATION_KEY]["mean"]) == 3 and meta[POPULATION_KEY]["frames"] > 0
 
 
 @pytest.mark.slow

