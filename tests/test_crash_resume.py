@@ -307,10 +307,10 @@ def _prepare(root: Path, tmp: Path, *extra: str) -> str:
 
 def _entries(tmp: Path):
     """``{digest: array}`` of every complete cache entry, each decoded and checked by FeatureCache."""
-    from emospec.config import FeatureConfig
     from emospec.data.cache import FeatureCache
+    from emospec.recipe import RECIPES
 
-    cache = FeatureCache(tmp / "cache", FeatureConfig())
+    cache = FeatureCache(tmp / "cache", RECIPES["default"].features)  # what `prepare --features` caches by default
     out = {}
     for p in cache.folder.glob("*/*.feat"):
         arr = cache.load(p.stem)
@@ -323,8 +323,10 @@ def _fresh(root: Path) -> dict:
     """``{sha256 of the file: features computed now}`` for every clip of ``root``."""
     from emospec import audio, features
     from emospec.data.cache import audio_digest
+    from emospec.recipe import RECIPES
 
-    return {audio_digest(p)[0]: features.extract(audio.load(p)).numpy() for p in sorted(root.glob("*/*.wav"))}
+    cfg = RECIPES["default"].features
+    return {audio_digest(p)[0]: features.extract(audio.load(p), cfg).numpy() for p in sorted(root.glob("*/*.wav"))}
 
 
 def test_prepare_killed_mid_write_then_rerun_computes_only_the_rest(small_corpus, tmp_path):

@@ -255,3 +255,17 @@ def test_predict_folder_timeline_reports_and_goes_on(clips_folder, good_model):
     for p, d in done.items():
         n = max(1, -(-round(d["duration_s"] * 1000 - 500) // 500) + 1)  # 1 + ceil((duration - window) / hop)
         assert len(d["windows"]) == n, (p, d["duration_s"], len(d["windows"]))
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback():
+    """`emospec info | head -1`: the pipe closes before the output is written; exit 141 quietly, like Unix tools."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
+    p = subprocess.Popen([sys.executable, "-m", "emospec", "info"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=120) == 141 and "Traceback" not in err and "BrokenPipe" not in err

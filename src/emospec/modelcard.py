@@ -183,9 +183,9 @@ def format_card(card: Mapping[str, Any]) -> str:
         )
     mc = card.get("model_config") or {}
     if mc.get("norm", "global") != "global":
-        lines.append(f"input standardisation: per {mc['norm']} (trained that way); at inference each clip is standardised "
-                     f"on its own unless clips of the same {mc['norm']} are given (`emospec predict --adapt-norm PATH...`, "
-                     "`Recognizer.adapt`)")
+        lines.append(f"input standardisation: per {mc['norm']} (trained that way); at inference the statistics of the "
+                     f"training population stand in unless clips of the same {mc['norm']} are given "
+                     "(`emospec predict --adapt-norm PATH...`, `Recognizer.adapt`), which is more accurate")
     if mc:
         lines.append(f"architecture: BatchNorm {'on (deviation from the paper)' if mc.get('batch_norm') else 'off'}, "
                      f"LRN {'on' if mc.get('lrn', True) else 'off'}, first conv stride {mc.get('first_stride', 4)}")
