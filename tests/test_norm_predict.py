@@ -179,6 +179,12 @@ def test_cli_predict_adapt_norm(norm_model_path, random_model_path, tmp_path):
     r = run_cli("-q", "predict", str(d), "--model", str(norm_model_path), "--adapt-norm", str(d), "--json")
     assert r.returncode == 0, r.stderr.decode()[-2000:]
     assert "statistics of 4 clip(s)" in r.stderr.decode()
+    (d / "broken.wav").write_bytes(b"not audio")  # a bad clip is reported and the others still adapt
+    r2 = run_cli("-q", "predict", str(d), "--model", str(norm_model_path), "--adapt-norm", str(d), "--json")
+    err = r2.stderr.decode()
+    assert r2.returncode == 1 and "statistics of 4 clip(s)" in err and "skipped for --adapt-norm:" in err and "broken.wav" in err
+    assert len(json.loads(r2.stdout.decode())["results"]) == 4
+    (d / "broken.wav").unlink()
     out = json.loads(r.stdout.decode())
     rec = load(norm_model_path, device="cpu").adapt(sorted(d.glob("*.wav")))
     want = {p.name: rec.predict(p).label for p in d.glob("*.wav")}

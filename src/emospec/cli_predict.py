@@ -72,7 +72,9 @@ def _cmd_predict(args) -> int:
         if not adapt:
             raise ConfigError(f"--adapt-norm: no audio files in {', '.join(args.adapt_norm)}")
         rec = rec.adapt(adapt)
-        print(f"standardising with statistics of {len(adapt)} clip(s) ({rec.meta['adapted']['seconds']:.0f} s)", file=sys.stderr)
+        for line in rec.meta["adapted"]["skipped"]:
+            print(f"skipped for --adapt-norm: {line}", file=sys.stderr)
+        print(f"standardising with statistics of {rec.meta['adapted']['clips']} clip(s) ({rec.meta['adapted']['seconds']:.0f} s)", file=sys.stderr)
     results: Dict[int, object] = {}
     failed: List[Dict[str, str]] = []
     bar = tqdm(total=len(files), desc="predict", unit="file", disable=args.quiet, file=sys.stderr, leave=False)

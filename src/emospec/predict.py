@@ -253,7 +253,8 @@ class Recognizer:
         ConfigError
             An ONNX backend, a model trained with ``norm="global"``, or no inputs.
         AudioError
-            An input cannot be read (named in the message).
+            No input can be read (unreadable ones are otherwise left out and
+            listed in ``meta["adapted"]["skipped"]``, one line each).
         """
         if self.bundle is None:
             raise ConfigError("adapt() needs the torch backend (adapt the .pt model, then export it)")
@@ -262,12 +263,20 @@ class Recognizer:
             raise ConfigError(f"{self.path}: trained with norm='global' (training statistics); nothing to adapt")
         if not inputs:
             raise ConfigError("adapt(): no clips given")
-        feats = [extract(torch.from_numpy(self.waveform(x, sr)), self.feature_config).cpu() for x in inputs]
+        feats, skipped = [], []
+        for x in inputs:  # a bad clip is reported and left out; the others still adapt
+            wave = self._decode(x, sr)
+            if isinstance(wave, EmospecError):
+                skipped.append(str(wave))
+                continue
+            feats.append(extract(torch.from_numpy(wave), self.feature_config).cpu())
+        if not feats:
+            raise AudioError(f"adapt(): none of the {len(skipped)} clip(s) could be read; first: {skipped[0]}")
         stats = group_stats(feats)
         model = fold_into_model(trained, stats)
         meta = {k: v for k, v in self.bundle.meta.items() if k != POPULATION_KEY}
         meta["adapted"] = {"clips": len(feats), "seconds": stats.frames * self.feature_config.hop_ms / 1000.0,
-                           "norm": trained.config.norm}
+                           "norm": trained.config.norm, "skipped": skipped}
         bundle = ModelBundle(model, self.feature_config, list(self.labels), meta, self.bundle.path)
         return Recognizer(bundle, device=self.device)
 
