@@ -119,7 +119,6 @@ def test_adapt_refuses_a_global_model(random_model_path):
 
 
 def test_onnx_export_of_a_per_clip_model_keeps_parity(norm_model_path, tmp_path):
-    pytest.importorskip("onnxruntime")
     from emospec.export import export_onnx
 
     out = tmp_path / "m.onnx"
