@@ -14,6 +14,38 @@ if [ ! -x "$venv/bin/python" ]; then
     "$py" -m venv "$venv"
 fi
 vpy="$venv/bin/python"
+
+# The browser tests (tests/test_serve_browser.py) drive Debian's chromium at /usr/bin/chromium.
+# Install it where we can (root with apt-get, as .ci/run does); otherwise warn, but never fail set-up.
+# EMOSPEC_NO_APT=1 skips the install attempt (the warning stays).
+ensure_chromium() {
+    local why=""
+    if [ -x /usr/bin/chromium ]; then
+        return 0
+    elif [ -n "${EMOSPEC_NO_APT:-}" ]; then
+        why="EMOSPEC_NO_APT is set"
+    elif [ "$(id -u)" -ne 0 ]; then
+        why="not root"
+    elif ! command -v apt-get >/dev/null 2>&1; then
+        why="no apt-get"
+    else
+        echo "setup: installing Debian's chromium for the browser tests (apt-get install chromium)" >&2
+        if ! { DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null \
+            && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }; then
+            why="apt-get install chromium failed"
+        elif [ ! -x /usr/bin/chromium ]; then
+            why="the chromium package gave no /usr/bin/chromium"
+        else
+            return 0
+        fi
+    fi
+    echo "setup: WARNING: Debian's chromium is not installed (/usr/bin/chromium; $why): the 4 browser" \
+        "tests will be SKIPPED. Install it with: sudo apt-get install chromium" >&2
+}
+case ",$extras," in
+    *,test,*) ensure_chromium ;;
+esac
+
 if [ -f "$stamp" ] && [ "$stamp" -nt "$here/pyproject.toml" ] && "$vpy" -c "import emospec, torch" 2>/dev/null; then
     exit 0
 fi

@@ -2,6 +2,8 @@
 
     python scripts/train_bundled.py                      # CV estimate + final model -> src/emospec/assets/
     python scripts/train_bundled.py --metrics cv.json    # take the estimate from elsewhere (no CV)
+    python scripts/train_bundled.py --metrics-from runs/ablate/default/ravdess runs/ablate/default/emovo
+                                                         # the recipe's per-corpus CV runs, pooled (no CV here)
 
 ``--stage cv|final|card`` runs one step (the default ``all`` runs the three in
 order), so the CV and the final training can run in parallel before ``card``.
@@ -114,6 +116,41 @@ def cross_validate(rows, feats, y, labels, speakers, out: Path, fcfg, tcfg, mcfg
     }
 
 
+def evaluation_from_runs(run_dirs, *, n: int, seed: int) -> dict:
+    """The card's estimate from finished ``emospec evaluate`` runs of this recipe (e.g. RAVDESS 6-fold + EMOVO LOSO).
+
+    Pools their out-of-fold predictions (``oof_predictions.csv``): UA/WA with 95 % CIs from the
+    speaker-level bootstrap of :func:`emospec.evaluate.bootstrap_ci`, and UA per corpus.
+    """
+    import csv
+
+    from emospec.evaluate import bootstrap_ci
+
+    rows = []
+    for d in run_dirs:
+        with open(Path(d) / "oof_predictions.csv", newline="", encoding="utf-8") as f:
+            rows += list(csv.DictReader(f))
+    labels = [c for c in CLASSES4 if any(r["true"] == c for r in rows)]
+    y_true = np.array([labels.index(r["true"]) for r in rows])
+    y_pred = np.array([labels.index(r["model"]) for r in rows])
+    corpus = np.array([r["corpus"] for r in rows])
+    ci = bootstrap_ci(y_true, y_pred, labels, n_resamples=n, seed=seed, groups=[r["speaker"] for r in rows])
+    summaries = [load_json(Path(d) / "metrics.json") for d in run_dirs]
+    return {
+        "protocol": "the recipe's speaker-independent estimate per corpus, pooled: " + "; ".join(
+            f"{m['corpus']} {m['protocol']} ({m['n_folds']} folds, trained on {m['corpus']} only)" for m in summaries)
+            + ". The shipped model trains on all corpora together; its own CV over them was not run",
+        "ua": ci["ua"]["estimate"], "wa": ci["wa"]["estimate"],
+        "ua_ci95": [ci["ua"]["low"], ci["ua"]["high"]], "wa_ci95": [ci["wa"]["low"], ci["wa"]["high"]],
+        "ci_method": f"percentile bootstrap over speakers ({n} resamples, seed {seed})", "n_clips": int(len(rows)),
+        "per_corpus": {c: {"ua": unweighted_accuracy(y_true[corpus == c], y_pred[corpus == c]),
+                           "wa": weighted_accuracy(y_true[corpus == c], y_pred[corpus == c]),
+                           "baseline_ua": next((m["baseline"]["ua"] for m in summaries if m["corpus"] == c and "baseline" in m), None)}
+                       for c in sorted(set(corpus.tolist()))},
+        "runs": [str(d) for d in run_dirs],
+    }
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", help="folder holding ravdess/ and emovo/ (default: $EMOSPEC_DATA or ../shared/data)")
@@ -122,6 +159,8 @@ def main(argv=None) -> int:
     ap.add_argument("--stage", choices=["all", "cv", "final", "card"], default="all", help="run one step only")
     ap.add_argument("--cv-folds", type=int, default=5, help="speaker-independent folds for the estimate")
     ap.add_argument("--metrics", help="JSON with ua, wa, ua_ci95, wa_ci95, protocol (instead of running CV)")
+    ap.add_argument("--metrics-from", nargs="+", metavar="RUN", help="instead of running CV: pool the out-of-fold "
+                    "predictions of these `emospec evaluate` run folders (this recipe's per-corpus CV)")
     ap.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the CIs")
     ap.add_argument("--recipe", default="default", help="recipe name or JSON file (default: default)")
     ap.add_argument("--epochs", type=int, help="override the recipe's epochs")
@@ -145,7 +184,10 @@ def main(argv=None) -> int:
     print(f"{len(rows)} clips, {len(set(speakers))} speakers: {dict(Counter(r.label4 for r in rows))}", file=sys.stderr)
 
     eval_path = Path(args.metrics) if args.metrics else out / "cv" / "evaluation.json"
-    if args.stage in ("all", "cv") and not args.metrics:
+    if args.metrics_from:
+        eval_path = out / "evaluation_from_runs.json"
+        save_json(eval_path, evaluation_from_runs(args.metrics_from, n=args.bootstrap, seed=args.seed))
+    elif args.stage in ("all", "cv") and not args.metrics:
         save_json(eval_path, cross_validate(rows, feats, y, labels, speakers, out / "cv", fcfg, tcfg, mcfg, args))
     all_idx = np.arange(len(rows))
     fit_idx, val_idx = validation_split(rows, all_idx, y, speaker_independent=True, fraction=tcfg.val_fraction, seed=tcfg.seed)
@@ -161,7 +203,8 @@ def main(argv=None) -> int:
     final = load_model(out / "final")
     final.meta.setdefault("best_epoch", -1)
     val_speakers = sorted({rows[i].speaker for i in val_idx})
-    recipe = {"--cv-folds": args.cv_folds if not args.metrics else None, "--metrics": args.metrics, "--seed": args.seed,
+    recipe = {"--cv-folds": args.cv_folds if not (args.metrics or args.metrics_from) else None, "--metrics": args.metrics,
+              "--metrics-from": " ".join(args.metrics_from) if args.metrics_from else None, "--seed": args.seed,
               "--epochs": args.epochs, "--recipe": args.recipe}
     command = " ".join(["python scripts/train_bundled.py"] + [f"{k} {v}" for k, v in recipe.items() if v is not None])
     card = {

@@ -8,8 +8,8 @@ and states what emospec must do with it:
   message also names the file); ``None`` means the file loads,
 * ``samples`` / ``check`` -- for files that load: the exact length at 16 kHz
   and an assertion on the waveform's numbers,
-* ``silent`` -- :meth:`Recognizer.predict` flags it ``silent`` (it predicts every
-  file that loads: short clips are padded by the model),
+* ``silent`` -- :meth:`Recognizer.predict` flags it ``silent`` and gives it no label
+  and no scores (it predicts every file that loads: short clips are padded by the model),
 * ``http`` / ``http_error`` -- the REST API's status and ``error`` for the
   file's bytes (``http=None``: not something a client can upload).
 

@@ -102,3 +102,22 @@ def onnx_features_path(random_model_path) -> Path:
     out = random_model_path.with_suffix(".onnx")
     export_onnx(random_model_path, out)
     return out
+
+
+# --------------------------------------------------------------------------- a skip a newcomer cannot miss
+CHROMIUM_MISSING = "Debian's chromium is not installed"
+"""Start of the skip reason in tests/test_serve_browser.py; the summary below looks for it."""
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """End the run with a loud line when the browser tests were skipped for lack of chromium.
+
+    An outermost wrapper, so the line comes after the ``-ra`` skip list, just above the final counts.
+    """
+    yield
+    skipped = [r for r in terminalreporter.stats.get("skipped", []) if CHROMIUM_MISSING in str(r.longrepr)]
+    if skipped:
+        terminalreporter.write_sep(
+            "!", f"BROWSER TESTS SKIPPED ({len(skipped)}): Debian's chromium is not installed (/usr/bin/chromium); "
+                 "install it with `apt-get install chromium` to run them", red=True, bold=True)

@@ -93,6 +93,27 @@ def make_folder(root: Path) -> Expected:
     return _grid(root, ("anna", "bob"), codes, lambda spk, label: (f"{label}/{spk}/take1.wav", f"{label}/{spk}/take1"), "folder")
 
 
+NEMO_HEADER = "file_id\temotion\traw_text\tnormalized_text\tspeaker_id\tgender\tage"
+
+
+def nemo_row(stem: str, emotion: str, speaker: str, gender: str = "female") -> str:
+    """One ``data.tsv`` line as released: ``file_id`` ending in ``.wav``, speaker padded with spaces."""
+    return f"{stem}.wav\t{emotion}\tAla ma kota.\tala ma kota\t        {speaker}\t{gender}\t27"
+
+
+def make_nemo(root: Path) -> Expected:
+    """Two speakers x (anger, sadness, fear): the first speaker's clips ``.wav``, the second's converted ``.flac``."""
+    lines, out = [NEMO_HEADER], {}
+    for i, (spk, gender, ext) in enumerate((("EB0", "female", "wav"), ("MP0", "male", "flac"))):
+        for j, emo in enumerate(("anger", "sadness", "fear")):
+            stem = f"{spk}_{emo}_{j + 1}"
+            clip(root / "samples" / f"{stem}.{ext}", seed=3 * i + j, fmt=ext.upper())
+            lines.append(nemo_row(stem, emo, spk, gender))
+            out[stem] = (emo, f"nemo_{spk}")
+    (root / "data.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return out
+
+
 @dataclass(frozen=True)
 class Layout:
     """How to build one corpus fixture and where to put bad items in it."""

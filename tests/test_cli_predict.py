@@ -65,6 +65,23 @@ def test_csv_and_exit_zero_when_all_ok(ravdess_clips, random_model_path, tmp_pat
         assert float(row["duration_s"]) > 2
 
 
+def test_silent_clip_has_no_emotion_in_table_and_csv(ravdess_clips, random_model_path, tmp_path):
+    silence = tmp_path / "silence.wav"
+    sf.write(silence, np.zeros(10 * SR, np.float32), SR, subtype="PCM_16")
+    out = tmp_path / "res.csv"
+    r = run_cli("-q", "predict", str(silence), str(ravdess_clips[0]), "--csv", str(out), "--top-k", "2",
+                "--model", str(random_model_path))
+    assert r.returncode == 0, r.stderr.decode()
+    table = {ln.split()[0]: ln.split()[1:] for ln in r.stdout.decode().strip().splitlines()[1:]}
+    assert table[str(silence)] == ["(silent)", "no", "emotion", "10.00"]
+    assert table[str(ravdess_clips[0])][0] in LABELS4
+    rows = {row["file"]: row for row in csv.DictReader(io.StringIO(out.read_text()))}
+    assert {k: v for k, v in rows[str(silence)].items() if k != "file"} == {
+        "label": "", "score": "", "duration_s": "10.00", "silent": "true", **{f"p_{c}": "" for c in LABELS4}}
+    voiced = rows[str(ravdess_clips[0])]
+    assert voiced["silent"] == "false" and voiced["label"] in LABELS4 and float(voiced["score"]) > 0.25
+
+
 def test_timeline_json_and_plot(ravdess_clips, random_model_path, tmp_path):
     wave = np.concatenate([sf.read(p, dtype="float32")[0] for p in ravdess_clips[:4]])[: 12 * SR]
     path = tmp_path / "twelve.flac"

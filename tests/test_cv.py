@@ -9,6 +9,7 @@ from collections import Counter
 import numpy as np
 import pytest
 from conftest import run_cli
+from corpus_fixtures import clip
 
 from emospec.config import TrainConfig, save_json
 from emospec.cv import make_folds, speaker_kfold
@@ -263,3 +264,45 @@ def test_cross_corpus_adapt_norm(subsets, tmp_path):
     assert m["tests"]["emovo"]["n"] == 16
     r = run_cli("-q", "evaluate", "--train", "ravdess", "--test", "emovo", "--extra-train", "emovo")
     assert r.returncode == 1 and "--extra-train" in r.stderr.decode()
+
+
+# --------------------------------------------------------------------------- named test sets
+def _label_tree(root, speakers, seed):
+    """A folder-per-label tree ``<Label>/<speaker>/<k>.wav``: 4 labels x ``speakers`` x 2 clips of 0.5 s noise."""
+    for i, (lab, spk, k) in enumerate((lab, s, k) for lab in ("Neutral", "Happy", "Angry", "Sad") for s in speakers
+                                      for k in range(2)):
+        clip(root / lab / spk / f"{k}.wav", seconds=0.5, seed=seed + i)
+    return root
+
+
+def test_three_folder_test_sets_give_three_results(tmp_path):
+    train = _label_tree(tmp_path / "train", ("s1", "s2", "s3", "s4"), 0)
+    a, b = _label_tree(tmp_path / "A", ("x",), 100), _label_tree(tmp_path / "B", ("x",), 200)
+    c = _label_tree(tmp_path / "other" / "A", ("x", "y"), 300)  # also called A: named C explicitly
+    out = tmp_path / "xc"
+    r = run_cli("-q", "evaluate", "--train", f"folder:{train}", "--test", f"folder:{a}", "--test", f"folder:{b}",
+                "--test", f"C=folder:{c}", "--epochs", "1", "--baseline", "none", "--resamples", "50", "--no-plots",
+                "--out", str(out))
+    assert r.returncode == 0, r.stderr.decode()[-3000:]
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["train"] == "train" and m["n_train"] == 32
+    assert {k: (v["n"], v["n_speakers"]) for k, v in m["tests"].items()} == {"A": (8, 1), "B": (8, 1), "C": (16, 2)}
+    text = r.stdout.decode()
+    for name, n, spk in (("A", 8, 1), ("B", 8, 1), ("C", 16, 2)):
+        assert text.count(f"=== test on {name}: {n} clips, {spk} speakers ===") == 1
+    # each set keeps its own name in the predictions, so per-corpus statistics never pool two sets
+    assert Counter(row["corpus"] for row in _oof(out / "oof_predictions.csv")) == {"A": 8, "B": 8, "C": 16}
+
+
+def test_two_test_sets_with_one_name_are_an_error(tmp_path):
+    for tests in ([f"folder:{tmp_path / 'A'}", f"folder:{tmp_path / 'x' / 'A'}"], ["emovo", "emovo:/elsewhere"],
+                  [f"folder:{tmp_path / 'B'}", f"B=folder:{tmp_path / 'C'}"]):
+        r = run_cli("-q", "evaluate", "--train", "ravdess", "--test", tests[0], "--test", tests[1], "--epochs", "1",
+                    "--out", str(tmp_path / "never"))
+        err = r.stderr.decode().strip()
+        name = "emovo" if tests[0] == "emovo" else tests[0].rsplit("/", 1)[1]
+        assert r.returncode == 1 and err == (f"emospec: error: --test: two data sets are named {name!r} ({tests[0]} and "
+                                             f"{tests[1]}); name them apart with --test NAME=CORPUS:ROOT")
+    assert not (tmp_path / "never").exists()
+    r = run_cli("-q", "evaluate", "--train", "ravdess", "--test", "a b=emovo", "--epochs", "1")
+    assert r.returncode == 1 and "data set name 'a b' must be letters" in r.stderr.decode()

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from corpus_fixtures import LAYOUTS, SR, add_bad_items, clip, empty_wav, garbage
-from emospec.data import cremad, iemocap
+from corpus_fixtures import LAYOUTS, NEMO_HEADER, SR, add_bad_items, clip, empty_wav, garbage, make_nemo, nemo_row
+from emospec.data import cremad, iemocap, tess
 from emospec.data.corpora import load_corpora, prepare_corpus
 from emospec.errors import DataError
 
@@ -240,3 +240,81 @@ def test_cremad_real_tables(shared_data, tmp_path):
     assert {r.utterance_id: r.label for r in rows} == {
         "1001_IEO_HAP_LO": "neutral", "1001_IEO_HAP_HI": "happy", "1001_DFA_ANG_XX": votes["1001_DFA_ANG_XX"][0]}
     assert math.isclose(sf.info(rows[0].path).frames / SR, rows[0].duration_s)
+
+
+# --------------------------------------------------------------------------- TESS: the release's one odd name
+def test_tess_name_missing_the_speakers_letter_takes_the_folder(tmp_path):
+    LAYOUTS["tess"].make(tmp_path)
+    odd = clip(tmp_path / "OAF_neutral" / "OA_bite_neutral.wav")  # as in the real release
+    clip(tmp_path / "YAF_neutral" / "XY_bite_neutral.wav")  # two letters off: still rejected
+    rows, problems = prepare_corpus("tess", tmp_path)
+    got = {r.path: (r.utterance_id, r.speaker, r.label, r.label4) for r in rows}
+    assert got[str(odd)] == ("OAF_bite_neutral", "tess_OAF", "neutral", "neutral")
+    assert len(rows) == 7
+    assert problems == [f"{tmp_path}/YAF_neutral/XY_bite_neutral.wav: not a TESS file name ({tess.LAYOUT})"]
+    assert tess.speaker_fix("OA_bite_neutral", "OAF_neutral") == "OAF_bite_neutral"
+    assert tess.speaker_fix("YA_bite_neutral", "OAF_neutral") == "YA_bite_neutral"  # not the folder's speaker
+
+
+# --------------------------------------------------------------------------- nEMO: samples/ + data.tsv
+def test_nemo_release_layout_matches_wav_and_flac_on_the_stem(tmp_path):
+    expected = make_nemo(tmp_path)
+    rows, problems = prepare_corpus("nemo", tmp_path)
+    assert problems == []
+    assert {r.utterance_id: (r.label, r.speaker) for r in rows} == expected
+    assert {Path(r.path).suffix for r in rows if r.speaker == "nemo_MP0"} == {".flac"}  # file_id says .wav
+    assert {r.utterance_id: (r.label4, r.gender) for r in rows} == {
+        "EB0_anger_1": ("angry", "f"), "EB0_sadness_2": ("sad", "f"), "EB0_fear_3": ("", "f"),
+        "MP0_anger_1": ("angry", "m"), "MP0_sadness_2": ("sad", "m"), "MP0_fear_3": ("", "m")}
+    assert all(r.corpus == "nemo" and r.duration_s == pytest.approx(0.1) for r in rows)
+    rows, _ = prepare_corpus("nemo", tmp_path, mapping={"fear": "angry"})
+    assert sum(r.label4 == "angry" for r in rows) == 4
+
+
+def test_nemo_bad_rows_and_files_are_one_line_each(tmp_path):
+    make_nemo(tmp_path)
+    samples, table = tmp_path / "samples", tmp_path / "data.tsv"
+    for stem in ("KD0_boredom_1", "KD0_anger_2", "KD0_anger_3", "KD0_anger_5", "KD0_neutral_6"):
+        clip(samples / f"{stem}.wav")
+    garbage(samples / "KD0_happiness_7.wav")
+    clip(samples / "EB0_anger_1.flac", fmt="FLAC")  # a converted copy beside its .wav
+    with open(table, "a", encoding="utf-8") as f:
+        f.write("\n".join([
+            nemo_row("KD0_boredom_1", "boredom", "KD0"),                 # line 8: unknown emotion
+            nemo_row("KD0_anger_2", "anger", "   "),                      # line 9: no speaker
+            "KD0_anger_3.wav\tanger\ttoo few fields",                    # line 10
+            nemo_row("KD0_neutral_4", "neutral", "KD0"),                  # line 11: no audio
+            nemo_row("KD0_neutral_6", "neutral", "KD0"),                  # line 12: good
+            nemo_row("KD0_neutral_6", "sadness", "KD0"),                  # line 13: repeated stem
+            nemo_row("KD0_happiness_7", "happiness", "KD0"),              # line 14: unreadable audio
+        ]) + "\n")
+    rows, problems = prepare_corpus("nemo", tmp_path)
+    assert len(rows) == 7 and {r.utterance_id for r in rows} >= {"KD0_neutral_6", "EB0_anger_1"}
+    assert [r.label for r in rows if r.utterance_id == "KD0_neutral_6"] == ["neutral"]
+    assert len(problems) == 8, problems  # a bad row whose audio exists is one line, not two
+    for expect in (f"{table}:8: KD0_boredom_1: unknown label: emotion 'boredom'",
+                   f"{table}:9: KD0_anger_2: empty speaker_id",
+                   f"{table}:10: KD0_anger_3: 3 fields, the header has 7",
+                   f"{table}:13: duplicate utterance id 'KD0_neutral_6' (kept {table}:12)",
+                   f"{samples}/KD0_anger_5.wav: unknown label: no row for KD0_anger_5",
+                   f"{samples}/KD0_neutral_4.wav: missing audio (labelled in {table}:11)",
+                   f"{samples}/KD0_happiness_7.wav: not a readable audio file",
+                   f"{samples}/EB0_anger_1.wav: duplicate utterance id 'EB0_anger_1'"):
+        assert sum(p.startswith(expect) for p in problems) == 1, (expect, problems)
+
+
+def test_nemo_table_errors(tmp_path):
+    make_nemo(tmp_path)
+    (tmp_path / "data.tsv").rename(tmp_path / "table.tsv")
+    with pytest.raises(DataError, match=r"data.tsv: nEMO table not found"):
+        prepare_corpus("nemo", tmp_path)
+    (tmp_path / "data.tsv").write_text("file_id\temotion\tgender\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"data.tsv: nEMO table needs columns .* lacks \['speaker_id'\]"):
+        prepare_corpus("nemo", tmp_path)
+    (tmp_path / "samples").rename(tmp_path / "audio")
+    with pytest.raises(DataError, match=r"samples: nEMO audio folder not found"):
+        prepare_corpus("nemo", tmp_path)
+    (tmp_path / "audio").rename(tmp_path / "samples")
+    (tmp_path / "data.tsv").write_text(NEMO_HEADER + "\n" + nemo_row("EB0_anger_1", "anger", "EB0") + "\n")
+    with pytest.raises(DataError, match="one label \\('anger'\\)"):
+        prepare_corpus("nemo", tmp_path)

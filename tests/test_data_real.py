@@ -47,6 +47,21 @@ def test_emovo_full(shared_data):
     assert sorted({r.speaker for r in rows}) == [f"emovo_{s}" for s in ("f1", "f2", "f3", "m1", "m2", "m3")]
 
 
+def test_nemo_full(shared_data):
+    rows, problems = prepare_corpus("nemo", shared_data / "nemo")
+    assert problems == [] and len(rows) == 3076
+    assert _counts(rows, "label") == {"anger": 749, "happiness": 749, "neutral": 809, "sadness": 769}
+    four = four_class(rows, CLASSES4)
+    assert len(four) == 3076 and _counts(four) == {"angry": 749, "happy": 749, "neutral": 809, "sad": 769}
+    speakers = Counter(r.speaker for r in rows)
+    assert sorted(speakers) == [f"nemo_{s}" for s in ("EB0", "IC0", "KD0", "KS0", "MK0", "MP0", "SM0", "TP0", "WR0")]
+    assert speakers["nemo_MP0"] == 198 and speakers["nemo_EB0"] == 360
+    assert {r.speaker for r in rows if r.gender == "f"} == {f"nemo_{s}" for s in ("EB0", "IC0", "KD0", "MK0")}
+    assert _counts(rows, "gender") == {"f": 1440, "m": 1636}
+    assert all(r.path.endswith(".flac") and r.utterance_id.startswith(r.speaker[5:]) for r in rows)
+    assert min(r.duration_s for r in rows) > 0
+
+
 def test_iemocap_label_table_gives_the_papers_5531(shared_data):
     rows, problems = prepare_corpus("iemocap", shared_data / "labels/iemocap/df_iemocap.csv")
     assert problems == [] and len(rows) == 10039

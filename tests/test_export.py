@@ -16,9 +16,10 @@ from conftest import LABELS4, SR
 
 @pytest.fixture(scope="module")
 def real_waves(ravdess_clips):
-    """Real clips of several lengths at 16 kHz: 0.4 s (< 63 frames, padded), whole clips, and 14 s concatenated."""
+    """Real clips of several lengths at 16 kHz: 0.4 s of speech (< 63 frames, padded), whole clips, and 14 s concatenated."""
     waves = [sf.read(p, dtype="float32")[0] for p in ravdess_clips]
-    return [waves[0][6000:12400], *waves[:6], np.concatenate(waves[2:6])]
+    # 1.0-1.4 s: speech (the clip's first 0.8 s are silent, and silent clips get no scores to compare)
+    return [waves[0][16000:22400], *waves[:6], np.concatenate(waves[2:6])]
 
 
 def _max_diff(a, b) -> float:

@@ -1,4 +1,4 @@
-"""Metrics: against scikit-learn, against a hand-computed case, and the bootstrap's behaviour."""
+"""Metrics: against scikit-learn, against a hand-computed case, the bootstrap's behaviour, and the text forms."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import warnings
 
 import numpy as np
 import pytest
-from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, classification_report, confusion_matrix, f1_score
 
 from emospec.evaluate import (
     bootstrap_ci,
@@ -19,6 +19,8 @@ from emospec.evaluate import (
     paired_bootstrap,
     per_speaker,
     report,
+    side_by_side,
+    unweighted_accuracy,
 )
 
 LABELS = ["a", "b", "c"]
@@ -38,10 +40,10 @@ def test_hand_computed_case():
     rep = report(Y_TRUE, Y_PRED, LABELS)
     assert rep["confusion"] == [[2, 1, 0], [0, 1, 1], [0, 0, 1]]
     assert rep["ua"] == pytest.approx((2 / 3 + 1 / 2 + 1) / 3)  # 13/18
-    assert rep["wa"] == pytest.approx(4 / 6)
-    assert rep["per_class"]["a"]["f1"] == pytest.approx(0.8)  # P 1, R 2/3
-    assert rep["per_class"]["b"]["f1"] == pytest.approx(0.5)  # P 1/2, R 1/2
-    assert rep["per_class"]["c"]["f1"] == pytest.approx(2 / 3)  # P 1/2, R 1
+    assert rep["wa"] == pytest.approx(4 / 6) and rep["accuracy"] == rep["wa"]
+    assert rep["per_class"]["a"] == pytest.approx({"precision": 1.0, "recall": 2 / 3, "f1": 0.8, "support": 3})
+    assert rep["per_class"]["b"] == pytest.approx({"precision": 0.5, "recall": 0.5, "f1": 0.5, "support": 2})
+    assert rep["per_class"]["c"] == pytest.approx({"precision": 0.5, "recall": 1.0, "f1": 2 / 3, "support": 1})
     assert rep["macro_f1"] == pytest.approx(59 / 90)
     assert [rep["per_class"][c]["support"] for c in LABELS] == [3, 2, 1]
     # strings work the same as indices
@@ -61,6 +63,13 @@ def test_report_matches_sklearn(seed):
     per = f1_score(yt, yp, average=None, labels=range(4))
     assert [rep["per_class"][c]["f1"] for c in labels] == pytest.approx(per.tolist())
     assert rep["confusion"] == confusion_matrix(yt, yp, labels=range(4)).tolist()
+    ref = classification_report(yt, yp, target_names=labels, output_dict=True)
+    for c in labels:
+        assert rep["per_class"][c]["precision"] == pytest.approx(ref[c]["precision"])
+        assert rep["per_class"][c]["recall"] == pytest.approx(ref[c]["recall"])
+    assert rep["macro avg"]["f1"] == pytest.approx(ref["macro avg"]["f1-score"])
+    assert rep["weighted avg"]["recall"] == pytest.approx(ref["weighted avg"]["recall"])
+    assert unweighted_accuracy(yt, yp) == pytest.approx(balanced_accuracy_score(yt, yp))
 
 
 def test_bootstrap_estimates_equal_report_and_are_inside_the_interval():
@@ -210,3 +219,15 @@ def test_text_forms():
     assert lines[2].startswith("baseline") and "1.000 [1.000, 1.000]" in lines[2]
     assert lines[3].split()[-3:] == ["0.333", "0.500", "0.222"]
     assert "UA(model) - UA(baseline): -0.278 [" in table
+
+
+def test_format_report_without_ci_and_side_by_side():
+    labels = ["neutral", "happy", "angry", "sad"]  # two classes with no support
+    rep = report(["sad", "sad", "angry"], ["sad", "angry", "angry"], labels)
+    text = format_report(rep)
+    lines = text.splitlines()
+    assert lines[0].split() == ["precision", "recall", "f1-score", "support"]
+    assert any(ln.split()[:1] == ["sad"] and ln.split()[1:] == ["1.00", "0.50", "0.67", "2"] for ln in lines)
+    assert "macro avg" in text and "weighted avg" in text and "UA (unweighted accuracy) 0.750" in text
+    both = side_by_side({"A": "x\ny", "B": "z"})
+    assert both.splitlines()[0].startswith("A") and "B" in both.splitlines()[0]

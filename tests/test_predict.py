@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -13,7 +14,7 @@ import emospec
 from emospec.checkpoint import FORMAT_VERSION, load_state, save_state
 from emospec.errors import AudioError, CheckpointError, ConfigError
 from emospec.model import EmoAlexNet
-from emospec.predict import Prediction, Recognizer
+from emospec.predict import SILENCE_DBFS, Prediction, Recognizer
 from emospec.ragged import RaggedAlexNet, pad_waves, pool_matrix
 
 from conftest import LABELS4, SR, noise
@@ -26,11 +27,11 @@ def rec(random_model_path) -> Recognizer:
 
 @pytest.fixture(scope="module")
 def clip_set(ravdess_clips, tmp_path_factory):
-    """Real clips of several lengths: 8 RAVDESS clips, a 0.5 s cut (< 63 frames) and a 14 s concatenation."""
+    """Real clips of several lengths: 8 RAVDESS clips, a 0.5 s cut of speech (< 63 frames) and a 14 s concatenation."""
     d = tmp_path_factory.mktemp("clips")
     waves = [sf.read(p, dtype="float32")[0] for p in ravdess_clips]
     short, long_ = d / "short.wav", d / "long.flac"
-    sf.write(short, waves[2][8000:16000], SR, subtype="FLOAT")
+    sf.write(short, waves[2][16000:24000], SR, subtype="FLOAT")  # 1.0-1.5 s: speech (0.5-1.0 s is silent)
     sf.write(long_, np.concatenate(waves[:4]), SR)
     return [*ravdess_clips, short, long_]
 
@@ -148,7 +149,22 @@ def test_waveform_input_errors(rec):
         rec.predict(np.full(1600, np.nan, np.float32), sr=SR)
     with pytest.raises(AudioError, match="empty"):
         rec.predict(np.zeros(0, np.float32), sr=SR)
-    assert rec.predict(np.zeros(1600, np.float32), sr=SR).silent is True
+    silent = rec.predict(np.zeros(1600, np.float32), sr=SR)
+    assert (silent.silent, silent.label, silent.scores, silent.top()) == (True, None, {}, [])
+
+
+def test_silence_is_not_an_emotion(rec, ravdess_clips):
+    """A silent clip (below SILENCE_DBFS) gets no label and no scores; its embedding is still given."""
+    speech = sf.read(ravdess_clips[0], dtype="float32")[0]
+    quiet = 10 ** (SILENCE_DBFS / 20) / 2 * np.sign(np.sin(np.arange(SR) / 3)).astype(np.float32)  # -66 dBFS
+    loud_enough = quiet * 4  # -54 dBFS: sound, so it gets an emotion
+    got = rec.predict_batch([speech, np.zeros(10 * SR, np.float32), quiet, loud_enough], sr=SR, batch_size=4)
+    assert [p.silent for p in got] == [False, True, True, False]
+    assert [p.label is None for p in got] == [False, True, True, False]
+    assert [len(p.scores) for p in got] == [4, 0, 0, 4] and got[1].duration_s == 10.0
+    assert got[0].label == rec.predict(ravdess_clips[0]).label and len(got[1].embedding) == 256
+    d = json.loads(json.dumps(got[1].to_dict(top_k=3)))
+    assert (d["label"], d["scores"], d["predictions"], d["silent"]) == (None, {}, [], True)
 
 
 # --------------------------------------------------------------------------- long audio

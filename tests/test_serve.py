@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import os
 import struct
 import tempfile
@@ -104,9 +105,38 @@ def test_predict_real_clips_equal_recognizer(client, rec, ravdess_clips, shared_
         assert r.json()["duration_s"] == pytest.approx(want.duration_s)
 
 
-def test_silent_clip_is_flagged(client):
+def test_silent_clip_is_flagged_and_gets_no_emotion(client):
     r = client.post("/api/v1/predict", content=wav_bytes(np.zeros(SR, dtype=np.float32)))
-    assert r.status_code == 200 and r.json()["silent"] is True
+    assert r.status_code == 200
+    got = r.json()
+    assert (got["silent"], got["label"], got["scores"], got["predictions"]) == (True, None, {}, [])
+    assert got["duration_s"] == pytest.approx(1.0)
+
+
+def test_ten_seconds_of_digital_silence_has_no_emotion_in_api_cli_and_rest(client, rec, model_path, tmp_path):
+    """Silence is not an emotion: the same answer from Recognizer, ``emospec predict --json`` and the REST API."""
+    path = tmp_path / "silence.wav"
+    path.write_bytes(wav_bytes(np.zeros(10 * SR, dtype=np.float32)))
+    voiced = tmp_path / "voice.wav"
+    voiced.write_bytes(wav_bytes(voice()))
+    api = rec.predict(path)
+    assert (api.silent, api.label, api.scores, api.top()) == (True, None, {}, [])
+    assert api.duration_s == 10.0 and len(api.embedding) == 256
+    d = api.to_dict(top_k=2, embedding=False)
+    assert (d["label"], d["scores"], d["predictions"], d["silent"]) == (None, {}, [], True)
+    batch = rec.predict_batch([voiced, path, voiced], batch_size=3)  # batched with speech, still no emotion
+    assert [b.label for b in batch] == [rec.predict(voiced).label, None, rec.predict(voiced).label]
+    assert batch[0].label in LABELS and batch[1].scores == {}
+    r = run_cli("-q", "predict", str(path), str(voiced), "--json", "--top-k", "4", "--model", str(model_path))
+    assert r.returncode == 0, r.stderr.decode()
+    cli_silent, cli_voice = json.loads(r.stdout)["results"]
+    assert {k: cli_silent[k] for k in ("label", "scores", "predictions", "silent")} == {
+        "label": None, "scores": {}, "predictions": [], "silent": True}
+    assert cli_silent["duration_s"] == 10.0 and cli_voice["label"] in LABELS and len(cli_voice["predictions"]) == 4
+    got = client.post("/api/v1/predict", files={"file": ("silence.wav", path.read_bytes())}).json()
+    assert {k: got[k] for k in ("label", "scores", "predictions", "silent")} == {
+        "label": None, "scores": {}, "predictions": [], "silent": True}
+    assert got["duration_s"] == pytest.approx(10.0)
 
 
 def test_timeline_equals_recognizer(client, rec):

@@ -23,28 +23,37 @@ def real_feats(ravdess_clips):
     return feats, np.array([classes.index(l) for l in labels]), classes
 
 
-def test_loss_falls_on_a_few_real_clips(real_feats, tmp_path):
+@pytest.fixture(scope="module")
+def speech_run(real_feats, tmp_path_factory):
+    """24 full-batch epochs on 2 s of speech from 8 real clips (one step an epoch); ``(result, run_dir)``."""
+    from emospec.config import ModelConfig
+
     feats, y, classes = real_feats
     # 2 s of speech from each clip (frames 50-250 skip the leading silence); crop = clip, so
     # every epoch sees the same 8 inputs: one full-batch step per epoch.
     speech = [f[..., 50:250] for f in feats]
     cfg = TrainConfig(epochs=24, batch_size=8, lr=1e-4, crop_s=2.0, patience=100, seed=0, schedule="constant")
-    from emospec.config import ModelConfig
-
-    res = fit(speech, y, speech[:4], y[:4], classes, tmp_path / "run", train_config=cfg,
+    run = tmp_path_factory.mktemp("speech") / "run"
+    res = fit(speech, y, speech[:4], y[:4], classes, run, train_config=cfg,
               model_config=ModelConfig(n_classes=4, dropout=0.0), progress=False)
+    return res, run
+
+
+def test_loss_falls_on_a_few_real_clips(real_feats, speech_run):
+    _, _, classes = real_feats
+    res, run = speech_run
     losses = [h["train_loss"] for h in res.history]
     assert losses[0] == pytest.approx(np.log(4), abs=0.05)  # chance at the start
     assert losses[-1] < 0.7 * losses[0], losses
     for name in ("model.pt", "checkpoint.pt", "config.json", "labels.json", "norm_stats.json", "history.json", "versions.json"):
-        assert (tmp_path / "run" / name).is_file(), name
-    assert json.loads((tmp_path / "run" / "labels.json").read_text()) == classes
-    versions = json.loads((tmp_path / "run" / "versions.json").read_text())
+        assert (run / name).is_file(), name
+    assert json.loads((run / "labels.json").read_text()) == classes
+    versions = json.loads((run / "versions.json").read_text())
     assert versions["torch"] == torch.__version__ and "git_commit" in versions
-    b = load_model(tmp_path / "run")
+    b = load_model(run)
     assert b.labels == classes and b.feature_config == FeatureConfig()
     # normalisation statistics travel with the model
-    mean = torch.tensor(json.loads((tmp_path / "run" / "norm_stats.json").read_text())["mean_db"])
+    mean = torch.tensor(json.loads((run / "norm_stats.json").read_text())["mean_db"])
     assert torch.allclose(b.model.input_mean[..., 0], mean, atol=1e-4)
 
 
@@ -87,3 +96,71 @@ def test_single_class_is_a_clear_error(real_feats, tmp_path):
     feats, _, classes = real_feats
     with pytest.raises(DataError, match="single class"):
         fit(feats, np.zeros(len(feats), int), [], [], classes, tmp_path / "x", progress=False)
+
+
+def test_history_records_training_accuracy_per_class_and_the_run_its_convergence(real_feats, speech_run):
+    _, _, classes = real_feats
+    res, run = speech_run
+    hist = json.loads((run / "history.json").read_text())
+    # one full batch of 8 crops (2 a class) per epoch: recall per class is k/2, UA their mean
+    for h in hist:
+        assert len(h["train_recall"]) == 4 and all(r in (0.0, 0.5, 1.0) for r in h["train_recall"])
+        assert h["train_ua"] == pytest.approx(np.mean(h["train_recall"]))
+    assert hist[0]["train_ua"] <= 0.5 and hist[-1]["train_ua"] >= 0.75  # it fits its 8 clips
+    conv = json.loads((run / "convergence.json").read_text())
+    assert conv == res.convergence
+    assert conv["epochs_run"] == 24 and conv["best_epoch"] == res.best_epoch + 1
+    assert set(conv["train_recall_full"]) == set(classes)
+    assert conv["final_train_loss"] == pytest.approx(hist[-1]["train_loss"])
+
+
+def _hist(losses, val_ua):
+    return [{"epoch": i, "train_loss": l, "train_ua": 0.5, "val_ua": v} for i, (l, v) in enumerate(zip(losses, val_ua))]
+
+
+def test_convergence_warns_when_validation_still_rises_at_the_last_epoch():
+    from emospec.convergence import convergence
+
+    rising = convergence(_hist(np.linspace(1.2, 0.6, 30), np.linspace(0.3, 0.6, 30)), epochs=30, patience=30,
+                         labels=["a", "b"], train_recall_full=[1.0, 1.0])
+    assert rising["best_epoch"] == 30 and rising["epochs_run"] == 30
+    assert len(rising["warnings"]) == 1 and "best validation epoch is 30 of 30" in rising["warnings"][0]
+    assert rising["loss_drop_last_quarter"] == pytest.approx((np.linspace(1.2, 0.6, 30)[-8] - 0.6) / np.linspace(1.2, 0.6, 30)[-8])
+    # a peak at epoch 20 of 30, full training fit: no warning
+    peak = list(np.linspace(0.3, 0.8, 20)) + [0.7] * 10
+    assert convergence(_hist([0.1] * 30, peak), epochs=30, patience=30, labels=["a", "b"],
+                       train_recall_full=[0.95, 0.98])["warnings"] == []
+    # early stopping ended it: the last epoch cannot be the best, and no budget warning
+    assert convergence(_hist([0.1] * 12, [0.5] * 12), epochs=30, patience=8, labels=["a", "b"])["early_stopped"]
+
+
+def test_convergence_warns_when_a_class_is_not_fit_on_its_own_training_clips():
+    from emospec.convergence import convergence
+
+    peak = list(np.linspace(0.3, 0.8, 20)) + [0.7] * 10
+    out = convergence(_hist([0.7] * 30, peak), epochs=30, patience=30, labels=["neutral", "happy", "angry", "sad"],
+                      train_recall_full=[0.97, 0.87, 0.87, 0.08])
+    assert out["train_ua_full"] == pytest.approx(np.mean([0.97, 0.87, 0.87, 0.08]))
+    assert len(out["warnings"]) == 2
+    assert "best validation epoch 20 of 30) has a training-set UA of 0.70" in out["warnings"][0]
+    assert out["warnings"][1].endswith("sad 0.08")
+
+
+def test_plateau_schedule_halves_the_rate_when_validation_stalls(real_feats, tmp_path):
+    feats, y, classes = real_feats
+    cfg = TrainConfig(epochs=4, batch_size=4, crop_s=0.5, seed=3, schedule="plateau", plateau_patience=1, lr=1e-3, patience=100)
+    res = fit(feats, y, feats[:2], y[:2], classes, tmp_path / "p", train_config=cfg, progress=False)
+    lrs = [h["lr"] for h in res.history]
+    assert lrs[0] == pytest.approx(1e-3)
+    assert all(b in (a, a / 2) for a, b in zip(lrs, lrs[1:]))  # only ever halved
+    # ReduceLROnPlateau(mode="max", factor=0.5, patience=1), replayed on the recorded validation UA
+    lr, best, bad, expected = 1e-3, -np.inf, 0, []
+    for h in res.history:
+        expected.append(lr)
+        if h["val_ua"] > best * (1 + 1e-4) if best > 0 else h["val_ua"] > best:
+            best, bad = h["val_ua"], 0
+        else:
+            bad += 1
+        if bad > 1:
+            lr, bad = lr / 2, 0
+    assert lrs == pytest.approx(expected) and min(lrs) < 1e-3, lrs  # replayed, and it did halve

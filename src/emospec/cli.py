@@ -38,6 +38,7 @@ def _add_demo(sub) -> None:
 
 def _cmd_demo(args) -> int:
     from .demo import run_demo
+    from .convergence import format_convergence
     from .evaluate import side_by_side
 
     res = run_demo(args.data, args.out, recipe=_recipe(args), include_calm=args.include_calm, progress=not args.quiet)
@@ -54,8 +55,10 @@ def _cmd_demo(args) -> int:
     print(side_by_side(blocks))
     print()
     for r in res.splits:
+        recall = ", ".join(f"{c} {v['recall']:.2f}" for c, v in r.report["per_class"].items())
         print(f"{r.name:>8}: UA {r.report['ua']:.3f}  WA {r.report['wa']:.3f}  macro-F1 {r.report['macro_f1']:.3f}"
-              f"  (best epoch {r.fit.best_epoch + 1}, run dir {r.run_dir})")
+              f"  recall {recall}  (run dir {r.run_dir})")
+        print(f"{'':>8}  training: {format_convergence(r.fit.convergence)}")
     print("plots: " + ", ".join(str(p) for p in res.plots))
     print(f"wall time {res.seconds:.0f} s; summary in {res.out_dir / 'summary.json'}")
     return 0

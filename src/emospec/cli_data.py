@@ -27,13 +27,14 @@ may overlap safely. Afterwards `emospec train --cache /shared/cache ...` decodes
 
 def _add_prepare(sub) -> None:
     p = sub.add_parser(
-        "prepare", help="scan a corpus, print counts, write its manifest (and fill the feature cache)",
+        "prepare", help="scan a corpus, print counts, write its manifest with --out (and fill the feature cache)",
         description="Scan CORPUS at ROOT in its release layout, print counts per class and per speaker, "
-                    "write the manifest CSV, and with --features compute every clip's features into the cache.",
+                    "with --out FILE write the manifest CSV, and with --features compute every clip's features "
+                    "into the cache.",
         epilog=_PREPARE_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("corpus", help="ravdess, emovo, iemocap, crema-d, crema-d-votes, tess, emodb, savee, folder, manifest")
+    p.add_argument("corpus", help="ravdess, emovo, nemo, iemocap, crema-d, crema-d-votes, tess, emodb, savee, folder, manifest")
     p.add_argument("root", help="the corpus folder (iemocap: also the df_iemocap.csv table; manifest: the CSV/JSON file)")
-    p.add_argument("--out", default="manifest.csv", help="manifest CSV to write (default: manifest.csv)")
+    p.add_argument("--out", metavar="FILE", help="write the manifest CSV to FILE (default: no manifest is written)")
     _add_label_options(p)
     p.add_argument("--features", action="store_true", help="compute the features of every utterance into the cache")
     p.add_argument("--recipe", default="default", help="with --features: the recipe whose features to cache (default: default)")
@@ -56,8 +57,13 @@ def _cmd_prepare(args) -> int:
     n_spk = len({r.speaker for r in rows if r.speaker})
     print(f"{args.corpus} at {args.root}: {len(rows)} utterances, {n_spk} speakers, {len(problems)} skipped")
     print(count_table(rows, classes))
-    write_manifest(args.out, rows)
-    print(f"manifest: {args.out}")
+    n_in = sum(r.label4 in classes for r in rows)
+    print(f"{len(classes)} classes ({', '.join(classes)}): {n_in} utterances; {len(rows) - n_in} outside them")
+    if args.out:
+        write_manifest(args.out, rows)
+        print(f"manifest: {args.out}")
+    else:
+        print("manifest: not written (add --out FILE to write one)")
     if args.features:
         from .recipe import recipe_from
 
@@ -129,6 +135,7 @@ def _cmd_train(args) -> int:
     from .data.manifest import write_manifest
     from .data.splits import load_folds, make_folds, row_key, save_folds
     from .errors import DataError
+    from .convergence import format_convergence
     from .experiment import run_split, validation_split
     from .norm import normalize_for, population_meta
     from .train import fit
@@ -167,10 +174,12 @@ def _cmd_train(args) -> int:
                   meta={"split": "all", **population}, train_groups=[rows[i].corpus for i in fit_idx])
         print(f"trained on {len(fit_idx)} clips; validation UA {res.best_val_ua:.3f} on {len(val_idx)} clips "
               f"(best epoch {res.best_epoch + 1}); run dir: {out}")
+        print(f"training: {format_convergence(res.convergence)}")
         return 0
     r = run_split(fold.name, rows, feats, y, labels, fold.train, fold.test, out,
                   speaker_independent=fold.speaker_independent, feature_config=fcfg, model_config=mcfg, train_config=tcfg,
                   progress=not args.quiet, resume=args.resume)
     print(r.text)
+    print(f"training: {format_convergence(r.fit.convergence)}")
     print(f"run dir: {r.run_dir}")
     return 0

@@ -17,18 +17,20 @@ def _add_evaluate(sub) -> None:
                     "`--model RUN --corpus C --root DIR | --manifest CSV` reports a trained model.")
     p.add_argument("--model", help="report this trained run directory or model.pt")
     p.add_argument("--manifest", help="manifest CSV (path,label[,speaker]) for --model")
-    p.add_argument("--corpus", help="corpus loader name (ravdess, emovo)")
+    p.add_argument("--corpus", help="corpus loader name (ravdess, emovo, nemo, ...; see emospec prepare -h)")
     p.add_argument("--root", help="corpus root folder (default: <data>/<corpus>)")
     p.add_argument("--data", help="folder holding the corpora (default: $EMOSPEC_DATA or ../shared/data)")
     p.add_argument("--json", dest="json_out", help="with --model: also write the report as JSON here")
     p.add_argument("--protocol", choices=["speaker", "loso", "paper"],
                    help="speaker: k folds of whole speakers; loso: leave one speaker out; paper: stratified random 90/10 splits")
     p.add_argument("--folds", type=int, help="folds for speaker (default 6) or paper (default 10; 1 = the single 90/10 split)")
-    p.add_argument("--train", dest="train_corpus", metavar="CORPUS[:ROOT]", help="cross-corpus: train on this corpus")
-    p.add_argument("--extra-train", dest="extra_train", metavar="CORPUS[:ROOT]", action="append", default=[],
+    p.add_argument("--train", dest="train_corpus", metavar="[NAME=]CORPUS[:ROOT]", help="cross-corpus: train on this corpus")
+    p.add_argument("--extra-train", dest="extra_train", metavar="[NAME=]CORPUS[:ROOT]", action="append", default=[],
                    help="with --protocol: add this corpus to every fold's training side, never tested (repeatable); "
                         "--set balance=corpus samples corpora equally")
-    p.add_argument("--test", dest="test_corpora", metavar="CORPUS[:ROOT]", action="append", help="cross-corpus: test on it (repeatable)")
+    p.add_argument("--test", dest="test_corpora", metavar="[NAME=]CORPUS[:ROOT]", action="append",
+                   help="cross-corpus: test on it (repeatable); each test set is reported under its NAME, by default "
+                        "the corpus name, or for folder:ROOT / manifest:FILE the folder's (file's) name; names must differ")
     p.add_argument("--baseline", choices=["egemaps-svm", "none"], default="egemaps-svm", help="classic baseline on the same folds")
     p.add_argument("--svm-kernel", choices=["linear", "rbf"], default="linear", help="baseline SVM kernel (default linear)")
     p.add_argument("--adapt-norm", choices=["speaker", "corpus"],
@@ -46,17 +48,41 @@ def _add_evaluate(sub) -> None:
 
 
 def _eval_corpus(spec: str, args, *, cache, features):
+    """Load the data set ``[NAME=]LOADER[:ROOT]`` as a :class:`~emospec.cv.CorpusData` called NAME.
+
+    Rows of a ``folder``/``manifest`` set take NAME as their corpus, so that
+    per-corpus (and per-speaker) statistics never pool two such sets.
+    """
+    from dataclasses import replace
+
     from .cv import load_corpus
+    from .data.corpora import parse_named_spec
     from .data.labels import parse_map
     from .data.paths import find_data_root
 
-    name, _, root = spec.partition(":")
-    root = Path(root) if root else find_data_root(args.data, corpus=name) / name
-    data = load_corpus(name, root, feature_config=features, baseline=args.baseline != "none", cache=cache, progress=not args.quiet,
+    name, loader, root = parse_named_spec(spec)
+    root = Path(root) if root else find_data_root(args.data, corpus=loader) / loader
+    data = load_corpus(loader, root, feature_config=features, baseline=args.baseline != "none", cache=cache, progress=not args.quiet,
                        mapping=parse_map(args.map) if args.map else None)
     for line in data.problems:
         print(f"skipped: {line}", file=sys.stderr)
+    data.name = name
+    if loader in ("folder", "manifest"):
+        data.rows = [replace(r, corpus=name) for r in data.rows]
     return data
+
+
+def _set_names(specs, flag: str):
+    """The names of the data sets ``specs`` given with ``flag``; a ConfigError if two share one."""
+    from .data.corpora import parse_named_spec
+    from .errors import ConfigError
+
+    names = [parse_named_spec(s)[0] for s in specs]
+    for i, n in enumerate(names):
+        if n in names[:i]:
+            raise ConfigError(f"{flag}: two data sets are named {n!r} ({specs[names.index(n)]} and {specs[i]}); "
+                              f"name them apart with {flag} NAME=CORPUS:ROOT")
+    return names
 
 
 def _cmd_evaluate(args) -> int:
@@ -84,12 +110,13 @@ def _cmd_evaluate(args) -> int:
         out = Path(args.out or f"runs/eval-{args.protocol}-{args.corpus}")
         spec = f"{args.corpus}:{args.root}" if args.root else args.corpus
         cache = out / "egemaps_cache.npz"
+        _set_names(args.extra_train, "--extra-train")
         extra = [_eval_corpus(e, args, cache=cache, features=rec.features) for e in args.extra_train]
         res = run_protocol(_eval_corpus(spec, args, cache=cache, features=rec.features), args.protocol, out, folds=args.folds,
                            extra=extra, **opts)
     else:
-        tests = [t.partition(":")[0] for t in args.test_corpora]
-        out = Path(args.out or f"runs/eval-{args.train_corpus.partition(':')[0]}-to-{'-'.join(tests)}")
+        tests = _set_names(args.test_corpora, "--test")
+        out = Path(args.out or f"runs/eval-{_set_names([args.train_corpus], '--train')[0]}-to-{'-'.join(tests)}")
         cache = out / "egemaps_cache.npz"
         res = run_cross_corpus(_eval_corpus(args.train_corpus, args, cache=cache, features=rec.features),
                                [_eval_corpus(t, args, cache=cache, features=rec.features) for t in args.test_corpora], out, **opts)

@@ -16,8 +16,10 @@ _PREDICT_EPILOG = """\
 Folders contribute their audio files (by extension: .wav .flac .ogg .mp3 .opus .aiff ...; with
 --recursive also those of sub-folders); files named explicitly are always tried. Results go to
 stdout (a table, or JSON with --json); progress and one line per bad file (file: cause) go to
-stderr. Bad files are skipped and the rest processed. Exit status: 0 when every file was
-classified, 1 when any failed (or the model could not be loaded), 2 on a usage error.
+stderr. Bad files are skipped and the rest processed. Silence is not an emotion: a clip below
+-60 dBFS gets no label (table: "(silent)"; JSON: "label": null, "scores": {}; CSV: empty label and
+scores, silent=true). Exit status: 0 when every file was classified, 1 when any failed (or the
+model could not be loaded), 2 on a usage error.
 """
 
 
@@ -114,8 +116,9 @@ def _cmd_predict(args) -> int:
         header = ["file", "label", "score", "duration_s", "silent", *[f"p_{c}" for c in rec.labels]]
         for i in order:
             r = results[i]
-            rows.append([files[i], r.label, f"{r.scores[r.label]:.4f}", f"{r.duration_s:.2f}", str(r.silent).lower(),
-                         *[f"{r.scores[c]:.4f}" for c in rec.labels]])
+            scores = [f"{r.scores[c]:.4f}" if r.scores else "" for c in rec.labels]  # silent: no label, no scores
+            rows.append([files[i], r.label or "", f"{r.scores[r.label]:.4f}" if r.label else "", f"{r.duration_s:.2f}",
+                         str(r.silent).lower(), *scores])
     if args.json:
         if args.timeline:
             items = [{"source": files[i], **results[i].to_dict()} for i in order]
@@ -128,7 +131,8 @@ def _cmd_predict(args) -> int:
                      sorted(zip(rec.labels, r[4:]), key=lambda cv: -float(cv[1]))[: args.top_k])] for r in rows]
             head = ["file", "window_s", "label", f"top-{args.top_k}"]
         else:
-            table = [[files[i], results[i].label, ", ".join(f"{c} {v:.2f}" for c, v in results[i].top(args.top_k)),
+            table = [[files[i], results[i].label or "(silent)",
+                      ", ".join(f"{c} {v:.2f}" for c, v in results[i].top(args.top_k)) or "no emotion",
                       f"{results[i].duration_s:.2f}"] for i in order]
             head = ["file", "label", f"top-{args.top_k}", "duration_s"]
         widths = [max(len(h), *(len(r[k]) for r in table)) if table else len(h) for k, h in enumerate(head)]

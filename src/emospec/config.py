@@ -143,6 +143,11 @@ class ModelConfig:
             raise ConfigError(f"ModelConfig.first_stride must be 1..4, got {self.first_stride}")
 
 
+SCHEDULES = ("cosine", "onecycle", "constant", "plateau")
+"""Learning-rate schedules of :attr:`TrainConfig.schedule` (``plateau``: constant, halved when
+validation UA has not improved for ``plateau_patience`` epochs)."""
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """How :func:`emospec.train.fit` trains.
@@ -168,8 +173,9 @@ class TrainConfig:
     weight_decay: float = 1e-4
     optimizer: str = "adamw"  # "adamw" or "sgd"
     momentum: float = 0.9
-    schedule: str = "cosine"  # "cosine", "onecycle" or "constant"
+    schedule: str = "cosine"  # "cosine", "onecycle", "constant" or "plateau"
     warmup_epochs: int = 0
+    plateau_patience: int = 5
     crop_s: float = 3.0
     class_weights: bool = False
     label_smoothing: float = 0.0
@@ -198,10 +204,10 @@ class TrainConfig:
             raise ConfigError(f"TrainConfig.lr must be > 0, got {self.lr}")
         if self.optimizer not in ("adamw", "sgd"):
             raise ConfigError(f"TrainConfig.optimizer must be 'adamw' or 'sgd', got {self.optimizer!r}")
-        if self.schedule not in ("cosine", "onecycle", "constant"):
-            raise ConfigError(
-                f"TrainConfig.schedule must be 'cosine', 'onecycle' or 'constant', got {self.schedule!r}"
-            )
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"TrainConfig.schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        if self.plateau_patience < 1:
+            raise ConfigError(f"TrainConfig.plateau_patience must be >= 1, got {self.plateau_patience}")
         if self.crop_s <= 0:
             raise ConfigError(f"TrainConfig.crop_s must be > 0, got {self.crop_s}")
         if not 0.0 <= self.label_smoothing < 1.0:

@@ -174,7 +174,7 @@ def _fold_outputs(fold: Fold, fold_dir: Path, rows, data: CorpusData, y, labels,
                         model_config=model_config, train_config=train_config, progress=progress, resume=resume and (fold_dir / "checkpoint.pt").exists())
         out = {"name": fold.name, **key, "test_speakers": sorted({rows[i].speaker for i in fold.test}),
                "model_pred": res.y_pred.tolist(), "probs": np.round(res.probs, 5).tolist(), "best_epoch": res.fit.best_epoch,
-               "history": res.fit.history, "majority": _majority(y, fold.train, len(labels)),
+               "history": res.fit.history, "convergence": res.fit.convergence, "majority": _majority(y, fold.train, len(labels)),
                "n_val": res.report["split"]["n_val"], "baseline": None}
     wanted = to_dict(baseline) if baseline is not None else None
     if (out.get("baseline") or {}).get("config") != wanted:
@@ -237,13 +237,20 @@ def _fold_table(records: List[Dict], y: np.ndarray, folds: List[Fold], labels, p
     for fold, rec in zip(folds, records):
         scores = {k: report(y[fold.test], preds[k][fold.test], labels) for k in ("model", "baseline") if k in preds}
         row = {"name": fold.name, "test_speakers": rec["test_speakers"], "n_test": int(len(fold.test)),
-               "best_epoch": rec["best_epoch"]}
+               "best_epoch": rec["best_epoch"], "best_val_ua": _best_val_ua(rec.get("history") or []),
+               "convergence": rec.get("convergence")}
         for k, rep in scores.items():
             row[k] = {m: rep[m] for m in ("ua", "wa", "macro_f1")}
         if rec["baseline"]:
             row["baseline"].update(c=rec["baseline"]["c"], inner_ua=rec["baseline"]["inner_ua"])
         table.append(row)
     return table
+
+
+def _best_val_ua(history: Sequence[Dict]) -> Optional[float]:
+    """The best validation UA of a fold's training history (the model-selection figure), or None."""
+    vals = [h["val_ua"] for h in history if h.get("val_ua") == h.get("val_ua")]
+    return max(vals) if vals else None
 
 
 def _summarise(idx, y, preds, labels, speakers, *, n_resamples, seed, cluster) -> Dict:
@@ -264,6 +271,7 @@ def run_protocol(
     feature_config: FeatureConfig = FeatureConfig(), train_config: TrainConfig = TrainConfig(),
     model_config: Optional[ModelConfig] = None, baseline: Optional[BaselineConfig] = BaselineConfig(), n_resamples: int = 1000, cluster: bool = False,
     progress: bool = True, resume: bool = False, plots: bool = True, extra: Sequence[CorpusData] = (),
+    fold_subset: Optional[Sequence[int]] = None,
 ) -> EvalResult:
     """Train and test every fold of ``protocol`` on ``data``; write and return the pooled evaluation.
 
@@ -272,7 +280,9 @@ def run_protocol(
     out-of-fold predictions of all tested clips, with ``n_resamples``
     bootstrap resamples of items (of speakers with ``cluster=True``).
     ``extra`` corpora join every fold's training side (model and baseline
-    alike) and are never tested; see ``TrainConfig.balance``.
+    alike) and are never tested; see ``TrainConfig.balance``. ``fold_subset``
+    (0-based fold numbers) runs only those folds of the same fold list, for a
+    quick first look: the pooled figures are then over their test clips only.
     """
     from .evalreport import protocol_figures, protocol_text
 
@@ -281,6 +291,8 @@ def run_protocol(
     out.mkdir(parents=True, exist_ok=True)
     labels = [c for c in CLASSES4 if any(r.label4 == c for r in data.rows)]
     fold_list = make_folds(protocol, data.rows, folds=folds, seed=train_config.seed)
+    if fold_subset is not None:
+        fold_list = [fold_list[j] for j in sorted(set(fold_subset))]
     main = data
     if extra:
         data, n_main = _with_extra(data, extra, labels), len(data.rows)

@@ -7,7 +7,9 @@
     ├── AudioError               a file cannot be decoded / resampled / is not audio
     ├── FeatureError             features cannot be computed (e.g. empty waveform)
     ├── DataError                a corpus, manifest or split is unusable
-    └── CheckpointError          a saved model is missing, corrupt or incompatible
+    ├── CheckpointError          a saved model is missing, corrupt or incompatible
+    ├── ExportError              an ONNX export failed or disagrees with the torch model
+    └── ApiError                 an HTTP request is refused (carries ``status``; answered as JSON)
 
 Every message names the file (where there is one) and the cause in one line,
 e.g. ``AudioError("clip.wav: not a sound file (Format not recognised)")``.
@@ -23,6 +25,8 @@ __all__ = [
     "FeatureError",
     "DataError",
     "CheckpointError",
+    "ExportError",
+    "ApiError",
 ]
 
 
@@ -48,3 +52,20 @@ class DataError(EmospecError):
 
 class CheckpointError(EmospecError):
     """A saved model or checkpoint is missing, corrupt or incompatible."""
+
+
+class ExportError(EmospecError):
+    """An export failed or its ONNX file disagrees with the torch model."""
+
+
+class ApiError(EmospecError):
+    """An error answered as JSON ``{"error": short reason, "detail": one line}`` with ``status``.
+
+    Raised by :mod:`emospec.serve`; ``status`` is the HTTP status code (e.g. 413, 422).
+    """
+
+    def __init__(self, status: int, error: str, detail: str = ""):
+        super().__init__(f"{error}: {detail}" if detail else error)
+        self.status = int(status)
+        self.error = error
+        self.detail = detail

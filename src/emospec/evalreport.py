@@ -56,12 +56,20 @@ def protocol_text(summary: Mapping) -> str:
         "",
     ]
     lines += _block(summary, summary.get("fold_summary") if summary["n_folds"] > 1 else None)
-    lines += ["", "per fold", f"{'fold':<22}{'test speakers':<40}{'n':>5}{'epoch':>7}{'model UA':>10}{'baseline UA':>13}{'C':>8}"]
+    lines += ["", "per fold (epoch: best validation epoch of the budget; train UA: the kept model on full training clips)",
+              f"{'fold':<22}{'test speakers':<40}{'n':>5}{'epoch':>9}{'train UA':>10}{'model UA':>10}{'baseline UA':>13}{'C':>8}"]
     for f in summary["folds"]:
         spk = ", ".join(s.split("_", 1)[-1] for s in f["test_speakers"])
         spk = spk if len(spk) <= 38 else spk[:35] + "..."
         base = f"{f['baseline']['ua']:>13.3f}{f['baseline']['c']:>8g}" if "baseline" in f else ""
-        lines.append(f"{f['name']:<22}{spk:<40}{f['n_test']:>5}{f['best_epoch'] + 1:>7}{f['model']['ua']:>10.3f}{base}")
+        conv = f.get("convergence") or {}
+        epoch = f"{f['best_epoch'] + 1}/{conv['epochs_run']}" if "epochs_run" in conv else f"{f['best_epoch'] + 1}"
+        train_ua = f"{conv['train_ua_full']:>10.3f}" if "train_ua_full" in conv else f"{'-':>10}"
+        lines.append(f"{f['name']:<22}{spk:<40}{f['n_test']:>5}{epoch:>9}{train_ua}{f['model']['ua']:>10.3f}{base}")
+    warned = [(f["name"], w) for f in summary["folds"] for w in (f.get("convergence") or {}).get("warnings", [])]
+    if warned:
+        lines += ["", f"convergence warnings ({len({n for n, _ in warned})} of {len(summary['folds'])} folds):"]
+        lines += [f"  {n}: {w}" for n, w in warned]
     return "\n".join(lines)
 
 

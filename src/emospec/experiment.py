@@ -129,6 +129,7 @@ def run_split(
                     "test_speakers": sorted({rows[i].speaker for i in test_idx})}
     rep["best_epoch"] = result.best_epoch
     rep["best_val_ua"] = result.best_val_ua
+    rep["convergence"] = result.convergence
     text = format_report(rep)
     if distributed.is_main():
         save_json(run_dir / "metrics.json", rep)

@@ -35,7 +35,7 @@ import torch
 
 from .checkpoint import ModelBundle, load_model
 from .config import FeatureConfig, atomic_write_bytes, from_dict, to_dict
-from .errors import CheckpointError, ConfigError, EmospecError
+from .errors import CheckpointError, ConfigError, ExportError
 from .features import _constants, _deltas, _log_mel, extract, extract_batch, frames_for
 from .norm import inference_model, model_input
 from .ragged import RaggedAlexNet, pad_waves
@@ -49,10 +49,6 @@ ONNX_FORMAT_VERSION = 1
 DEFAULT_OPSET = 18
 PARITY_DURATIONS_S = (0.3, 1.0, 3.7, 12.0)
 """Clip lengths the parity check runs (0.3 s is < 63 frames, so it is padded)."""
-
-
-class ExportError(EmospecError):
-    """An export failed or its ONNX file disagrees with the torch model."""
 
 
 class _WaveformGraph(torch.nn.Module):

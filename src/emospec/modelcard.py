@@ -38,6 +38,13 @@ CORPUS_TERMS: Dict[str, Dict[str, str]] = {
         "citation": "Costantini G., Iaderola I., Paoloni A., Todisco M. (2014). EMOVO Corpus: an Italian Emotional "
                     "Speech Database. LREC 2014.",
     },
+    "nemo": {
+        "name": "nEMO",
+        "language": "Polish, 9 actors",
+        "licence": "CC BY-NC-SA 4.0",
+        "terms": "non-commercial use only; share-alike: derivatives (this model) under the same licence; attribution",
+        "citation": "Christop I. (2024). nEMO: Dataset of Emotional Speech in Polish. LREC-COLING 2024.",
+    },
 }
 """Licence facts of the corpora a model can inherit terms from (lower-case corpus key)."""
 
@@ -62,8 +69,9 @@ def licence_for(corpora: List[str]) -> Dict[str, Any]:
     known = [c.lower() for c in corpora if c.lower() in CORPUS_TERMS]
     parts = [f"{CORPUS_TERMS[c]['name']}: {CORPUS_TERMS[c]['licence']} ({CORPUS_TERMS[c]['terms']})" for c in known]
     summary = "unknown: the training data's terms apply"
-    if "ravdess" in known:
-        summary = ("CC BY-NC-SA 4.0, inherited from RAVDESS: non-commercial use only, share-alike"
+    sa = [CORPUS_TERMS[c]["name"].split(" (")[0] for c in known if CORPUS_TERMS[c]["licence"] == "CC BY-NC-SA 4.0"]
+    if sa:
+        summary = (f"CC BY-NC-SA 4.0, inherited from {' and '.join(sa)}: non-commercial use only, share-alike"
                    + ("; EMOVO: research use only" if "emovo" in known else ""))
     elif "emovo" in known:
         summary = "research use only, inherited from EMOVO"

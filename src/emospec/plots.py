@@ -66,7 +66,7 @@ def confusion(cm: Sequence[Sequence[int]], labels: Sequence[str], path: str | Pa
 
 
 def training_curves(history: List[Dict[str, float]], path: str | Path, *, title: str = "Training") -> Path:
-    """Training/validation loss and validation UA per epoch."""
+    """Training/validation loss, validation UA/WA and training UA (on the crops trained on) per epoch."""
     plt = _plt()
     ep = [h["epoch"] + 1 for h in history]
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2), dpi=120)
@@ -77,6 +77,8 @@ def training_curves(history: List[Dict[str, float]], path: str | Path, *, title:
     a.legend(fontsize=8)
     b.plot(ep, [h["val_ua"] for h in history], color="#dd8452", label="validation UA")
     b.plot(ep, [h["val_wa"] for h in history], color="#55a868", ls="--", label="validation WA")
+    if all("train_ua" in h for h in history):
+        b.plot(ep, [h["train_ua"] for h in history], color="#4c72b0", ls=":", label="training UA (crops)")
     b.set_xlabel("epoch")
     b.set_ylabel("accuracy")
     b.set_ylim(0, 1)
@@ -198,7 +200,7 @@ def feature_panels(
 
 
 def fold_curves(histories: Mapping[str, List[Dict[str, float]]], path: str | Path, *, title: str = "Training per fold") -> Path:
-    """Loss (train: solid, validation: dashed) and validation UA per epoch, one colour per fold."""
+    """Loss (train: solid, validation: dashed) and UA (validation: solid, training crops: dotted) per epoch, one colour per fold."""
     plt = _plt()
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6), dpi=110)
     cmap = plt.get_cmap("tab10" if len(histories) <= 10 else "tab20")
@@ -208,10 +210,12 @@ def fold_curves(histories: Mapping[str, List[Dict[str, float]]], path: str | Pat
         a.plot(ep, [h["train_loss"] for h in hist], color=colour, marker=".", label=name)
         a.plot(ep, [h["val_loss"] for h in hist], color=colour, marker=".", ls="--")
         b.plot(ep, [h["val_ua"] for h in hist], color=colour, marker=".", label=name)
+        if all("train_ua" in h for h in hist):
+            b.plot(ep, [h["train_ua"] for h in hist], color=colour, ls=":")
     a.set_title("loss (solid: training crops, dashed: validation clips)", fontsize=9)
     a.set_xlabel("epoch")
     a.set_ylabel("cross-entropy")
-    b.set_title("validation unweighted accuracy", fontsize=9)
+    b.set_title("UA (solid: validation clips, dotted: training crops)", fontsize=9)
     b.set_xlabel("epoch")
     b.set_ylabel("UA")
     b.set_ylim(0, 1)

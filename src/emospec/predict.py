@@ -37,7 +37,7 @@ from .ragged import RaggedAlexNet, pad_waves
 __all__ = ["Prediction", "Timeline", "Recognizer", "load", "SILENCE_DBFS"]
 
 SILENCE_DBFS = -60.0
-"""Clips whose RMS level is below this (dB full scale) are flagged ``silent``."""
+"""Clips whose RMS level is below this (dB full scale) are flagged ``silent`` and get no emotion."""
 ENVELOPE_S = 0.02
 """Resolution of :attr:`Timeline.envelope_min` / ``envelope_max`` in seconds."""
 
@@ -50,11 +50,13 @@ class Prediction:
 
     ``scores`` maps class -> probability (sums to 1); ``embedding`` is the
     256-d FC6 embedding; ``duration_s`` the clip length in seconds; ``silent``
-    is true when the clip's RMS level (DC removed) is below ``SILENCE_DBFS`` (the label is
-    then unreliable).
+    is true when the clip's RMS level (DC removed) is below ``SILENCE_DBFS``.
+    Silence is not an emotion: a silent clip has ``label=None`` and empty
+    ``scores`` (so ``top()`` and ``to_dict()["predictions"]`` are empty too);
+    its ``embedding`` is still given.
     """
 
-    label: str
+    label: Optional[str]
     scores: Dict[str, float]
     embedding: List[float] = field(repr=False)
     duration_s: float
@@ -67,7 +69,10 @@ class Prediction:
         return ranked if k is None else ranked[: max(0, int(k))]
 
     def to_dict(self, top_k: Optional[int] = None, *, embedding: bool = True) -> Dict:
-        """JSON-able dict; ``"predictions"`` is the Hugging Face form ``[{"label", "score"}]``, best first."""
+        """JSON-able dict; ``"predictions"`` is the Hugging Face form ``[{"label", "score"}]``, best first.
+
+        A silent clip gives ``"label": None`` (JSON ``null``), ``"scores": {}`` and ``"predictions": []``.
+        """
         out = {
             "label": self.label,
             "scores": dict(self.scores),
@@ -227,12 +232,14 @@ class Recognizer:
         return "<waveform>" if isinstance(x, (np.ndarray, torch.Tensor)) else describe_source(x)
 
     def _prediction(self, probs: np.ndarray, emb: np.ndarray, wave: np.ndarray, source: str) -> Prediction:
+        """The clip's Prediction; a silent ``wave`` (below ``SILENCE_DBFS``) gets no label and no scores."""
+        silent = bool(_level_dbfs(wave) < SILENCE_DBFS)
         return Prediction(
-            label=self.labels[int(np.argmax(probs))],
-            scores={c: float(p) for c, p in zip(self.labels, probs)},
+            label=None if silent else self.labels[int(np.argmax(probs))],
+            scores={} if silent else {c: float(p) for c, p in zip(self.labels, probs)},
             embedding=[float(v) for v in emb],
             duration_s=wave.size / self.sample_rate_hz,
-            silent=bool(_level_dbfs(wave) < SILENCE_DBFS),
+            silent=silent,
             source=source,
         )
 

@@ -11,7 +11,10 @@ The run directory holds::
     config.json      feature, model and train configs
     labels.json      class names in output order
     norm_stats.json  per-bin mean/std (dB) from the training clips
-    history.json     per-epoch loss, validation UA/WA, learning rate
+    history.json     per-epoch training loss and UA / per-class recall (on the training crops),
+                     validation loss and UA/WA (full clips), learning rate
+    convergence.json training-set recall per class of the best model (full clips), best
+                     epoch, warnings when the budget looks too short (see :func:`convergence`)
     versions.json    python, torch, emospec, git commit ...
 """
 
@@ -34,13 +37,14 @@ from torch.utils.data.distributed import DistributedSampler
 from . import distributed
 from .checkpoint import load_model, load_state, save_model, save_state
 from .config import FeatureConfig, ModelConfig, TrainConfig, save_json, to_dict
+from .convergence import convergence
 from .data.dataset import CropDataset, GroupBalancedSampler, feature_stats
 from .errors import CheckpointError, ConfigError, DataError
 from .evaluate import unweighted_accuracy, weighted_accuracy
 from .model import EmoAlexNet, infer
 from .versions import environment
 
-__all__ = ["FitResult", "fit", "amp_dtype", "resolve_device", "seed_everything"]
+__all__ = ["FitResult", "fit", "convergence", "amp_dtype", "resolve_device", "seed_everything"]
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +57,10 @@ class FitResult:
     run_dir: Path
     best_epoch: int
     best_val_ua: float
-    history: List[Dict[str, float]] = field(default_factory=list)
+    history: List[Dict] = field(default_factory=list)
     world_size: int = 1
+    convergence: Dict = field(default_factory=dict)
+    """:func:`convergence` of this run: training-set UA per class, best epoch, warnings."""
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -72,9 +78,12 @@ def seed_everything(seed: int) -> None:
 
 
 def _schedule(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
+    """The learning-rate scheduler of ``cfg.schedule``; stepped per batch, except ``plateau`` (per epoch, on val UA)."""
     total = cfg.epochs * steps_per_epoch
     if cfg.schedule == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total, pct_start=0.3)
+    if cfg.schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.5, patience=cfg.plateau_patience)
     warm = cfg.warmup_epochs * steps_per_epoch
 
     def factor(step: int) -> float:
@@ -225,19 +234,29 @@ def fit(
         distributed.cleanup(ctx)
 
 
-def _fit(train_feats, train_y, val_feats, val_y, labels: List[str], run_dir: Path, ctx: distributed.DistContext, *,
-         feature_config: FeatureConfig, mcfg: ModelConfig, tcfg: TrainConfig, resume: bool, progress: bool,
-         meta: Optional[Dict], train_groups: Optional[Sequence] = None) -> FitResult:
-    """The training loop of :func:`fit`, in the process described by ``ctx``."""
-    from tqdm.auto import tqdm
+@dataclass
+class _Parts:
+    """Everything one training process builds before its first epoch."""
 
-    main = ctx.is_main
-    if main:
-        run_dir.mkdir(parents=True, exist_ok=True)
+    model: EmoAlexNet
+    net: torch.nn.Module
+    ds: CropDataset
+    sampler: object
+    loader: DataLoader
+    opt: torch.optim.Optimizer
+    sched: object
+    scaler: Optional[torch.amp.GradScaler]
+    weight: Optional[torch.Tensor]
+    aug_gen: torch.Generator
+    autocast_dtype: Optional[torch.dtype]
+
+
+def _build(train_feats, train_y, n_classes: int, ctx: distributed.DistContext, *, feature_config: FeatureConfig,
+           mcfg: ModelConfig, tcfg: TrainConfig, train_groups: Optional[Sequence]) -> _Parts:
+    """Seeded model (with the training clips' per-bin statistics), data pipeline, optimiser and schedule."""
     device = ctx.device
     autocast_dtype = amp_dtype(tcfg.amp, device)
     seed_everything(tcfg.seed)
-
     model = EmoAlexNet(config=mcfg)
     mean, std = feature_stats(train_feats)
     model.set_normalization(mean, std)
@@ -253,28 +272,135 @@ def _fit(train_feats, train_y, val_feats, val_y, labels: List[str], run_dir: Pat
     crop_frames = max(1, int(round(tcfg.crop_s * 1000.0 / feature_config.hop_ms)))
     ds = CropDataset(train_feats, train_y, crop_frames, mean[..., None], seed=tcfg.seed)
     # The order depends only on (seed, epoch), and a world of N sees the same global batches as one process.
+    sampler: object
     if tcfg.balance == "corpus" and train_groups is not None:
         sampler = GroupBalancedSampler(train_groups, seed=tcfg.seed, num_replicas=ctx.world_size, rank=ctx.rank)
     else:
         sampler = DistributedSampler(ds, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=tcfg.seed, drop_last=True)
-    loader = DataLoader(ds, batch_size=tcfg.batch_size // ctx.world_size, sampler=sampler,
+    loader = DataLoader(ds, batch_size=tcfg.batch_size // ctx.world_size, sampler=sampler,  # type: ignore[arg-type]
                         drop_last=len(ds) > tcfg.batch_size, num_workers=tcfg.workers,
                         pin_memory=device.type == "cuda")
     aug_gen = torch.Generator().manual_seed(tcfg.seed + 1 + 7919 * ctx.rank)
 
+    opt: torch.optim.Optimizer
     if tcfg.optimizer == "sgd":
         opt = torch.optim.SGD(model.parameters(), lr=tcfg.lr, momentum=tcfg.momentum, weight_decay=tcfg.weight_decay, nesterov=True)
     else:
         opt = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
     sched = _schedule(opt, tcfg, len(loader))
     scaler = torch.amp.GradScaler("cuda") if autocast_dtype == torch.float16 else None
-
     weight = None
     if tcfg.class_weights:
-        counts = np.bincount(np.asarray(train_y), minlength=len(labels)).astype(np.float64)
-        w = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / len(labels), 0.0)
+        counts = np.bincount(np.asarray(train_y), minlength=n_classes).astype(np.float64)
+        w = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / n_classes, 0.0)
         weight = torch.tensor(w, dtype=torch.float32, device=device)
+    return _Parts(model, net, ds, sampler, loader, opt, sched, scaler, weight, aug_gen, autocast_dtype)
 
+
+def _train_one_epoch(p: _Parts, tcfg: TrainConfig, epoch: int, n_classes: int, ctx: distributed.DistContext) -> Dict:
+    """One pass over the training crops; returns mean loss and per-class accuracy on those crops.
+
+    The accuracy is of the crops as trained on (dropout, SpecAugment and mixup
+    active; with mixup, against each crop's own label): a cheap, slightly
+    pessimistic training-set figure, reduced over processes.
+    """
+    device = ctx.device
+    p.net.train()
+    p.ds.set_epoch(epoch)
+    p.sampler.set_epoch(epoch)  # type: ignore[attr-defined]
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    hits = torch.zeros(2, n_classes, dtype=torch.float64, device=device)  # row 0: right, row 1: seen
+    count = 0
+    for x, y in p.loader:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        xn = p.model.normalize(x)
+        if tcfg.freq_masks or tcfg.time_masks:
+            xn = _spec_augment(xn, tcfg, p.aug_gen)
+        lam, perm = 1.0, None
+        if tcfg.mixup_alpha > 0:
+            lam = float(np.random.default_rng(int(torch.randint(0, 2**31, (1,), generator=p.aug_gen))).beta(tcfg.mixup_alpha, tcfg.mixup_alpha))
+            perm = torch.randperm(x.shape[0], generator=p.aug_gen).to(device)
+            xn = lam * xn + (1 - lam) * xn[perm]
+        with torch.autocast(device.type, dtype=p.autocast_dtype or torch.float32, enabled=p.autocast_dtype is not None):
+            logits = p.net(xn).float()
+        loss = F.cross_entropy(logits, y, weight=p.weight, label_smoothing=tcfg.label_smoothing)
+        if perm is not None:
+            loss = lam * loss + (1 - lam) * F.cross_entropy(logits, y[perm], weight=p.weight, label_smoothing=tcfg.label_smoothing)
+        _step(p, loss, tcfg)
+        total += loss.detach().double() * x.shape[0]
+        count += x.shape[0]
+        right = (logits.detach().argmax(1) == y).double()
+        hits[0].index_add_(0, y, right)
+        hits[1].index_add_(0, y, torch.ones_like(right))
+    sums = distributed.all_reduce_sum(torch.cat([total.reshape(1).cpu(), torch.tensor([float(count)], dtype=torch.float64),
+                                                 hits.cpu().reshape(-1)]), device)
+    seen = sums[2 + n_classes:]
+    recall = [float(r / s) if s > 0 else float("nan") for r, s in zip(sums[2:2 + n_classes], seen)]
+    present = [r for r, s in zip(recall, seen) if s > 0]
+    return {"train_loss": float(sums[0] / max(1.0, float(sums[1]))), "train_ua": float(np.mean(present)) if present else float("nan"),
+            "train_recall": recall}
+
+
+def _step(p: _Parts, loss: torch.Tensor, tcfg: TrainConfig) -> None:
+    """Backward, clip, optimiser step (with loss scaling for fp16) and a per-batch schedule step."""
+    p.opt.zero_grad(set_to_none=True)
+    if p.scaler is not None:
+        p.scaler.scale(loss).backward()
+        p.scaler.unscale_(p.opt)
+    else:
+        loss.backward()
+    if tcfg.grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(p.model.parameters(), tcfg.grad_clip)
+    if p.scaler is not None:
+        p.scaler.step(p.opt)
+        p.scaler.update()
+    else:
+        p.opt.step()
+    if tcfg.schedule != "plateau":
+        p.sched.step()  # type: ignore[attr-defined]
+
+
+def _validate(model: EmoAlexNet, val_feats, val_y, ctx: distributed.DistContext) -> Dict[str, float]:
+    """Validation loss, UA and WA on full-length clips (NaN without validation clips)."""
+    if not len(val_feats):
+        return {"val_loss": float("nan"), "val_ua": float("nan"), "val_wa": float("nan")}
+    vlog = _validation_logits(model, val_feats, ctx)
+    vpred = vlog.argmax(1).numpy()
+    y = np.asarray(val_y)
+    return {"val_loss": float(F.cross_entropy(vlog, torch.as_tensor(y))), "val_ua": unweighted_accuracy(y, vpred),
+            "val_wa": weighted_accuracy(y, vpred)}
+
+
+def _restore(p: _Parts, ck: Dict, run_dir: Path, main: bool) -> Dict[str, torch.Tensor]:
+    """Load a checkpoint's model, optimiser, schedule and RNG state into ``p``; return the best weights so far."""
+    if main:  # a run killed while saving leaves its temp file (tens of MB); the rename never happened
+        for tmp in run_dir.glob(".*.pt.*.tmp"):
+            tmp.unlink(missing_ok=True)
+    best_state: Dict[str, torch.Tensor] = {}
+    if (run_dir / "model.pt").exists():  # before restoring the RNG: building a model draws from it
+        best_state = load_model(run_dir / "model.pt").model.state_dict()
+    p.model.load_state_dict(ck["model"])
+    p.opt.load_state_dict(ck["optimizer"])
+    p.sched.load_state_dict(ck["scheduler"])  # type: ignore[attr-defined]
+    if p.scaler is not None and ck.get("scaler"):
+        p.scaler.load_state_dict(ck["scaler"])
+    torch.set_rng_state(ck["rng_torch"])
+    p.aug_gen.set_state(ck["rng_aug"])
+    return best_state
+
+
+def _fit(train_feats, train_y, val_feats, val_y, labels: List[str], run_dir: Path, ctx: distributed.DistContext, *,
+         feature_config: FeatureConfig, mcfg: ModelConfig, tcfg: TrainConfig, resume: bool, progress: bool,
+         meta: Optional[Dict], train_groups: Optional[Sequence] = None) -> FitResult:
+    """The training loop of :func:`fit`, in the process described by ``ctx``: build -> resume -> epochs -> check."""
+    from tqdm.auto import tqdm
+
+    main = ctx.is_main
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    p = _build(train_feats, train_y, len(labels), ctx, feature_config=feature_config, mcfg=mcfg, tcfg=tcfg,
+               train_groups=train_groups)
+    model = p.model
     cfg_dict = {"feature": to_dict(feature_config), "model": to_dict(mcfg), "train": to_dict(tcfg)}
     ckpt_path = run_dir / "checkpoint.pt"
     ck = None
@@ -286,28 +412,18 @@ def _fit(train_feats, train_y, val_feats, val_y, labels: List[str], run_dir: Pat
             raise CheckpointError(f"{ckpt_path}: was written with another configuration; cannot resume")
     env = environment()
     if main:
+        mean, std = model.input_mean[..., 0].cpu(), model.input_std[..., 0].cpu()
         save_json(run_dir / "config.json", cfg_dict)
         save_json(run_dir / "labels.json", labels)
         save_json(run_dir / "norm_stats.json", {"mean_db": mean.tolist(), "std_db": std.tolist(), "shape": "(3, n_mels)"})
         save_json(run_dir / "versions.json", env)
     model_meta = {"config": cfg_dict, "versions": env, **(meta or {})}
 
-    history: List[Dict[str, float]] = []
+    history: List[Dict] = []
     start_epoch, best_ua, best_epoch, bad_epochs = 0, -1.0, -1, 0
     best_state: Dict[str, torch.Tensor] = {}
     if ck is not None:
-        if main:  # a run killed while saving leaves its temp file (tens of MB); the rename never happened
-            for tmp in run_dir.glob(".*.pt.*.tmp"):
-                tmp.unlink(missing_ok=True)
-        if (run_dir / "model.pt").exists():  # before restoring the RNG: building a model draws from it
-            best_state = load_model(run_dir / "model.pt").model.state_dict()
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
-        if scaler is not None and ck.get("scaler"):
-            scaler.load_state_dict(ck["scaler"])
-        torch.set_rng_state(ck["rng_torch"])
-        aug_gen.set_state(ck["rng_aug"])
+        best_state = _restore(p, ck, run_dir, main)
         start_epoch, best_ua, best_epoch, bad_epochs = ck["epoch"] + 1, ck["best_ua"], ck["best_epoch"], ck["bad_epochs"]
         history = list(ck["history"])
         log.info("resuming %s at epoch %d (best UA %.3f at epoch %d)", run_dir, start_epoch, best_ua, best_epoch)
@@ -318,56 +434,13 @@ def _fit(train_feats, train_y, val_feats, val_y, labels: List[str], run_dir: Pat
     for epoch in epochs:
         if stop:
             break
-        net.train()
-        ds.set_epoch(epoch)
-        sampler.set_epoch(epoch)
-        total = torch.zeros((), dtype=torch.float64, device=device)
-        count = 0
-        for x, y in loader:
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            xn = model.normalize(x)
-            if tcfg.freq_masks or tcfg.time_masks:
-                xn = _spec_augment(xn, tcfg, aug_gen)
-            if tcfg.mixup_alpha > 0:
-                lam = float(np.random.default_rng(int(torch.randint(0, 2**31, (1,), generator=aug_gen))).beta(tcfg.mixup_alpha, tcfg.mixup_alpha))
-                perm = torch.randperm(x.shape[0], generator=aug_gen).to(device)
-                xn = lam * xn + (1 - lam) * xn[perm]
-            with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
-                logits = net(xn).float()
-            loss = F.cross_entropy(logits, y, weight=weight, label_smoothing=tcfg.label_smoothing)
-            if tcfg.mixup_alpha > 0:
-                loss = lam * loss + (1 - lam) * F.cross_entropy(logits, y[perm], weight=weight, label_smoothing=tcfg.label_smoothing)
-            opt.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.unscale_(opt)
-            else:
-                loss.backward()
-            if tcfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip)
-            if scaler is not None:
-                scaler.step(opt)
-                scaler.update()
-            else:
-                opt.step()
-            sched.step()
-            total += loss.detach().double() * x.shape[0]
-            count += x.shape[0]
-        sums = distributed.all_reduce_sum(torch.stack([total.cpu(), torch.tensor(float(count), dtype=torch.float64)]), device)
-        train_loss = float(sums[0] / max(1.0, float(sums[1])))
-        if len(val_feats):
-            vlog = _validation_logits(model, val_feats, ctx)
-            vpred = vlog.argmax(1).numpy()
-            val_ua = unweighted_accuracy(np.asarray(val_y), vpred)
-            val_wa = weighted_accuracy(np.asarray(val_y), vpred)
-            val_loss = float(F.cross_entropy(vlog, torch.as_tensor(np.asarray(val_y))))
-        else:
-            val_ua = val_wa = val_loss = float("nan")
-        rec = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_ua": val_ua, "val_wa": val_wa,
-               "lr": float(opt.param_groups[0]["lr"])}
+        rec = {"epoch": epoch, **_train_one_epoch(p, tcfg, epoch, len(labels), ctx), **_validate(model, val_feats, val_y, ctx),
+               "lr": float(p.opt.param_groups[0]["lr"])}
         history.append(rec)
-        improved = (val_ua > best_ua) or (not len(val_feats))
-        if improved:
+        val_ua = rec["val_ua"]
+        if tcfg.schedule == "plateau" and len(val_feats):
+            p.sched.step(val_ua)  # type: ignore[attr-defined]
+        if (val_ua > best_ua) or (not len(val_feats)):
             best_ua, best_epoch, bad_epochs = val_ua, epoch, 0
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             if main:
@@ -378,18 +451,38 @@ def _fit(train_feats, train_y, val_feats, val_y, labels: List[str], run_dir: Pat
         stop = bad_epochs >= tcfg.patience
         if main:
             save_state(ckpt_path, {
-                "config": cfg_dict, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                "scheduler": sched.state_dict(), "scaler": scaler.state_dict() if scaler is not None else None,
-                "rng_torch": torch.get_rng_state(), "rng_aug": aug_gen.get_state(), "epoch": epoch,
+                "config": cfg_dict, "model": model.state_dict(), "optimizer": p.opt.state_dict(),
+                "scheduler": p.sched.state_dict(), "scaler": p.scaler.state_dict() if p.scaler is not None else None,  # type: ignore[attr-defined]
+                "rng_torch": torch.get_rng_state(), "rng_aug": p.aug_gen.get_state(), "epoch": epoch,
                 "best_ua": best_ua, "best_epoch": best_epoch, "bad_epochs": bad_epochs, "history": history,
             })
             save_json(run_dir / "history.json", history)
-        epochs.set_postfix(loss=f"{train_loss:.3f}", val_ua=f"{val_ua:.3f}", best=f"{best_ua:.3f}")
-        log.info("epoch %d loss %.4f val UA %.3f WA %.3f", epoch, train_loss, val_ua, val_wa)
+        epochs.set_postfix(loss=f"{rec['train_loss']:.3f}", train_ua=f"{rec['train_ua']:.3f}", val_ua=f"{val_ua:.3f}", best=f"{best_ua:.3f}")
+        log.info("epoch %d loss %.4f train UA %.3f val UA %.3f WA %.3f", epoch, rec["train_loss"], rec["train_ua"], val_ua, rec["val_wa"])
     epochs.close()
     distributed.barrier()  # rank 0 has written its files
     best = EmoAlexNet(config=mcfg)  # from memory: every rank holds the same weights, no shared disk needed
     best.load_state_dict(best_state or model.state_dict())
-    best.eval().to(device)
+    best.eval().to(ctx.device)
+    conv = convergence(history, epochs=tcfg.epochs, patience=tcfg.patience, labels=labels,
+                       train_recall_full=_full_clip_recall(best, train_feats, train_y, len(labels), ctx, seed=tcfg.seed))
+    if main:
+        save_json(run_dir / "convergence.json", conv)
+    for w in conv["warnings"]:
+        log.warning("%s: %s", run_dir, w)
     return FitResult(model=best, run_dir=run_dir, best_epoch=best_epoch, best_val_ua=best_ua, history=history,
-                     world_size=ctx.world_size)
+                     world_size=ctx.world_size, convergence=conv)
+
+
+TRAIN_CHECK_CLIPS = 240
+"""How many full training clips (stratified, fixed by the seed) :func:`fit` re-scores with the best model."""
+
+
+def _full_clip_recall(model: EmoAlexNet, feats, y, n_classes: int, ctx: distributed.DistContext, *, seed: int) -> List[float]:
+    """Per-class recall of ``model`` on up to :data:`TRAIN_CHECK_CLIPS` full training clips (eval mode)."""
+    y = np.asarray(y)
+    rng = np.random.default_rng(seed)
+    per = max(1, TRAIN_CHECK_CLIPS // n_classes)
+    pick = np.sort(np.concatenate([rng.permutation(np.flatnonzero(y == c))[:per] for c in range(n_classes)]))
+    pred = _validation_logits(model, [feats[i] for i in pick], ctx).argmax(1).numpy()
+    return [float(np.mean(pred[y[pick] == c] == c)) if np.any(y[pick] == c) else float("nan") for c in range(n_classes)]

@@ -5,6 +5,7 @@ Corpus names (``emospec prepare NAME ROOT``, ``emospec train --corpus NAME[:ROOT
 =================  ==========================================================
 ``ravdess``        ``Actor_XX/03-01-EE-II-SS-RR-AA.wav``
 ``emovo``          ``<spk>/<emo>-<spk>-<sent>.wav``
+``nemo``           ``samples/<SPK>_<emotion>_<N>.wav`` + ``data.tsv`` (matched on the stem)
 ``iemocap``        ``SessionN/...`` release, or the ``df_iemocap.csv`` label table
 ``crema-d``        ``AudioWAV/1001_DFA_ANG_XX.wav``, acted labels
 ``crema-d-votes``  the same clips labelled by the crowd's voice-only vote
@@ -19,24 +20,26 @@ Corpus names (``emospec prepare NAME ROOT``, ``emospec train --corpus NAME[:ROOT
 from __future__ import annotations
 
 import os
+import re
 from functools import partial
 from pathlib import Path
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ..errors import DataError
-from . import cremad, emodb, emovo, folder, iemocap, ravdess, savee, tess
+from . import cremad, emodb, emovo, folder, iemocap, nemo, ravdess, savee, tess
 from .labels import CLASSES4, relabel
 from .manifest import Utterance
 from .paths import find_data_root
 from .scan import drop_duplicates
 
-__all__ = ["LOADERS", "DEFAULT_DIRS", "prepare_corpus", "four_class", "parse_spec", "load_corpora"]
+__all__ = ["LOADERS", "DEFAULT_DIRS", "prepare_corpus", "four_class", "parse_spec", "parse_named_spec", "load_corpora"]
 
 Loader = Callable[..., Tuple[List[Utterance], List[str]]]
 
 LOADERS: Dict[str, Loader] = {
     "ravdess": ravdess.prepare,
     "emovo": emovo.prepare,
+    "nemo": nemo.prepare,
     "iemocap": iemocap.prepare,
     "crema-d": cremad.prepare,
     "crema-d-votes": partial(cremad.prepare, votes=True),
@@ -85,6 +88,40 @@ def parse_spec(spec: str) -> Tuple[str, Optional[str]]:
     """``'ravdess:/data/RAVDESS'`` -> ``('ravdess', '/data/RAVDESS')``; ``'emovo'`` -> ``('emovo', None)``."""
     name, _, root = spec.partition(":")
     return _key(name.strip()), (root or None)
+
+
+_SET_NAME = re.compile(r"^[\w.-]+$")
+
+
+def parse_named_spec(spec: str) -> Tuple[str, str, Optional[str]]:
+    """``[NAME=]LOADER[:ROOT]`` -> ``(name, loader, root)``: a corpus spec that also names its data set.
+
+    Without ``NAME=`` a ``folder`` (or ``manifest``) set is named after its
+    folder (file stem), any other after its loader, so that several folder
+    sets get distinct names. The name is used in reports and file names.
+
+    Examples
+    --------
+    >>> parse_named_spec("folder:/data/calls"), parse_named_spec("emovo"), parse_named_spec("it=emovo:/x")
+    (('calls', 'folder', '/data/calls'), ('emovo', 'emovo', None), ('it', 'emovo', '/x'))
+
+    Raises
+    ------
+    DataError
+        If the loader is unknown or ``NAME`` is empty or not made of letters, digits, ``.``, ``_`` and ``-``.
+    """
+    head, _, root = spec.partition(":")
+    given, eq, loader = head.rpartition("=")
+    name, root_or_none = _key(loader.strip()), (root or None)
+    if eq:
+        if not _SET_NAME.match(given.strip()):
+            raise DataError(f"{spec!r}: data set name {given.strip()!r} must be letters, digits, '.', '_' or '-'")
+        return given.strip(), name, root_or_none
+    if name in ("folder", "manifest") and root_or_none:
+        path = Path(root_or_none).resolve()
+        default = re.sub(r"[^\w.-]+", "_", path.stem if name == "manifest" else path.name).strip("_")
+        return default or name, name, root_or_none
+    return name, name, root_or_none
 
 
 def load_corpora(specs: Sequence[str], *, data: Optional[str | os.PathLike] = None,

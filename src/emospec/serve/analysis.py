@@ -90,6 +90,9 @@ def prediction(rec: Recognizer, wave: np.ndarray, source: str, *, timeline: Opti
                features_frames: Optional[int] = None, limits: Limits = Limits()) -> Dict:
     """``Recognizer.predict`` as JSON (no embedding), plus the timeline / spectrogram image on request.
 
+    A silent clip has ``"label": None`` and empty ``"scores"`` / ``"predictions"``
+    (see :class:`~emospec.predict.Prediction`).
+
     ``timeline`` is ``(window_s, hop_s)``; ``features_frames`` the image width
     (see :func:`spectrogram_image`).
     """

@@ -13,6 +13,9 @@ Endpoints (all JSON; errors are ``{"error": short reason, "detail": one line}``)
 ``GET  /docs``           OpenAPI docs (Swagger UI loads its JS from a CDN)
 =======================  =====================================================
 
+A silent clip (``"silent": true``, below -60 dBFS) has no emotion: ``"label": null``, ``"scores": {}``,
+``"predictions": []``.
+
 POST bodies are a multipart upload in the field ``file`` or the raw audio bytes.
 Uploads are read with a size limit checked while streaming (413), decoded in
 memory, and analysed in a worker thread; an :class:`anyio.CapacityLimiter`
@@ -228,7 +231,8 @@ def create_app(model: Recognizer | str | os.PathLike | None = None, *, max_uploa
         features: bool = Query(False, description="also return the 3D log-Mel image (see /api/v1/features)"),
         max_frames: int = Query(400, ge=16, le=4000, description="width of the log-Mel image in columns"),
     ) -> Dict[str, Any]:
-        """Label, per-class scores, duration and a silence flag; optional timeline and log-Mel image."""
+        """Label, per-class scores, duration and a silence flag (silent: label null, scores {});
+        optional timeline and log-Mel image."""
         return await analyse(request, lambda wave, name: analysis.prediction(
             rec, wave, name, timeline=(window_s, hop_s) if timeline else None,
             features_frames=max_frames if features else None, limits=limits))

@@ -25,7 +25,7 @@ from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.types import Message
 
-from ..errors import EmospecError
+from ..errors import ApiError
 
 __all__ = ["ApiError", "Upload", "read_upload", "MULTIPART_OVERHEAD_BYTES"]
 
@@ -33,16 +33,6 @@ MULTIPART_OVERHEAD_BYTES = 16 * 1024
 """Room for multipart boundaries and part headers on top of the file size limit."""
 
 _MAX_NAME_CHARS = 120
-
-
-class ApiError(EmospecError):
-    """An error answered as JSON ``{"error": short reason, "detail": one line}`` with ``status``."""
-
-    def __init__(self, status: int, error: str, detail: str = ""):
-        super().__init__(f"{error}: {detail}" if detail else error)
-        self.status = int(status)
-        self.error = error
-        self.detail = detail
 
 
 @dataclass(frozen=True)

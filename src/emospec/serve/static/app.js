@@ -137,17 +137,21 @@ function showPlayer(blob) {
 // ------------------------------------------------------------------ drawing
 function render(result, name) {
   $("result").hidden = false;
-  $("label").textContent = result.label;
+  // silence is not an emotion: a silent clip comes back with label null and no scores, so no bars
+  $("label").textContent = result.silent ? "silent — no emotion" : result.label;
+  $("label").classList.toggle("silent", Boolean(result.silent));
   $("meta").textContent = `${result.duration_s.toFixed(2)} s · ${name}`;
   $("silent-warning").hidden = !result.silent;
   renderBars(result);
   if (result.features) renderSpectrogram(result.features);
-  renderTimeline(result.timeline, Object.keys(result.scores));
+  renderTimeline(result.timeline, result.timeline ? result.timeline.labels : []);
 }
 
 function renderBars(result) {
   const bars = $("bars");
   bars.replaceChildren();
+  bars.hidden = Boolean(result.silent);
+  if (result.silent) return;
   Object.keys(result.scores).forEach((label, i) => {
     const p = result.scores[label];
     const row = document.createElement("div");

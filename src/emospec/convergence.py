@@ -1,0 +1,98 @@
+"""Did a training run converge? Pure checks on :func:`emospec.train.fit`'s history.
+
+A recipe compared while its loss is still falling says nothing about the
+others, so every run records its own evidence (``convergence.json``): the best
+validation epoch against the budget, the final training loss, and the kept
+model's recall per class on full training clips, with plain-language warnings
+when the model has not fit its training data or the budget ran out while
+validation UA was still rising.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Mapping, Optional, Sequence
+
+import numpy as np
+
+__all__ = ["LOW_TRAIN_UA", "LOW_CLASS_RECALL", "convergence", "format_convergence"]
+
+LOW_TRAIN_UA = 0.9
+"""Below this training-set UA (full clips, best model) :func:`convergence` says the model has not fit its data."""
+LOW_CLASS_RECALL = 0.7
+"""Below this recall of a class on its own training clips :func:`convergence` names the class."""
+
+
+def convergence(history: Sequence[Dict], *, epochs: int, patience: int, labels: Sequence[str],
+                train_recall_full: Optional[Sequence[float]] = None) -> Dict:
+    """Did training converge? Measured facts and plain-language warnings.
+
+    Parameters
+    ----------
+    history
+        :func:`fit`'s per-epoch records (``train_loss``, ``train_ua``, ``val_ua``, ...).
+    epochs, patience
+        The budget and the early-stopping patience the run had.
+    labels
+        Class names, for per-class figures.
+    train_recall_full
+        Per-class recall of the best model on full training clips.
+
+    Returns
+    -------
+    dict
+        ``best_epoch`` / ``epochs_run`` (1-based), ``final_train_loss``,
+        ``train_ua_full`` and ``train_recall_full`` (class -> recall),
+        ``loss_drop_last_quarter`` (relative fall of the training loss over
+        the last quarter of the epochs run), ``early_stopped`` and
+        ``warnings`` (empty when the run looks converged): the best
+        validation epoch in the last tenth of the budget (the budget was too
+        short), or a training-set UA below :data:`LOW_TRAIN_UA` or a class
+        recognised on fewer than 70 % of its training clips (the model has
+        not fit its data).
+    """
+    if not history:
+        return {"epochs_run": 0, "warnings": ["no epoch was trained"]}
+    val = np.array([h.get("val_ua", float("nan")) for h in history], dtype=float)
+    has_val = bool(np.isfinite(val).any())
+    best = int(np.nanargmax(val)) + 1 if has_val else len(history)
+    run = len(history)
+    early = run < epochs
+    losses = [h["train_loss"] for h in history]
+    q = max(1, run // 4)
+    drop = (losses[-q - 1] - losses[-1]) / losses[-q - 1] if run > q and losses[-q - 1] > 0 else float("nan")
+    out: Dict = {"best_epoch": best, "epochs_run": run, "epochs": epochs, "early_stopped": early,
+                 "final_train_loss": float(losses[-1]), "final_train_ua_crops": float(history[-1].get("train_ua", float("nan"))),
+                 "loss_drop_last_quarter": float(drop), "warnings": []}
+    if train_recall_full is not None:
+        rec = {str(c): float(r) for c, r in zip(labels, train_recall_full)}
+        present = [r for r in rec.values() if np.isfinite(r)]
+        out["train_recall_full"] = rec
+        out["train_ua_full"] = float(np.mean(present)) if present else float("nan")
+        if present and out["train_ua_full"] < LOW_TRAIN_UA:
+            out["warnings"].append(f"the kept model (best validation epoch {best} of {run}) has a training-set UA of "
+                                   f"{out['train_ua_full']:.2f} (< {LOW_TRAIN_UA}): it has not fit its own training clips; "
+                                   "train longer, or check that the validation speakers are enough to choose an epoch")
+        weak = [f"{c} {r:.2f}" for c, r in rec.items() if np.isfinite(r) and r < LOW_CLASS_RECALL]
+        if weak:
+            out["warnings"].append("classes recognised on fewer than 70 % of their own training clips: " + ", ".join(weak))
+    if has_val and not early and best > run - max(1, epochs // 10):
+        out["warnings"].append(f"the best validation epoch is {best} of {run}: validation UA was still rising when "
+                               "the budget ran out; try more epochs")
+    return out
+
+
+def format_convergence(conv: Mapping) -> str:
+    """One line from :func:`emospec.train.convergence`: best epoch, training fit per class, warnings.
+
+    >>> format_convergence({"best_epoch": 72, "epochs_run": 100, "final_train_loss": 0.09, "warnings": [],
+    ...                     "train_ua_full": 0.99, "train_recall_full": {"neutral": 1.0, "sad": 0.98}})
+    'best epoch 72 of 100, final training loss 0.090, training-set UA 0.99 (neutral 1.00, sad 0.98): converged'
+    """
+    if not conv or "best_epoch" not in conv:
+        return "convergence: not recorded"
+    text = f"best epoch {conv['best_epoch']} of {conv['epochs_run']}, final training loss {conv['final_train_loss']:.3f}"
+    if "train_recall_full" in conv:
+        per = ", ".join(f"{c} {r:.2f}" for c, r in conv["train_recall_full"].items())
+        text += f", training-set UA {conv['train_ua_full']:.2f} ({per})"
+    warnings = conv.get("warnings") or []
+    return text + (": converged" if not warnings else ": NOT CONVERGED: " + "; ".join(warnings))
