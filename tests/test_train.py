@@ -164,3 +164,35 @@ def test_plateau_schedule_halves_the_rate_when_validation_stalls(real_feats, tmp
         if bad > 1:
             lr, bad = lr / 2, 0
     assert lrs == pytest.approx(expected) and min(lrs) < 1e-3, lrs  # replayed, and it did halve
+
+
+def test_select_last_keeps_the_final_epoch_not_the_best_validation_one(real_feats, tmp_path):
+    from emospec.checkpoint import load_state
+
+    feats, y, classes = real_feats
+    cfg = TrainConfig(epochs=4, batch_size=4, crop_s=0.5, seed=2, patience=100, select="last")
+    res = fit(feats, y, feats[:4], y[:4], classes, tmp_path / "last", train_config=cfg, progress=False)
+    assert res.best_epoch == 3 and res.convergence["kept_epoch"] == 4 and res.convergence["select"] == "last"
+    assert res.best_val_ua == res.history[-1]["val_ua"]  # the kept model's own validation UA, not the best one
+    final = load_state(tmp_path / "last" / "checkpoint.pt")["model"]  # the weights after the last epoch
+    kept = load_model(tmp_path / "last").model.state_dict()
+    assert all(torch.equal(final[k], kept[k]) for k in final)
+    assert all(torch.equal(final[k], res.model.state_dict()[k].cpu()) for k in final)
+    assert load_model(tmp_path / "last").meta["select"] == "last"
+
+
+def test_select_last_trains_on_every_clip_without_validation(real_feats, tmp_path):
+    from emospec.errors import ConfigError
+    from emospec.data.manifest import Utterance
+    from emospec.experiment import validation_split
+
+    rows = [Utterance(f"{i}.wav", "x", str(i), f"s{i % 4}", "f", "neutral", "neutral") for i in range(8)]
+    idx = np.arange(8)
+    fit_idx, val_idx = validation_split(rows, idx, np.zeros(8, int), speaker_independent=True, fraction=0.0, seed=0)
+    assert fit_idx.tolist() == idx.tolist() and val_idx.size == 0
+    with pytest.raises(ConfigError, match="select='last'"):
+        TrainConfig(val_fraction=0.0)  # nothing would choose the epoch
+    feats, y, classes = real_feats
+    res = fit(feats, y, [], [], classes, tmp_path / "all", progress=False,
+              train_config=TrainConfig(epochs=2, batch_size=4, crop_s=0.5, val_fraction=0.0, select="last"))
+    assert res.best_epoch == 1 and np.isnan(res.best_val_ua)

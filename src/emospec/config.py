@@ -148,6 +148,10 @@ SCHEDULES = ("cosine", "onecycle", "constant", "plateau")
 validation UA has not improved for ``plateau_patience`` epochs)."""
 
 
+SELECTS = ("best", "last")
+"""Which epoch's model :func:`emospec.train.fit` keeps (:attr:`TrainConfig.select`)."""
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """How :func:`emospec.train.fit` trains.
@@ -155,6 +159,9 @@ class TrainConfig:
     Batches are fixed-length random crops of ``crop_s`` seconds (shorter clips
     are padded with the normalised mean, i.e. zeros); evaluation uses the full
     clip. Early stopping watches validation unweighted accuracy (UA).
+    ``select`` is the model kept: ``"best"``, the epoch of the best
+    validation UA, or ``"last"``, the final epoch (validation is then only
+    watched, and ``val_fraction=0`` trains on every training clip).
 
     ``batch_size`` is the global batch: under ``torchrun`` with N processes
     each takes ``batch_size / N`` clips per step (N must divide it), so a
@@ -181,6 +188,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     patience: int = 8
     val_fraction: float = 0.1
+    select: str = "best"  # "best" (validation UA) or "last"
     seed: int = 0
     freq_masks: int = 0
     freq_mask_bins: int = 16
@@ -212,8 +220,10 @@ class TrainConfig:
             raise ConfigError(f"TrainConfig.crop_s must be > 0, got {self.crop_s}")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError(f"TrainConfig.label_smoothing must be in [0, 1), got {self.label_smoothing}")
-        if not 0.0 < self.val_fraction < 0.5:
-            raise ConfigError(f"TrainConfig.val_fraction must be in (0, 0.5), got {self.val_fraction}")
+        if self.select not in SELECTS:
+            raise ConfigError(f"TrainConfig.select must be one of {', '.join(SELECTS)}, got {self.select!r}")
+        if not 0.0 <= self.val_fraction < 0.5 or (self.val_fraction == 0.0 and self.select != "last"):
+            raise ConfigError(f"TrainConfig.val_fraction must be in (0, 0.5) ([0, 0.5) with select='last'), got {self.val_fraction}")
         if self.patience < 1:
             raise ConfigError(f"TrainConfig.patience must be >= 1, got {self.patience}")
         if self.amp not in ("auto", "bf16", "fp16", "off"):

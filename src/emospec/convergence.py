@@ -23,7 +23,7 @@ LOW_CLASS_RECALL = 0.7
 
 
 def convergence(history: Sequence[Dict], *, epochs: int, patience: int, labels: Sequence[str],
-                train_recall_full: Optional[Sequence[float]] = None) -> Dict:
+                train_recall_full: Optional[Sequence[float]] = None, select: str = "best") -> Dict:
     """Did training converge? Measured facts and plain-language warnings.
 
     Parameters
@@ -35,12 +35,15 @@ def convergence(history: Sequence[Dict], *, epochs: int, patience: int, labels: 
     labels
         Class names, for per-class figures.
     train_recall_full
-        Per-class recall of the best model on full training clips.
+        Per-class recall of the kept model on full training clips.
+    select
+        Which model was kept (:attr:`~emospec.config.TrainConfig.select`):
+        the best validation epoch's or the last one's.
 
     Returns
     -------
     dict
-        ``best_epoch`` / ``epochs_run`` (1-based), ``final_train_loss``,
+        ``best_epoch`` (of validation UA) / ``kept_epoch`` / ``epochs_run`` (1-based), ``final_train_loss``,
         ``train_ua_full`` and ``train_recall_full`` (class -> recall),
         ``loss_drop_last_quarter`` (relative fall of the training loss over
         the last quarter of the epochs run), ``early_stopped`` and
@@ -60,7 +63,8 @@ def convergence(history: Sequence[Dict], *, epochs: int, patience: int, labels: 
     losses = [h["train_loss"] for h in history]
     q = max(1, run // 4)
     drop = (losses[-q - 1] - losses[-1]) / losses[-q - 1] if run > q and losses[-q - 1] > 0 else float("nan")
-    out: Dict = {"best_epoch": best, "epochs_run": run, "epochs": epochs, "early_stopped": early,
+    kept = run if select == "last" else best
+    out: Dict = {"best_epoch": best, "kept_epoch": kept, "select": select, "epochs_run": run, "epochs": epochs, "early_stopped": early,
                  "final_train_loss": float(losses[-1]), "final_train_ua_crops": float(history[-1].get("train_ua", float("nan"))),
                  "loss_drop_last_quarter": float(drop), "warnings": []}
     if train_recall_full is not None:
@@ -69,7 +73,7 @@ def convergence(history: Sequence[Dict], *, epochs: int, patience: int, labels: 
         out["train_recall_full"] = rec
         out["train_ua_full"] = float(np.mean(present)) if present else float("nan")
         if present and out["train_ua_full"] < LOW_TRAIN_UA:
-            out["warnings"].append(f"the kept model (best validation epoch {best} of {run}) has a training-set UA of "
+            out["warnings"].append(f"the kept model ({'last' if select == 'last' else 'best validation'} epoch {kept} of {run}) has a training-set UA of "
                                    f"{out['train_ua_full']:.2f} (< {LOW_TRAIN_UA}): it has not fit its own training clips; "
                                    "train longer, or check that the validation speakers are enough to choose an epoch")
         weak = [f"{c} {r:.2f}" for c, r in rec.items() if np.isfinite(r) and r < LOW_CLASS_RECALL]
@@ -90,7 +94,11 @@ def format_convergence(conv: Mapping) -> str:
     """
     if not conv or "best_epoch" not in conv:
         return "convergence: not recorded"
-    text = f"best epoch {conv['best_epoch']} of {conv['epochs_run']}, final training loss {conv['final_train_loss']:.3f}"
+    if conv.get("select") == "last":
+        text = f"last epoch kept ({conv['epochs_run']}; best validation epoch {conv['best_epoch']})"
+    else:
+        text = f"best epoch {conv['best_epoch']} of {conv['epochs_run']}"
+    text += f", final training loss {conv['final_train_loss']:.3f}"
     if "train_recall_full" in conv:
         per = ", ".join(f"{c} {r:.2f}" for c, r in conv["train_recall_full"].items())
         text += f", training-set UA {conv['train_ua_full']:.2f} ({per})"

@@ -52,8 +52,10 @@ def validation_split(
 
     Speaker-independent: whole speakers (about ``fraction`` of them, at least
     one, gender-balanced when known) go to validation. Otherwise a stratified
-    random ``fraction``.
+    random ``fraction``. ``fraction=0`` keeps every clip for fitting (no validation).
     """
+    if fraction == 0:
+        return np.asarray(train_idx), np.asarray(train_idx)[:0]
     speakers = [rows[i].speaker for i in train_idx]
     if speaker_independent and len(set(speakers)) >= 3:
         n_val = max(1, int(round(len(set(speakers)) * fraction)))

@@ -420,11 +420,12 @@ def _fit(train_feats, train_y, val_feats, val_y, labels: List[str], run_dir: Pat
     model_meta = {"config": cfg_dict, "versions": env, **(meta or {})}
 
     history: List[Dict] = []
-    start_epoch, best_ua, best_epoch, bad_epochs = 0, -1.0, -1, 0
+    start_epoch, best_ua, best_epoch, bad_epochs, kept_ua = 0, -1.0, -1, 0, float("nan")
     best_state: Dict[str, torch.Tensor] = {}
     if ck is not None:
         best_state = _restore(p, ck, run_dir, main)
         start_epoch, best_ua, best_epoch, bad_epochs = ck["epoch"] + 1, ck["best_ua"], ck["best_epoch"], ck["bad_epochs"]
+        kept_ua = ck.get("kept_ua", best_ua)
         history = list(ck["history"])
         log.info("resuming %s at epoch %d (best UA %.3f at epoch %d)", run_dir, start_epoch, best_ua, best_epoch)
 
@@ -440,21 +441,26 @@ def _fit(train_feats, train_y, val_feats, val_y, labels: List[str], run_dir: Pat
         val_ua = rec["val_ua"]
         if tcfg.schedule == "plateau" and len(val_feats):
             p.sched.step(val_ua)  # type: ignore[attr-defined]
-        if (val_ua > best_ua) or (not len(val_feats)):
-            best_ua, best_epoch, bad_epochs = val_ua, epoch, 0
+        improved = val_ua > best_ua or not len(val_feats)
+        best_ua, bad_epochs = (val_ua, 0) if improved else (best_ua, bad_epochs + 1)
+        stop = bad_epochs >= tcfg.patience
+        if tcfg.select == "best" and improved:
+            best_epoch, kept_ua = epoch, val_ua
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             if main:
                 save_model(run_dir / "model.pt", model, feature_config, labels,
                            {**model_meta, "best_epoch": epoch, "best_val_ua": val_ua})
-        else:
-            bad_epochs += 1
-        stop = bad_epochs >= tcfg.patience
+        elif tcfg.select == "last" and (stop or epoch == tcfg.epochs - 1):  # the final epoch, written once
+            best_epoch, kept_ua, best_state = epoch, val_ua, {}
+            if main:
+                save_model(run_dir / "model.pt", model, feature_config, labels,
+                           {**model_meta, "best_epoch": epoch, "best_val_ua": val_ua, "select": "last"})
         if main:
             save_state(ckpt_path, {
                 "config": cfg_dict, "model": model.state_dict(), "optimizer": p.opt.state_dict(),
                 "scheduler": p.sched.state_dict(), "scaler": p.scaler.state_dict() if p.scaler is not None else None,  # type: ignore[attr-defined]
                 "rng_torch": torch.get_rng_state(), "rng_aug": p.aug_gen.get_state(), "epoch": epoch,
-                "best_ua": best_ua, "best_epoch": best_epoch, "bad_epochs": bad_epochs, "history": history,
+                "best_ua": best_ua, "best_epoch": best_epoch, "kept_ua": kept_ua, "bad_epochs": bad_epochs, "history": history,
             })
             save_json(run_dir / "history.json", history)
         epochs.set_postfix(loss=f"{rec['train_loss']:.3f}", train_ua=f"{rec['train_ua']:.3f}", val_ua=f"{val_ua:.3f}", best=f"{best_ua:.3f}")
@@ -462,15 +468,15 @@ def _fit(train_feats, train_y, val_feats, val_y, labels: List[str], run_dir: Pat
     epochs.close()
     distributed.barrier()  # rank 0 has written its files
     best = EmoAlexNet(config=mcfg)  # from memory: every rank holds the same weights, no shared disk needed
-    best.load_state_dict(best_state or model.state_dict())
+    best.load_state_dict(best_state or model.state_dict())  # select="last" keeps the model as it ended
     best.eval().to(ctx.device)
-    conv = convergence(history, epochs=tcfg.epochs, patience=tcfg.patience, labels=labels,
+    conv = convergence(history, epochs=tcfg.epochs, patience=tcfg.patience, labels=labels, select=tcfg.select,
                        train_recall_full=_full_clip_recall(best, train_feats, train_y, len(labels), ctx, seed=tcfg.seed))
     if main:
         save_json(run_dir / "convergence.json", conv)
     for w in conv["warnings"]:
         log.warning("%s: %s", run_dir, w)
-    return FitResult(model=best, run_dir=run_dir, best_epoch=best_epoch, best_val_ua=best_ua, history=history,
+    return FitResult(model=best, run_dir=run_dir, best_epoch=best_epoch, best_val_ua=kept_ua, history=history,
                      world_size=ctx.world_size, convergence=conv)
 
 
