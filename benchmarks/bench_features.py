@@ -15,10 +15,11 @@ from _common import (DATA, Row, interleaved, paired_ratio, ravdess_paths, scalin
                      time_calls)
 
 from emospec.audio import load
-from emospec.config import FeatureConfig
 from emospec.features import extract, extract_many
+from emospec.recipe import RECIPES
 
-CFG = FeatureConfig()
+CFG = RECIPES["paper"].features
+"""The paper's features (128 bands, no floor): librosa's ``power_to_db(top_db=None)`` twin, the figures in the README."""
 
 
 def librosa_features(y: np.ndarray) -> np.ndarray:
@@ -37,7 +38,7 @@ def librosa_features(y: np.ndarray) -> np.ndarray:
 
 def _parity(waves: List[np.ndarray], stft_dtype=torch.float64) -> float:
     """Largest |emospec - librosa| in dB over all clips, channels, bands and frames."""
-    return max(float(np.abs(extract(w, stft_dtype=stft_dtype).numpy() - librosa_features(w)).max()) for w in waves)
+    return max(float(np.abs(extract(w, CFG, stft_dtype=stft_dtype).numpy() - librosa_features(w)).max()) for w in waves)
 
 
 def bench_features(n_clips: int, repeat: int) -> List[Row]:
@@ -46,14 +47,14 @@ def bench_features(n_clips: int, repeat: int) -> List[Row]:
     audio_s = sum(w.size for w in waves) / CFG.sample_rate_hz
     fns = {
         "librosa": lambda: [librosa_features(w) for w in waves],
-        "per_clip": lambda: [extract(w) for w in waves],
-        "batched": lambda: extract_many(waves),
-        "per_clip_f32": lambda: [extract(w, stft_dtype=torch.float32) for w in waves],
+        "per_clip": lambda: [extract(w, CFG) for w in waves],
+        "batched": lambda: extract_many(waves, CFG),
+        "per_clip_f32": lambda: [extract(w, CFG, stft_dtype=torch.float32) for w in waves],
     }
     t = interleaved(fns, repeat=repeat, warmup=1)
     parity = _parity(waves)
     parity32 = _parity(waves, torch.float32)
-    batched_vs_single = max(float((a - b).abs().max()) for a, b in zip(extract_many(waves), (extract(w) for w in waves)))
+    batched_vs_single = max(float((a - b).abs().max()) for a, b in zip(extract_many(waves, CFG), (extract(w, CFG) for w in waves)))
     n = len(waves)
     common = f"{n} RAVDESS clips, {audio_s / n:.2f} s mean"
     lib = n / t["librosa"].median_s
@@ -79,7 +80,7 @@ def bench_corpus(actors: int, workers: int) -> List[Row]:
     for p in paths:  # read every file once so that all rows below see the same (warm) OS page cache
         p.read_bytes()
     t0 = time.perf_counter()
-    extract_many([load(p, sr=CFG.sample_rate_hz) for p in paths])
+    extract_many([load(p, sr=CFG.sample_rate_hz) for p in paths], CFG)
     wall = time.perf_counter() - t0
     rows = [Row("corpus", "decode + extract_many, no cache", wall, "s", note=f"{label}; {len(paths) / wall:.0f} clips/s",
                 extra={"clips": len(paths)})]
@@ -140,7 +141,7 @@ def bench_feature_scaling(durations_s, repeat: int) -> List[Row]:
     rows, timings = [], {}
     for d in durations_s:
         w = speech_of_length(d)
-        timings[d] = t = time_calls(lambda: extract(w), repeat=repeat, warmup=1)
+        timings[d] = t = time_calls(lambda: extract(w, CFG), repeat=repeat, warmup=1)
         rows.append(Row("scaling", f"features, {d:g} s clip", t.median_s * 1e3, "ms", extra={"timing": t.summary()}))
     return scaling_rows(rows, timings)
 
@@ -151,8 +152,8 @@ def profile_features(top: int = 8) -> Dict[str, str]:
 
     w = load(ravdess_paths(n=1)[0], sr=CFG.sample_rate_hz)
     for _ in range(5):
-        extract(w)
+        extract(w, CFG)
     with profile() as prof:
         for _ in range(50):
-            extract(w)
+            extract(w, CFG)
     return {"features extract (50 calls)": prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=top)}

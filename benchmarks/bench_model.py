@@ -14,16 +14,17 @@ import torch.nn.functional as F
 
 from _common import Row, interleaved, paired_ratio, skipped, time_calls
 
-from emospec.config import ModelConfig
 from emospec.model import EmoAlexNet
+from emospec.recipe import RECIPES
 
 FRAMES_4S = 401  # 1 + 64000 // 160: a 4 s clip at the default features
 
 
 def make_model(seed: int = 0) -> EmoAlexNet:
-    """A randomly initialised EmoAlexNet (timing does not depend on trained weights), eval mode."""
+    """A randomly initialised EmoAlexNet of the paper's recipe (128 mel bands, no BatchNorm: the README's
+    figures; timing does not depend on trained weights), eval mode."""
     torch.manual_seed(seed)
-    return EmoAlexNet(config=ModelConfig(n_classes=4)).eval()
+    return EmoAlexNet(config=RECIPES["paper"].model_for(4)).eval()
 
 
 def export_onnx(model: EmoAlexNet, frames: int, path: Path) -> Path:
@@ -138,9 +139,9 @@ def conv_peak(repeat: int) -> Tuple[float, str]:
 def bench_training(batch: int, repeat: int, peak_gflops: float, peak_label: str) -> List[Row]:
     """Samples/s and GFLOP/s of a training step (normalise, forward, CE loss, backward, clip, AdamW)."""
     torch.manual_seed(0)
-    model = EmoAlexNet(config=ModelConfig(n_classes=4)).train()
+    model = EmoAlexNet(config=RECIPES["paper"].model_for(4)).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    x = torch.randn(batch, 3, model.config.n_mels, 300) * 10 - 40  # 3 s crops, the default TrainConfig.crop_s
+    x = torch.randn(batch, 3, model.config.n_mels, 300) * 10 - 40  # 3 s crops, the paper recipe's crop_s
     y = torch.randint(0, 4, (batch,))
 
     def fwd_bwd():

@@ -29,16 +29,16 @@ def _recognizer(backend: str, onnx_path: str | None, threads: int):
 
     from emospec.audio import load
     from emospec.checkpoint import ModelBundle
-    from emospec.config import FeatureConfig
     from emospec.features import extract
     from emospec.predict import Recognizer
+    from emospec.recipe import RECIPES
 
     from bench_model import make_model, ort_session
 
     torch.set_num_threads(threads)
     labels = ["neutral", "happy", "angry", "sad"]
     if backend == "torch":
-        rec = Recognizer(ModelBundle(make_model(), FeatureConfig(), labels))
+        rec = Recognizer(ModelBundle(make_model(), RECIPES["paper"].features, labels))
 
         def model_fn(f):
             with torch.inference_mode():
@@ -60,7 +60,7 @@ def _recognizer(backend: str, onnx_path: str | None, threads: int):
                 return torch.softmax(model(f[None].contiguous(memory_format=torch.channels_last)).float(), 1)[0]
     else:
         raise SystemExit(f"unknown backend {backend!r}")
-    return (lambda path: labels[int(np.argmax(model_fn(extract(load(path)))))]), model_fn
+    return (lambda path: labels[int(np.argmax(model_fn(extract(load(path), RECIPES["paper"].features))))]), model_fn
 
 
 def measure(wav: str, backend: str, n: int, threads: int, onnx_path: str | None) -> dict:
@@ -68,6 +68,7 @@ def measure(wav: str, backend: str, n: int, threads: int, onnx_path: str | None)
 
     from emospec.audio import load
     from emospec.features import extract
+    from emospec.recipe import RECIPES
 
     from _common import peak_rss_mb, time_calls
 
@@ -79,9 +80,9 @@ def measure(wav: str, backend: str, n: int, threads: int, onnx_path: str | None)
     first = time.perf_counter() - t0
     lat = time_calls(lambda: predict(wav), repeat=n, warmup=2)
     wave = load(wav)
-    feats = extract(wave)
+    feats = extract(wave, RECIPES["paper"].features)  # make_model's: the paper's 128 bands
     parts = {"decode": time_calls(lambda: load(wav), repeat=max(5, n // 4)),
-             "features": time_calls(lambda: extract(wave), repeat=max(5, n // 4)),
+             "features": time_calls(lambda: extract(wave, RECIPES["paper"].features), repeat=max(5, n // 4)),
              "model": time_calls(lambda: model_fn(feats), repeat=max(5, n // 4))}
     return {"backend": backend, "clip_s": duration, "startup_s": ready, "first_call_s": first,
             "p50_ms": lat.median_s * 1e3, "p95_ms": lat.p95_s * 1e3, "cpu_p50_ms": lat.cpu_median_s * 1e3,
@@ -92,13 +93,13 @@ def measure(wav: str, backend: str, n: int, threads: int, onnx_path: str | None)
 def bench_predict_scaling(folder: str, durations_s, repeat: int) -> list:
     """``Recognizer.predict(path)`` latency (torch, in this process) for clips of growing length."""
     from emospec.checkpoint import ModelBundle
-    from emospec.config import FeatureConfig
     from emospec.predict import Recognizer
+    from emospec.recipe import RECIPES
 
     from _common import Row, scaling_rows, time_calls, write_clip
     from bench_model import make_model
 
-    rec = Recognizer(ModelBundle(make_model(), FeatureConfig(), ["neutral", "happy", "angry", "sad"]))
+    rec = Recognizer(ModelBundle(make_model(), RECIPES["paper"].features, ["neutral", "happy", "angry", "sad"]))
     rows, timings = [], {}
     for d in durations_s:
         path = write_clip(folder, d)

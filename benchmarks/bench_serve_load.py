@@ -45,12 +45,13 @@ def tiny_model(folder: Path) -> Path:
     import torch
 
     from emospec.checkpoint import save_model
-    from emospec.config import FeatureConfig
     from emospec.model import EmoAlexNet
+    from emospec.recipe import RECIPES
 
     torch.manual_seed(0)
     path = folder / "model.pt"
-    save_model(path, EmoAlexNet(4), FeatureConfig(), ["neutral", "happy", "angry", "sad"])
+    paper = RECIPES["paper"]  # the model the README's serving figures are for
+    save_model(path, EmoAlexNet(config=paper.model_for(4)), paper.features, ["neutral", "happy", "angry", "sad"])
     return path
 
 

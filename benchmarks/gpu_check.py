@@ -25,8 +25,9 @@ def main(argv=None) -> int:
     import torch
 
     import emospec
-    from emospec.cv import load_corpus, make_folds
+    from emospec.cv import load_corpus
     from emospec.data.paths import find_data_root
+    from emospec.data.splits import make_folds
     from emospec.recipe import recipe_from
     from emospec.train import fit
 

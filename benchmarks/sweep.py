@@ -132,10 +132,11 @@ def _init_worker() -> None:
     torch.set_num_threads(1)
 
 
-def run(out: Path, workers: int, deadline: float, data_root=None, extra: Dict[str, object] = {}) -> None:
-    """Run the queue until it is empty or ``deadline`` seconds have passed (jobs running then are finished)."""
+def run(out: Path, workers: int, deadline: float, data_root=None, extra: Dict[str, object] = {}, only=None) -> None:
+    """Run the queue (or the ``only`` rows, "ROW-sSEED") until it is empty or ``deadline`` seconds have passed
+    (jobs running then are finished)."""
     t0 = time.time()
-    todo = jobs()
+    todo = [j for j in jobs() if only is None or f"{j[0]}-s{j[1]}" in only]
     log = open(out / "sweep_log.txt", "a")
     ctx = mp.get_context("spawn")
     with ctx.Pool(workers, initializer=_init_worker, maxtasksperchild=None) as pool:
@@ -213,6 +214,7 @@ def main(argv=None) -> int:
     ap.add_argument("--list", action="store_true", help="print the jobs in order and stop")
     ap.add_argument("--merge", metavar="JOBS", help="instead: merge the finished jobs of this folder into runs/sweep")
     ap.add_argument("--merged", default="runs/sweep")
+    ap.add_argument("--only", help="comma-separated ROW-sSEED names (e.g. last-crop3s-s0): only their jobs")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override every row (smoke runs)")
     args = ap.parse_args(argv)
     extra = dict(kv.split("=", 1) for kv in args.set)
@@ -225,7 +227,7 @@ def main(argv=None) -> int:
         return 0
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    run(out, args.workers, args.deadline, args.data, extra)
+    run(out, args.workers, args.deadline, args.data, extra, args.only.split(",") if args.only else None)
     return 0
 
 

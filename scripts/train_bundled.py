@@ -12,15 +12,16 @@ Steps:
 
 1. RAVDESS + EMOVO (``emospec.data.corpora.prepare_corpus``), the four classes
    neutral / happy / angry / sad (RAVDESS calm left out), 3D log-Mel features.
-2. Speaker-independent estimate of the recipe: ``--cv-folds K`` folds by
-   speaker (``speaker_folds``), each trained with the same recipe
+2. Speaker-independent estimate of the recipe: ``--cv-folds K`` folds of
+   whole speakers, the folds ``emospec evaluate --protocol speaker`` builds
+   (``emospec.data.splits.make_folds``), each trained with the same recipe
    (``emospec.experiment.run_split``), pooled out-of-fold UA/WA with 95 %
-   confidence intervals from a speaker-level bootstrap (speakers resampled
-   with replacement, ``--bootstrap`` resamples, seeded), written to
-   ``OUT/cv/evaluation.json``. ``--metrics FILE`` instead reads
-   ``{"ua", "wa", "ua_ci95", "wa_ci95", "protocol", ...}``.
+   confidence intervals from a speaker-level bootstrap
+   (``emospec.evaluate.bootstrap_ci`` with ``groups=speakers``,
+   ``--bootstrap`` resamples, seeded), written to ``OUT/cv/evaluation.json``.
+   ``--metrics FILE`` instead reads ``{"ua", "wa", "ua_ci95", "wa_ci95", "protocol", ...}``.
 3. ``final``: trained on all speakers of both corpora, early stopping on a
-   validation set of whole speakers (``OUT/final``).
+   validation set of whole speakers (``emospec.experiment.train_on``, ``OUT/final``).
 4. ``card``: the final model saved with float16 weights
    (``emospec.checkpoint.save_model(half=True)``) to ``--assets`` together
    with ``model_card.json`` (also stored in the model's meta).
@@ -46,14 +47,13 @@ from emospec.data.corpora import four_class, prepare_corpus
 from emospec.data.dataset import compute_features
 from emospec.data.labels import CLASSES4
 from emospec.data.paths import find_data_root
-from emospec.data.splits import speaker_folds
+from emospec.data.splits import make_folds
 from emospec.errors import EmospecError
-from emospec.evaluate import unweighted_accuracy, weighted_accuracy
-from emospec.experiment import run_split, validation_split
+from emospec.evaluate import bootstrap_ci, unweighted_accuracy, weighted_accuracy
+from emospec.experiment import run_split, train_on, validation_split
 from emospec.modelcard import CORPUS_TERMS, licence_for, sha256_of
-from emospec.norm import POPULATION_KEY, normalize_for, population_meta
+from emospec.norm import POPULATION_KEY
 from emospec.recipe import recipe_from
-from emospec.train import fit
 from emospec.versions import environment
 
 CORPORA = ("ravdess", "emovo")
@@ -75,44 +75,39 @@ def four_class_clips(data, fcfg: FeatureConfig, *, progress: bool):
     return [r for r, _ in pairs], [f for _, f in pairs]
 
 
-def speaker_bootstrap(y_true, y_pred, speakers, *, n: int, seed: int) -> dict:
-    """95 % percentile CIs of UA and WA, resampling whole speakers with replacement."""
-    spk = np.asarray(speakers)
-    uniq = sorted(set(spk.tolist()))
-    members = [np.flatnonzero(spk == s) for s in uniq]
-    rng = np.random.default_rng(seed)
-    ua, wa = [], []
-    for _ in range(n):
-        idx = np.concatenate([members[i] for i in rng.integers(0, len(uniq), len(uniq))])
-        if len(set(y_true[idx].tolist())) < 2:
-            continue
-        ua.append(unweighted_accuracy(y_true[idx], y_pred[idx]))
-        wa.append(weighted_accuracy(y_true[idx], y_pred[idx]))
-    q = lambda v: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))]  # noqa: E731
-    return {"ua_ci95": q(ua), "wa_ci95": q(wa), "resamples": len(ua)}
-
-
-def cross_validate(rows, feats, y, labels, speakers, out: Path, fcfg, tcfg, mcfg, args) -> dict:
-    """Speaker-independent k-fold CV of the recipe: pooled out-of-fold UA/WA with speaker-bootstrap CIs."""
-    folds = speaker_folds([r.label4 for r in rows], speakers, k=args.cv_folds, seed=args.seed)
-    y_true, y_pred, fold_ua = np.zeros(len(rows), np.int64), np.zeros(len(rows), np.int64), []
-    for k, (tr, te) in enumerate(folds):
-        res = run_split(f"fold{k}", rows, feats, y, labels, tr, te, out / f"fold{k}", speaker_independent=True,
-                        feature_config=fcfg, model_config=mcfg, train_config=tcfg, progress=not args.quiet)
-        y_true[te], y_pred[te] = res.y_true, res.y_pred
-        fold_ua.append(res.report["ua"])
-        print(f"fold {k}: UA {res.report['ua']:.3f} WA {res.report['wa']:.3f} ({len(te)} clips)", file=sys.stderr)
-    corpus = np.array([r.corpus for r in rows])
+def pooled_estimate(y_true, y_pred, labels, speakers, corpora, *, n: int, seed: int) -> dict:
+    """The card's estimate from pooled out-of-fold predictions: UA/WA, their 95 % CIs resampling whole
+    speakers (:func:`emospec.evaluate.bootstrap_ci`), and UA/WA per corpus; the keys ``emospec info`` shows."""
+    ci = bootstrap_ci(y_true, y_pred, labels, n_resamples=n, seed=seed, groups=list(speakers))
+    corpus = np.asarray(corpora)
     return {
-        "protocol": f"speaker-independent {args.cv_folds}-fold CV over both corpora (StratifiedGroupKFold by "
-                    f"speaker, seed {args.seed}), same recipe per fold, pooled out-of-fold predictions",
-        "ua": unweighted_accuracy(y_true, y_pred), "wa": weighted_accuracy(y_true, y_pred),
-        "fold_ua": fold_ua, "n_clips": len(rows),
-        **speaker_bootstrap(y_true, y_pred, speakers, n=args.bootstrap, seed=args.seed),
-        "ci_method": f"percentile bootstrap over speakers ({args.bootstrap} resamples, seed {args.seed})",
+        "ua": ci["ua"]["estimate"], "wa": ci["wa"]["estimate"],
+        "ua_ci95": [ci["ua"]["low"], ci["ua"]["high"]], "wa_ci95": [ci["wa"]["low"], ci["wa"]["high"]],
+        "resamples": ci["n_resamples"], "ci_method": f"percentile bootstrap over speakers ({n} resamples, seed {seed})",
+        "n_clips": int(len(y_true)),
         "per_corpus": {c: {"ua": unweighted_accuracy(y_true[corpus == c], y_pred[corpus == c]),
                            "wa": weighted_accuracy(y_true[corpus == c], y_pred[corpus == c])}
-                       for c in CORPORA if (corpus == c).any()},
+                       for c in sorted(set(corpus.tolist()))},
+    }
+
+
+def cross_validate(rows, feats, y, labels, out: Path, fcfg, tcfg, mcfg, args) -> dict:
+    """Speaker-independent k-fold CV of the recipe: pooled out-of-fold UA/WA with speaker-bootstrap CIs."""
+    folds = make_folds("speaker", rows, folds=args.cv_folds, seed=args.seed)
+    y_true, y_pred, fold_ua = np.zeros(len(rows), np.int64), np.zeros(len(rows), np.int64), []
+    for fold in folds:
+        res = run_split(fold.name, rows, feats, y, labels, fold.train, fold.test, out / fold.name, speaker_independent=True,
+                        feature_config=fcfg, model_config=mcfg, train_config=tcfg, progress=not args.quiet)
+        y_true[fold.test], y_pred[fold.test] = res.y_true, res.y_pred
+        fold_ua.append(res.report["ua"])
+        print(f"{fold.name}: UA {res.report['ua']:.3f} WA {res.report['wa']:.3f} ({len(fold.test)} clips)", file=sys.stderr)
+    return {
+        "protocol": f"speaker-independent {args.cv_folds}-fold CV over both corpora (whole speakers, gender-balanced, "
+                    f"the folds of `emospec evaluate --protocol speaker`, seed {args.seed}), same recipe per fold, "
+                    f"pooled out-of-fold predictions",
+        "fold_ua": fold_ua,
+        **pooled_estimate(y_true, y_pred, labels, [r.speaker for r in rows], [r.corpus for r in rows],
+                          n=args.bootstrap, seed=args.seed),
     }
 
 
@@ -120,11 +115,9 @@ def evaluation_from_runs(run_dirs, *, n: int, seed: int) -> dict:
     """The card's estimate from finished ``emospec evaluate`` runs of this recipe (e.g. RAVDESS 6-fold + EMOVO LOSO).
 
     Pools their out-of-fold predictions (``oof_predictions.csv``): UA/WA with 95 % CIs from the
-    speaker-level bootstrap of :func:`emospec.evaluate.bootstrap_ci`, and UA per corpus.
+    speaker-level bootstrap of :func:`emospec.evaluate.bootstrap_ci`, and UA per corpus (:func:`pooled_estimate`).
     """
     import csv
-
-    from emospec.evaluate import bootstrap_ci
 
     rows = []
     for d in run_dirs:
@@ -133,20 +126,15 @@ def evaluation_from_runs(run_dirs, *, n: int, seed: int) -> dict:
     labels = [c for c in CLASSES4 if any(r["true"] == c for r in rows)]
     y_true = np.array([labels.index(r["true"]) for r in rows])
     y_pred = np.array([labels.index(r["model"]) for r in rows])
-    corpus = np.array([r["corpus"] for r in rows])
-    ci = bootstrap_ci(y_true, y_pred, labels, n_resamples=n, seed=seed, groups=[r["speaker"] for r in rows])
+    est = pooled_estimate(y_true, y_pred, labels, [r["speaker"] for r in rows], [r["corpus"] for r in rows], n=n, seed=seed)
     summaries = [load_json(Path(d) / "metrics.json") for d in run_dirs]
+    for c, m in est["per_corpus"].items():
+        m["baseline_ua"] = next((s["baseline"]["ua"] for s in summaries if s["corpus"] == c and "baseline" in s), None)
     return {
         "protocol": "the recipe's speaker-independent estimate per corpus, pooled: " + "; ".join(
             f"{m['corpus']} {m['protocol']} ({m['n_folds']} folds, trained on {m['corpus']} only)" for m in summaries)
             + ". The shipped model trains on all corpora together; its own CV over them was not run",
-        "ua": ci["ua"]["estimate"], "wa": ci["wa"]["estimate"],
-        "ua_ci95": [ci["ua"]["low"], ci["ua"]["high"]], "wa_ci95": [ci["wa"]["low"], ci["wa"]["high"]],
-        "ci_method": f"percentile bootstrap over speakers ({n} resamples, seed {seed})", "n_clips": int(len(rows)),
-        "per_corpus": {c: {"ua": unweighted_accuracy(y_true[corpus == c], y_pred[corpus == c]),
-                           "wa": weighted_accuracy(y_true[corpus == c], y_pred[corpus == c]),
-                           "baseline_ua": next((m["baseline"]["ua"] for m in summaries if m["corpus"] == c and "baseline" in m), None)}
-                       for c in sorted(set(corpus.tolist()))},
+        **est,
         "runs": [str(d) for d in run_dirs],
     }
 
@@ -188,17 +176,15 @@ def main(argv=None) -> int:
         eval_path = out / "evaluation_from_runs.json"
         save_json(eval_path, evaluation_from_runs(args.metrics_from, n=args.bootstrap, seed=args.seed))
     elif args.stage in ("all", "cv") and not args.metrics:
-        save_json(eval_path, cross_validate(rows, feats, y, labels, speakers, out / "cv", fcfg, tcfg, mcfg, args))
+        save_json(eval_path, cross_validate(rows, feats, y, labels, out / "cv", fcfg, tcfg, mcfg, args))
     all_idx = np.arange(len(rows))
-    fit_idx, val_idx = validation_split(rows, all_idx, y, speaker_independent=True, fraction=tcfg.val_fraction, seed=tcfg.seed)
     if args.stage in ("all", "final"):
-        normed = normalize_for(rows, feats, mcfg.norm)
-        fit([normed[i] for i in fit_idx], y[fit_idx], [normed[i] for i in val_idx], y[val_idx], labels, out / "final",
-            feature_config=fcfg, model_config=mcfg, train_config=tcfg, progress=not args.quiet,
-            meta={"split": "all speakers", **population_meta(mcfg.norm, [feats[i] for i in fit_idx])},
-            train_groups=[rows[i].corpus for i in fit_idx])
+        train_on(rows, feats, y, labels, all_idx, out / "final", name="all speakers", speaker_independent=True,
+                 feature_config=fcfg, model_config=mcfg, train_config=tcfg, progress=not args.quiet)
     if args.stage not in ("all", "card"):
         return 0
+    # the validation speakers train_on held out (the same call, the same seed), for the card
+    fit_idx, val_idx = validation_split(rows, all_idx, y, speaker_independent=True, fraction=tcfg.val_fraction, seed=tcfg.seed)
     evaluation = dict(load_json(eval_path)) if eval_path.is_file() else {"protocol": f"none: {eval_path} not found"}
     final = load_model(out / "final")
     final.meta.setdefault("best_epoch", -1)

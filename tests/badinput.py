@@ -28,6 +28,8 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 import soundfile as sf
 
+from emospec.config import FeatureConfig
+
 SR = 16000
 TONE_HZ = 440.0
 LONG_S = 600.0
@@ -310,6 +312,10 @@ def _set(d: dict, key: str, sub: str, value) -> None:
     d[key] = {**d[key], sub: value}
 
 
+_MELS = FeatureConfig().n_mels
+"""Mel bands of the good model (``serve_support.make_model``: the default features)."""
+
+
 @dataclass(frozen=True)
 class ModelCase:
     """A damaged or mismatched ``model.pt``: ``make(good model, folder) -> path``; ``error`` None means it loads."""
@@ -336,8 +342,8 @@ MODEL_CASES: List[ModelCase] = [
     ModelCase("future_format", lambda g, d: _model_variant(g, d, "v99.pt", lambda o: o.update(format_version=99)),
               "model format version 99 is not supported"),
     ModelCase("feature_config_n_mels_mismatch",
-              lambda g, d: _model_variant(g, d, "mels64.pt", lambda o: _set(o, "feature_config", "n_mels", 64)),
-              "feature n_mels=64 does not match model n_mels=128"),
+              lambda g, d: _model_variant(g, d, "mels_x2.pt", lambda o: _set(o, "feature_config", "n_mels", 2 * _MELS)),
+              f"feature n_mels={2 * _MELS} does not match model n_mels={_MELS}"),
     ModelCase("feature_config_unknown_key",
               lambda g, d: _model_variant(g, d, "newkey.pt", lambda o: _set(o, "feature_config", "pre_emphasis", 0.97)),
               "unknown FeatureConfig key(s) ['pre_emphasis']"),

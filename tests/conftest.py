@@ -71,7 +71,8 @@ LABELS4 = ["neutral", "happy", "angry", "sad"]
 
 @pytest.fixture(scope="session")
 def random_model_path(tmp_path_factory) -> Path:
-    """A randomly initialised EmoAlexNet saved with ``save_model(half=True)``.
+    """A randomly initialised EmoAlexNet of the paper's recipe (128 mel bands, global standardisation, no
+    BatchNorm) saved with ``save_model(half=True)``.
 
     Normalisation statistics are those of real-looking dB features and the
     output layer is scaled up, so probabilities are far from uniform and
@@ -80,17 +81,18 @@ def random_model_path(tmp_path_factory) -> Path:
     import torch
 
     from emospec.checkpoint import save_model
-    from emospec.config import FeatureConfig
     from emospec.model import EmoAlexNet
+    from emospec.recipe import RECIPES
 
+    paper = RECIPES["paper"]
     gen = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
-    model = EmoAlexNet().eval()
+    model = EmoAlexNet(config=paper.model_for(len(LABELS4))).eval()
     model.set_normalization(-45 + 5 * torch.randn(3, 128, generator=gen), 8 + torch.rand(3, 128, generator=gen))
     with torch.no_grad():
         model.classifier[4].weight.mul_(40.0)
     path = tmp_path_factory.mktemp("models") / "random.pt"
-    save_model(path, model, FeatureConfig(), LABELS4, {"note": "random weights for tests"}, half=True)
+    save_model(path, model, paper.features, LABELS4, {"note": "random weights for tests"}, half=True)
     return path
 
 

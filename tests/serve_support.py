@@ -18,7 +18,8 @@ LABELS = ["neutral", "happy", "angry", "sad"]
 
 
 def make_model(path: Path, seed: int = 0) -> Path:
-    """Save a seeded, untrained 4-class EmoAlexNet as ``path`` (the tests are about the server, not accuracy)."""
+    """Save a seeded, untrained 4-class EmoAlexNet of the default recipe as ``path`` (the tests are about the
+    server, not accuracy)."""
     from emospec.checkpoint import save_model
     from emospec.config import FeatureConfig
     from emospec.model import EmoAlexNet

@@ -16,6 +16,8 @@ from emospec.data.dataset import compute_features, featurise, fill_cache, parse_
 from emospec.errors import ConfigError
 
 CFG = FeatureConfig()
+OTHER = replace(CFG, n_mels=2 * CFG.n_mels)
+"""Another feature config (twice the mel bands): another cache folder, other shapes."""
 
 
 @pytest.fixture
@@ -51,12 +53,12 @@ def test_key_is_content_not_path_and_changes_with_audio_and_config(tmp_path, cli
     clip(moved, seconds=0.2, seed=99)  # new content under the same name: a miss
     arr, hit = featurise(str(moved), CFG, cache)
     assert not hit and audio_digest(moved)[0] != audio_digest(clips[0])[0]
-    other = FeatureCache(tmp_path / "cache", replace(CFG, n_mels=64))
+    other = FeatureCache(tmp_path / "cache", OTHER)
     assert other.folder != cache.folder
     arr, hit = featurise(clips[0], other.config, other)
-    assert not hit and arr.shape[:2] == (3, 64)
+    assert not hit and arr.shape[:2] == (3, OTHER.n_mels)
     assert featurise(clips[0], other.config, other)[1] is True
-    assert FeatureCache(tmp_path / "cache", replace(CFG, n_mels=64)).config_hash == other.config_hash
+    assert FeatureCache(tmp_path / "cache", OTHER).config_hash == other.config_hash
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip", "empty", "foreign", "wrong_shape"])
@@ -75,9 +77,9 @@ def test_corrupt_entry_is_detected_and_recomputed(tmp_path, clips, damage):
     elif damage == "foreign":
         np.save(entry.with_suffix(".npy"), ref)
         entry.with_suffix(".npy").replace(entry)
-    else:  # a well-formed entry of the wrong shape (e.g. written under another n_mels)
-        FeatureCache(tmp_path / "other", replace(CFG, n_mels=64)).store(digest, np.zeros((3, 64, 5), np.float32))
-        shutil.copy(FeatureCache(tmp_path / "other", replace(CFG, n_mels=64)).entry(digest), entry)
+    else:  # a well-formed entry of the wrong shape (written under another n_mels)
+        FeatureCache(tmp_path / "other", OTHER).store(digest, np.zeros((3, OTHER.n_mels, 5), np.float32))
+        shutil.copy(FeatureCache(tmp_path / "other", OTHER).entry(digest), entry)
     assert cache.load(digest) is None
     assert not entry.exists()  # the bad entry was removed ...
     arr, hit = featurise(clips[1], CFG, cache)
@@ -112,7 +114,7 @@ def test_parallel_workers_fill_one_cache(tmp_path, clips):
 
 def test_cache_config_must_match(tmp_path, clips):
     with pytest.raises(ConfigError, match="different FeatureConfig"):
-        compute_features(clips, replace(CFG, n_mels=64), cache=FeatureCache(tmp_path, CFG), progress=False)
+        compute_features(clips, OTHER, cache=FeatureCache(tmp_path, CFG), progress=False)
 
 
 def test_default_cache_dir(monkeypatch, tmp_path):

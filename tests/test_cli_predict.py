@@ -133,3 +133,24 @@ def test_info_bundled_and_other_models(random_model_path, onnx_features_path):
     assert "onnx" in run_cli("info", "--model", str(onnx_features_path)).stdout.decode().lower()
     bad = run_cli("info", "--model", str(onnx_features_path.with_name("nope.pt")))
     assert bad.returncode == 1 and "nope.pt: file not found" in bad.stderr.decode()
+
+
+def test_timeline_windows_of_silence_get_no_emotion(ravdess_clips, random_model_path, tmp_path):
+    """Speech, 6 s of digital silence, speech: the windows inside the silence have no label, in JSON and CSV."""
+    speech = sf.read(ravdess_clips[0], dtype="float32")[0][SR // 2 : 5 * SR // 2]  # 2 s, mostly voiced
+    path = tmp_path / "gap.wav"
+    sf.write(path, np.concatenate([speech, np.zeros(6 * SR, np.float32), speech]), SR, subtype="FLOAT")
+    r = run_cli("-q", "predict", str(path), "--timeline", "--window-s", "2", "--hop-s", "2", "--json", "--model", str(random_model_path))
+    assert r.returncode == 0, r.stderr.decode()
+    windows = json.loads(r.stdout)["results"][0]["windows"]
+    assert [w["start_s"] for w in windows] == [0, 2, 4, 6, 8]
+    assert [w["silent"] for w in windows] == [False, True, True, True, False]  # 2-4, 4-6, 6-8 s are all zeros
+    for w in windows:
+        assert (w["label"] is None) == w["silent"] and (w["scores"] == {}) == w["silent"]
+        assert w["silent"] or sum(w["scores"].values()) == pytest.approx(1.0, abs=1e-4)
+    out = tmp_path / "tl.csv"
+    assert run_cli("-q", "predict", str(path), "--timeline", "--window-s", "2", "--hop-s", "2", "--csv", str(out),
+                   "--model", str(random_model_path)).returncode == 0
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert [row["label"] == "" for row in rows] == [False, True, True, True, False]
+    assert all(row[f"p_{c}"] == "" for row in rows[1:4] for c in LABELS4)

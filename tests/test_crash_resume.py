@@ -28,7 +28,7 @@ import torch
 
 from badinput import tree
 from conftest import REPO
-from emospec.config import TrainConfig
+from emospec.config import FeatureConfig, TrainConfig
 from emospec.errors import CheckpointError
 from emospec.train import fit
 
@@ -216,7 +216,7 @@ def test_cli_train_killed_then_resume_gives_the_same_report(clips, tmp_path):
 
 
 def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path):
-    feats = [torch.randn(3, 128, 80) for _ in range(4)]
+    feats = [torch.randn(3, FeatureConfig().n_mels, 80) for _ in range(4)]
     with pytest.raises(CheckpointError, match=r"checkpoint\.pt: nothing to resume \(no checkpoint\)$"):
         fit(feats, [0, 1, 0, 1], [], [], ["a", "b"], tmp_path / "fresh", train_config=TrainConfig(epochs=1, device="cpu"),
             progress=False, resume=True)
@@ -229,7 +229,7 @@ def test_resume_with_a_corrupt_checkpoint_is_a_clear_error(reference, tmp_path):
     run_dir.mkdir()
     blob = (ref_dir / "checkpoint.pt").read_bytes()
     (run_dir / "checkpoint.pt").write_bytes(blob[: len(blob) // 2])
-    feats = [torch.randn(3, 128, 80) for _ in range(4)]
+    feats = [torch.randn(3, FeatureConfig().n_mels, 80) for _ in range(4)]
     with pytest.raises(CheckpointError) as ei:
         fit(feats, [0, 1, 0, 1], [], [], ["a", "b"], run_dir, train_config=TrainConfig(epochs=1, device="cpu"),
             progress=False, resume=True)
@@ -240,19 +240,19 @@ def test_resume_with_a_corrupt_checkpoint_is_a_clear_error(reference, tmp_path):
 def test_resume_with_another_configuration_is_refused(reference, tmp_path):
     """A checkpoint written with other settings (here: another feature config) is not silently continued."""
     import shutil
-
-    from emospec.config import FeatureConfig
+    from dataclasses import replace
 
     ref_dir, _ = reference
     run_dir = tmp_path / "other"
     shutil.copytree(ref_dir, run_dir)
     before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
-    feats = [torch.randn(3, 64, 80) for _ in range(4)]
+    other = replace(FeatureConfig(), n_mels=2 * FeatureConfig().n_mels)  # the reference ran on the default features
+    feats = [torch.randn(3, other.n_mels, 80) for _ in range(4)]
     cfg = TrainConfig(epochs=EPOCHS, batch_size=BATCH, crop_s=0.5, lr=3e-4, seed=7, patience=100, freq_masks=1,
                       time_masks=1, mixup_alpha=0.2, schedule="cosine", device="cpu")
     with pytest.raises(CheckpointError, match=r"checkpoint\.pt: was written with another configuration; cannot resume$"):
         fit(feats, [0, 1, 3, 2], [], [], ["neutral", "happy", "angry", "sad"], run_dir, train_config=cfg,
-            feature_config=FeatureConfig(n_mels=64), progress=False, resume=True)
+            feature_config=other, progress=False, resume=True)
     assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before  # the refused run changed nothing
 
 

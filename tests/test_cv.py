@@ -72,9 +72,26 @@ def test_loso_and_paper_folds():
         make_folds("random", rows)
 
 
+def test_train_and_evaluate_share_one_fold_builder(tmp_path):
+    from emospec import cv
+    from emospec.cli import build_parser
+    from emospec.data import splits
+
+    assert cv.make_folds is splits.make_folds and cv.PROTOCOLS is splits.PROTOCOLS == ("speaker", "loso", "paper", "all")
+    parser = build_parser()
+    train = parser.parse_args(["train", "--out", "x"])
+    evaluate = parser.parse_args(["evaluate", "--protocol", "speaker", "--corpus", "ravdess"])
+    assert train.protocol == "speaker" and train.folds is None and evaluate.folds is None  # both: make_folds' default k
+    rows = _rows(24)
+    assert [f.name for f in make_folds("speaker", rows)] == [f"fold_0{j}" for j in range(1, 7)]
+    with pytest.raises(ConfigError, match="protocol 'all' tests nothing"):  # train's 'all' has no test side to evaluate
+        cv.run_protocol(cv.CorpusData("toy", rows, [], None), "all", tmp_path / "never")
+    assert not (tmp_path / "never").exists()
+
+
 def test_train_config_from_recipes(tmp_path):
-    assert train_config_from() == RECIPES["default"].train
-    assert train_config_from("paper") == TrainConfig()
+    assert train_config_from() == RECIPES["default"].train == TrainConfig()  # one meaning of "default"
+    assert train_config_from("paper") == RECIPES["paper"].train != TrainConfig()
     assert train_config_from("demo") == DEMO_TRAIN
     cfg = train_config_from("demo", {"epochs": "3", "class_weights": "false", "lr": "0.01", "optimizer": "sgd"})
     assert (cfg.epochs, cfg.class_weights, cfg.lr, cfg.optimizer, cfg.crop_s) == (3, False, 0.01, "sgd", DEMO_TRAIN.crop_s)
@@ -141,6 +158,26 @@ def test_cv_every_clip_once_and_no_speaker_leak(cv_run, subsets):
         tested += split["test"]
         assert {r["fold"] for r in oof if r["speaker"] in spk(split["test"])} == {f["name"]}
     assert len(tested) == len(set(tested)) == 42
+
+
+@pytest.mark.slow
+def test_train_and_evaluate_hold_out_the_same_speakers(cv_run, subsets, tmp_path):
+    """``emospec train`` and ``emospec evaluate`` with ``--protocol speaker``, the same seed and k: the same folds,
+    fold by fold and under the same names, and the same validation speakers carved out of a fold's training side."""
+    out, _ = cv_run
+    m = json.loads((out / "metrics.json").read_text())
+    evaluated = [(f["name"], f["test_speakers"]) for f in m["folds"]]
+    r = run_cli("-q", "train", "--corpus", f"ravdess:{subsets / 'ravdess'}", "--protocol", "speaker", "--folds", "3",
+                "--fold", "2", "--epochs", "1", "--no-cache", "--out", str(tmp_path / "T"))
+    assert r.returncode == 0, r.stderr.decode()[-3000:]
+    splits = json.loads((tmp_path / "T" / "splits.json").read_text())
+    assert splits["seed"] == m["train_config"]["seed"] and splits["folds_k"] == 3
+    assert [(f["name"], f["test_speakers"]) for f in splits["folds"]] == evaluated
+    assert [len(s) for _, s in evaluated] == [2, 2, 2] and len({x for _, s in evaluated for x in s}) == 6
+    ran, held = json.loads((tmp_path / "T" / "split.json").read_text()), json.loads((out / "fold_02" / "split.json").read_text())
+    assert ran["name"] == held["name"] == "fold_02" and ran["test_speakers"] == evaluated[1][1]
+    for side in ("train", "val", "test"):
+        assert sorted(ran[side]) == sorted(held[side]), side
 
 
 @pytest.mark.slow

@@ -42,9 +42,11 @@ def _train(cache_dir, *args):
 def test_train_speaker_protocol_and_split_reuse(tmp_path, tiny_ravdess, cache_dir):
     out = _train(cache_dir, "--corpus", f"ravdess:{tiny_ravdess}", "--protocol", "speaker", "--folds", "2",
                  "--out", str(tmp_path / "R"))
-    assert "32 clips, neutral 8, happy 8, angry 8, sad 8; speaker: fold fold1 of 2" in out
+    assert "32 clips, neutral 8, happy 8, angry 8, sad 8; speaker: fold fold_01 of 2" in out
     splits = json.loads((tmp_path / "R/splits.json").read_text())
     assert splits["protocol"] == "speaker" and len(splits["folds"]) == 2
+    # whole actors, one woman and one man a fold (seed 0), as `emospec evaluate --protocol speaker` deals them
+    assert [f["test_speakers"] for f in splits["folds"]] == [["ravdess_01", "ravdess_02"], ["ravdess_03", "ravdess_04"]]
     for f in splits["folds"]:
         spk = lambda keys: {k.rsplit("-", 1)[1] for k in keys}  # noqa: E731  (actor = last field of the id)
         assert not spk(f["train"]) & spk(f["test"]) and len(f["test"]) == 16
@@ -54,7 +56,7 @@ def test_train_speaker_protocol_and_split_reuse(tmp_path, tiny_ravdess, cache_di
     # the saved split, reused for its second fold
     out = _train(cache_dir, "--corpus", f"ravdess:{tiny_ravdess}", "--split", str(tmp_path / "R/splits.json"),
                  "--fold", "2", "--out", str(tmp_path / "R2"))
-    assert "split: fold fold2 of 2" in out
+    assert "split: fold fold_02 of 2" in out
     m2 = json.loads((tmp_path / "R2/metrics.json").read_text())
     assert m2["split"]["test_speakers"] == splits["folds"][1]["test_speakers"]
 
@@ -65,7 +67,7 @@ def test_train_paper_protocol_from_a_manifest(tmp_path, tiny_ravdess, cache_dir)
     assert res.returncode == 0
     out = _train(cache_dir, "--manifest", str(tmp_path / "m.csv"), "--protocol", "paper", "--classes", "neutral,angry,sad",
                  "--out", str(tmp_path / "P"))
-    assert "24 clips, neutral 8, angry 8, sad 8; paper: fold paper of 1" in out
+    assert "24 clips, neutral 8, angry 8, sad 8; paper: fold paper_90_10 of 1" in out
     metrics = json.loads((tmp_path / "P/metrics.json").read_text())
     assert metrics["split"]["n_test"] == 3 and metrics["split"]["speaker_independent"] is False
     assert json.loads((tmp_path / "P/labels.json").read_text()) == ["neutral", "angry", "sad"]

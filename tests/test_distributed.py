@@ -10,6 +10,8 @@ Why the two runs can agree, and how closely
 * Same crops: ``CropDataset`` draws crop starts from (seed, epoch) per clip
   index, the same in every process. Dropout is 0, no SpecAugment or mixup,
   so nothing else is random; both runs start from the same seeded weights.
+* No BatchNorm (the default recipe has it): on CPU each rank would
+  normalise its own 4 clips (SyncBatchNorm is CUDA only), not the global 8.
 * SGD, not AdamW: SGD's update is linear in the gradient, so float32
   rounding differences (a sum of 8 vs 2 sums of 4, then an all-reduce;
   convolution kernels blocked differently for batch 4 and 8; relative size
@@ -45,7 +47,7 @@ from conftest import REPO, SHARED_DATA
 
 CLASSES = ["neutral", "happy", "angry", "sad"]
 EMOTION = {"01": "neutral", "03": "happy", "05": "angry", "04": "sad"}
-MODEL = ModelConfig(n_classes=4, dropout=0.0)
+MODEL = ModelConfig(n_classes=4, dropout=0.0, batch_norm=False)
 TRAIN = TrainConfig(epochs=2, batch_size=8, lr=0.01, optimizer="sgd", schedule="constant", crop_s=0.8, seed=3,
                     device="cpu", amp="off", patience=100)
 WEIGHT_ATOL = 1e-6

@@ -1,4 +1,8 @@
-"""emospec.features: librosa parity on real speech, known answers on synthetic signals."""
+"""emospec.features: librosa parity on real speech, known answers on synthetic signals.
+
+Parity with librosa is checked on the paper's features (128 mel bands, no floor: ``RECIPES["paper"]``);
+the default features (64 bands floored 60 dB below each clip's peak) in ``test_default_features``.
+"""
 
 from __future__ import annotations
 
@@ -9,25 +13,37 @@ import torch
 from emospec import audio, features
 from emospec.config import FeatureConfig
 from emospec.errors import FeatureError
+from emospec.recipe import RECIPES
 
 from conftest import SR, noise, sine
 
-CFG = FeatureConfig()
+CFG = RECIPES["paper"].features
+"""The paper's features: 128 mel bands, no floor (librosa's ``power_to_db(top_db=None)``)."""
 
 
-def test_defaults_match_the_paper():
-    assert (CFG.win_length, CFG.hop_length, CFG.n_fft, CFG.n_mels) == (400, 160, 512, 128)
+def test_paper_features_match_the_paper():
+    assert (CFG.win_length, CFG.hop_length, CFG.n_fft, CFG.n_mels, CFG.top_db) == (400, 160, 512, 128, None)
     assert (CFG.fmin_hz, CFG.fmax_hz, CFG.mel_scale, CFG.amin) == (0.0, 8000.0, "slaney", 1e-10)
 
 
 def test_shape_dtype_frames():
-    f = features.extract(sine(440, 1.0))
+    f = features.extract(sine(440, 1.0), CFG)
     assert f.shape == (3, 128, 101) and f.dtype == torch.float32
-    assert features.extract(np.zeros(1, np.float32)).shape == (3, 128, 1)
+    assert features.extract(np.zeros(1, np.float32), CFG).shape == (3, 128, 1)
+
+
+def test_default_features():
+    """64 bands floored 60 dB below the clip's peak: a sine's silent tail reads peak - 60 dB, not -100 dB."""
+    y = np.concatenate([sine(440, 0.5), np.zeros(8000, np.float32)])
+    f = features.extract(y)
+    assert f.shape == (3, 64, 101) and f.dtype == torch.float32
+    assert torch.allclose(f[0, :, 70:], torch.full((64, 31), float(f[0].max()) - 60.0), atol=1e-4)
+    paper = features.extract(y, CFG)
+    assert paper.shape == (3, 128, 101) and float(paper[0, :, 70:].max()) == pytest.approx(-100.0, abs=1e-4)
 
 
 def test_1khz_sine_peaks_in_the_right_mel_band():
-    f = features.extract(sine(1000.0, 1.0))
+    f = features.extract(sine(1000.0, 1.0), CFG)
     band = int(torch.argmax(f[0, :, 50]))
     fb = features.mel_filterbank(CFG)
     bin_1k = int(round(1000 * CFG.n_fft / SR))  # FFT bin 32
@@ -73,7 +89,7 @@ def test_parity_with_librosa_on_real_speech(ravdess_clips, shared_data):
     for p in clips:
         y = audio.load(p)
         S, d1, d2 = _librosa_reference(y)
-        f = features.extract(y).numpy()
+        f = features.extract(y, CFG).numpy()
         assert f.shape == (3,) + S.shape
         worst = np.maximum(worst, [np.abs(f[0] - S).max(), np.abs(f[1] - d1).max(), np.abs(f[2] - d2).max()])
     assert worst[0] <= 1e-3, f"static log-Mel differs from librosa by {worst[0]:.2e} dB"
@@ -96,7 +112,7 @@ def test_batch_with_lengths_equals_single_clips():
     batch, frames = features.extract_batch(waves, CFG, lengths=[len(c) for c in clips])
     assert batch.shape == (3, 3, 128, CFG.n_frames(n))
     for i, c in enumerate(clips):
-        single = features.extract(c)
+        single = features.extract(c, CFG)
         assert int(frames[i]) == single.shape[-1]
         assert torch.allclose(batch[i, :, :, : single.shape[-1]], single, atol=1e-4)
         assert torch.all(batch[i, :, :, single.shape[-1]:] == 0)

@@ -3,6 +3,8 @@
 The optimised CPU paths (sparse filterbank, STFT in blocks for long inputs,
 batching of many clips) must not change the features: each is checked
 against the straightforward computation, and long real speech against librosa.
+Tests that fix the shape or compare with librosa use the paper's features
+(128 mel bands, no floor: ``RECIPES["paper"]``); the others the default ones.
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ import pytest
 import torch
 
 from emospec import audio, features
-from emospec.config import FeatureConfig
 from emospec.errors import FeatureError
+from emospec.recipe import RECIPES
 
 from conftest import noise, sine
 
-CFG = FeatureConfig()
+CFG = RECIPES["paper"].features
+"""The paper's features: 128 mel bands, no floor (librosa's ``power_to_db(top_db=None)``)."""
 
 
 def test_extract_many_equals_extract_clip_by_clip_in_input_order():
@@ -40,15 +43,15 @@ def test_extract_many_names_the_bad_clip():
 def test_long_input_in_blocks_equals_one_stft(monkeypatch):
     x = noise(12.0, seed=3) + sine(700, 12.0, amp=0.2)  # 1201 frames: two blocks of 768 at the default
     assert CFG.n_frames(len(x)) > features.CPU_BLOCK_FRAMES
-    blocked = features.extract(x)
+    blocked = features.extract(x, CFG)
     monkeypatch.setattr(features, "CPU_BLOCK_FRAMES", 10**9)
-    whole = features.extract(x)
+    whole = features.extract(x, CFG)
     assert blocked.shape == whole.shape == (3, 128, 1201)
     assert torch.equal(blocked, whole)
     # a batch is cut into blocks too (frames summed over the batch)
     monkeypatch.setattr(features, "CPU_BLOCK_FRAMES", 100)
     batch, _ = features.extract_batch(np.stack([x[:32000], x[16000:48000]]), CFG)
-    assert torch.allclose(batch[0], features.extract(x[:32000]), atol=1e-4)
+    assert torch.allclose(batch[0], features.extract(x[:32000], CFG), atol=1e-4)
 
 
 def test_sparse_filterbank_equals_dense():
@@ -88,7 +91,7 @@ def test_front_end_exports_to_onnx():
     x = noise(9.0, seed=5)  # longer than the example and than one CPU block
     got = sess.run(None, {"waves": x[None], "lengths": np.array([x.size])})[0][0]
     assert got.shape == (3, 128, CFG.n_frames(x.size))
-    assert np.abs(got - features.extract(x).numpy()).max() <= 1e-3
+    assert np.abs(got - features.extract(x, CFG).numpy()).max() <= 1e-3
 
 
 def test_long_real_speech_matches_librosa(ravdess_clips):
@@ -102,6 +105,6 @@ def test_long_real_speech_matches_librosa(ravdess_clips):
         ref=1.0, amin=1e-10, top_db=None)
     ref = np.stack([S, librosa.feature.delta(S, width=5, order=1, mode="nearest"),
                     librosa.feature.delta(S, width=5, order=2, mode="nearest")])
-    got = features.extract(y).numpy()
+    got = features.extract(y, CFG).numpy()
     assert got.shape == ref.shape
     assert np.abs(got - ref).max() <= 1e-3

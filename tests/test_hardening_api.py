@@ -12,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 import badinput as B
+from emospec.config import FeatureConfig
 from emospec.predict import load
 from emospec.serve import create_app
 from serve_support import LABELS, make_model
@@ -74,7 +75,7 @@ def test_embed_and_features_on_odd_but_valid_input(client, corpus):
         f = client.post("/api/v1/features?max_frames=16", content=data)
         assert f.status_code == 200, (name, f.text)
         body = _strict_json(f.text)
-        assert body["n_mels"] == 128 and body["frames"] == min(16, body["source_frames"]) >= 1
+        assert body["n_mels"] == FeatureConfig().n_mels and body["frames"] == min(16, body["source_frames"]) >= 1
 
 
 def test_non_utf8_upload_name_is_answered(client, corpus):

@@ -1,14 +1,27 @@
-"""emospec.model: the modified AlexNet's layout, shapes for any length, torchvision key layout."""
+"""emospec.model: the modified AlexNet's layout, shapes for any length, torchvision key layout.
+
+The layout tests are about the paper's model (LRN, no BatchNorm, 128 mel bands: the ``paper`` recipe);
+the default recipe adds BatchNorm (``test_batchnorm_and_stride_options``, ``test_default_model_is_the_default_recipes``).
+"""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import pytest
 import torch
 import torch.nn as nn
 
-from emospec.config import ModelConfig
 from emospec.errors import CheckpointError
 from emospec.model import MIN_SIZE, EmoAlexNet, infer, load_imagenet_weights
+from emospec.recipe import RECIPES
+
+PAPER = RECIPES["paper"].model_for(4)
+"""The paper's model for 4 classes: 128 mel bands, LRN, no BatchNorm."""
+
+
+def paper_model() -> EmoAlexNet:
+    return EmoAlexNet(config=PAPER)
 
 TORCHVISION_FEATURES = {
     "features.0.weight": (64, 3, 11, 11), "features.0.bias": (64,),
@@ -20,7 +33,7 @@ TORCHVISION_FEATURES = {
 
 
 def test_layout_lrn_after_conv1_fc7_removed():
-    m = EmoAlexNet(4)
+    m = paper_model()
     names = list(m.features._modules)
     assert names[:4] == ["0", "1", "lrn", "2"]
     lrn = m.features.lrn
@@ -34,7 +47,7 @@ def test_layout_lrn_after_conv1_fc7_removed():
 
 
 def test_state_dict_keys_follow_torchvision():
-    sd = EmoAlexNet(4).state_dict()
+    sd = paper_model().state_dict()
     for k, shape in TORCHVISION_FEATURES.items():
         assert tuple(sd[k].shape) == shape
 
@@ -42,7 +55,7 @@ def test_state_dict_keys_follow_torchvision():
 @pytest.mark.parametrize("seconds", [0.2, 3.0, 30.0])
 def test_any_clip_length(seconds):
     frames = 1 + int(seconds * 16000) // 160
-    m = EmoAlexNet(4).eval()
+    m = paper_model().eval()
     x = torch.randn(2, 3, 128, frames)
     assert m(x).shape == (2, 4)
     assert m.embed(x).shape == (2, 256)
@@ -50,7 +63,7 @@ def test_any_clip_length(seconds):
 
 
 def test_62_and_63_frames_work_and_short_input_is_padded_not_rejected():
-    m = EmoAlexNet(4).eval()
+    m = paper_model().eval()
     for t in (1, 62, MIN_SIZE):
         assert m(torch.randn(1, 3, 128, t)).shape == (1, 4)
     # padding happens after normalisation: 62 frames == 62 frames + zero (mean) column
@@ -60,7 +73,7 @@ def test_62_and_63_frames_work_and_short_input_is_padded_not_rejected():
 
 
 def test_embedding_feeds_the_classifier():
-    m = EmoAlexNet(4).eval()
+    m = paper_model().eval()
     x = torch.randn(3, 3, 128, 100)
     e = m.embed(x)
     assert torch.allclose(m.classifier[4](e), m(x), atol=1e-5)
@@ -68,7 +81,7 @@ def test_embedding_feeds_the_classifier():
 
 
 def test_normalisation_buffers_are_applied():
-    m = EmoAlexNet(4).eval()
+    m = paper_model().eval()
     mean, std = torch.randn(3, 128), torch.rand(3, 128) + 0.5
     m.set_normalization(mean, std)
     x = torch.randn(1, 3, 128, 80) * 10
@@ -83,7 +96,7 @@ def test_load_imagenet_weights_from_torchvision_layout(tmp_path):
                "classifier.6.weight": torch.randn(1000, 4096), "classifier.6.bias": torch.zeros(1000)})
     path = tmp_path / "alexnet-owt-7be5be79.pth"
     torch.save(sd, path)
-    m = EmoAlexNet(4)
+    m = paper_model()
     fc6_before = m.classifier[1].weight.clone()
     out = load_imagenet_weights(m, path)
     assert sorted(out["loaded"]) == sorted(TORCHVISION_FEATURES)
@@ -97,12 +110,12 @@ def test_load_imagenet_weights_bad_file(tmp_path):
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="bad.pth"):
-        load_imagenet_weights(EmoAlexNet(4), bad)
+        load_imagenet_weights(paper_model(), bad)
 
 
 def test_infer_groups_by_length_and_keeps_order():
     torch.manual_seed(0)
-    m = EmoAlexNet(4).eval()
+    m = paper_model().eval()
     feats = [torch.randn(3, 128, t) for t in (70, 120, 70, 300)]
     logits, emb = infer(m, feats)
     for i, f in enumerate(feats):
@@ -111,6 +124,14 @@ def test_infer_groups_by_length_and_keeps_order():
 
 
 def test_batchnorm_and_stride_options():
-    m = EmoAlexNet(config=ModelConfig(n_classes=3, batch_norm=True, first_stride=2)).eval()
+    m = EmoAlexNet(config=replace(PAPER, n_classes=3, batch_norm=True, first_stride=2)).eval()
     assert m(torch.randn(1, 3, 128, 90)).shape == (1, 3)
     assert "features.0.weight" in m.state_dict() and "features.bn0.weight" in m.state_dict()
+
+
+def test_default_model_is_the_default_recipes():
+    m = EmoAlexNet(4).eval()
+    assert m.config == RECIPES["default"].model_for(4)
+    names = list(m.features._modules)
+    assert names[:5] == ["0", "bn0", "1", "lrn", "2"]  # BatchNorm after conv1, then the paper's ReLU, LRN, pool
+    assert m(torch.randn(2, 3, RECIPES["default"].features.n_mels, 90)).shape == (2, 4)

@@ -14,8 +14,10 @@ import emospec
 from emospec.checkpoint import FORMAT_VERSION, load_state, save_state
 from emospec.errors import AudioError, CheckpointError, ConfigError
 from emospec.model import EmoAlexNet
+from emospec.norm import model_input
 from emospec.predict import SILENCE_DBFS, Prediction, Recognizer
 from emospec.ragged import RaggedAlexNet, pad_waves, pool_matrix
+from emospec.recipe import RECIPES
 
 from conftest import LABELS4, SR, noise
 
@@ -45,21 +47,24 @@ def test_pool_matrix_equals_adaptive_avg_pool(length):
     assert torch.allclose(got, ref, atol=1e-6)
 
 
-def test_ragged_net_equals_model_clip_by_clip():
+@pytest.mark.parametrize("recipe", ["default", "paper"])  # with BatchNorm and 64 mel bands, and without with 128
+def test_ragged_net_equals_model_clip_by_clip(recipe):
     torch.manual_seed(1)
-    model = EmoAlexNet().eval()
-    model.set_normalization(-40 + 4 * torch.randn(3, 128), 6 + torch.rand(3, 128))
+    model = EmoAlexNet(config=RECIPES[recipe].model_for(4)).eval()
+    n_mels = model.config.n_mels
+    model.set_normalization(-40 + 4 * torch.randn(3, n_mels), 6 + torch.rand(3, n_mels))
     frames = [1, 40, 62, 63, 64, 101, 350]
-    feats = [-40 + 10 * torch.randn(3, 128, t) for t in frames]
-    batch = torch.zeros(len(frames), 3, 128, max(frames))
+    feats = [-40 + 10 * torch.randn(3, n_mels, t) for t in frames]
+    batch = torch.zeros(len(frames), 3, n_mels, max(frames))
     for i, f in enumerate(feats):
         batch[i, ..., : f.shape[-1]] = f
     with torch.no_grad():
         probs, emb = RaggedAlexNet(model)(batch, torch.tensor(frames))
         for i, f in enumerate(feats):
-            ref_emb = model.embed(f[None])[0]
+            x = model_input(model, f[None])  # the default's per-speaker model standardises each clip alone
+            ref_emb = model.embed(x)[0]
             assert torch.allclose(emb[i], ref_emb, atol=1e-5), frames[i]
-            assert torch.allclose(probs[i], torch.softmax(model(f[None]), 1)[0], atol=1e-6)
+            assert torch.allclose(probs[i], torch.softmax(model(x), 1)[0], atol=1e-6)
         # zero-padding the same clip through the plain model does change it: the wrapper is needed
         padded = torch.nn.functional.pad(feats[3], (0, 287))[None]
         assert (model.embed(padded)[0] - model.embed(feats[3][None])[0]).abs().max() > 1e-3

@@ -70,11 +70,59 @@ def test_model_config_rejects_unknown_norm():
 # --------------------------------------------------------------------------- recipes
 def test_named_recipes():
     assert set(RECIPES) >= {"paper", "default", "demo"}
-    paper = recipe_from("paper")
-    assert (paper.features, paper.model, paper.train) == (FeatureConfig(), ModelConfig(), TrainConfig())
     assert RECIPES["demo"].train.epochs <= RECIPES["default"].train.epochs
     m = RECIPES["default"].model_for(3)
     assert (m.n_classes, m.n_mels) == (3, RECIPES["default"].features.n_mels)
+
+
+def test_python_defaults_are_the_cli_default_recipe():
+    """One meaning of "default": the configs' own defaults are ``--recipe default``, whatever it becomes."""
+    default = recipe_from("default")
+    assert (FeatureConfig(), ModelConfig(n_mels=FeatureConfig().n_mels), TrainConfig()) == (
+        default.features, default.model, default.train)
+    assert (Recipe().features, Recipe().model, Recipe().train) == (default.features, default.model, default.train)
+    assert Recipe().name == "default" and ModelConfig().n_mels == FeatureConfig().n_mels
+    from emospec.cli import build_parser
+    from emospec.cli_common import _recipe
+
+    for argv in (["train", "--out", "x"], ["evaluate", "--protocol", "speaker", "--corpus", "ravdess"]):
+        cli = _recipe(build_parser().parse_args(argv))  # no --recipe: the command line's default
+        assert (cli.name, cli.features, cli.model_for(4), cli.train) == (
+            "default", FeatureConfig(), ModelConfig(n_classes=4), TrainConfig())
+    demo = RECIPES["demo"]
+    assert (demo.features, demo.model, demo.train) == (default.features, default.model, default.train)
+
+
+def test_default_recipe_values():
+    """The default recipe spelled out (README: 64 floored mels, BN + per-speaker norm, one-cycle 2e-3, 100 epochs)."""
+    d = RECIPES["default"]
+    f, m, t = dataclasses.asdict(d.features), dataclasses.asdict(d.model), dataclasses.asdict(d.train)
+    assert (f["n_mels"], f["top_db"], f["sample_rate_hz"], f["win_ms"], f["hop_ms"], f["n_fft"], f["delta_width"]) == (
+        64, 60.0, 16000, 25.0, 10.0, 512, 5)
+    assert (m["n_mels"], m["lrn"], m["batch_norm"], m["norm"], m["first_stride"], m["embed_dim"], m["dropout"]) == (
+        64, True, True, "speaker", 4, 256, 0.5)
+    assert (t["epochs"], t["patience"], t["optimizer"], t["lr"], t["weight_decay"], t["schedule"], t["crop_s"],
+            t["class_weights"], t["amp"], t["batch_size"], t["select"], t["val_fraction"]) == (
+        100, 100, "adamw", 2e-3, 1e-4, "onecycle", 2.0, True, "bf16", 32, "best", 0.1)
+
+
+def test_paper_recipe_values():
+    """The paper's settings, every field, as they were when they were the configs' defaults (before issue #15)."""
+    p = RECIPES["paper"]
+    assert p.name == "paper"
+    assert dataclasses.asdict(p.features) == {
+        "sample_rate_hz": 16000, "win_ms": 25.0, "hop_ms": 10.0, "n_fft": 512, "n_mels": 128, "fmin_hz": 0.0,
+        "fmax_hz": 8000.0, "mel_scale": "slaney", "mel_norm": "slaney", "power": 2.0, "amin": 1e-10, "delta_width": 5,
+        "top_db": None}
+    assert dataclasses.asdict(p.model) == {
+        "n_classes": 4, "embed_dim": 256, "dropout": 0.5, "lrn": True, "batch_norm": False, "first_stride": 4,
+        "in_channels": 3, "n_mels": 128, "norm": "global"}
+    assert dataclasses.asdict(p.train) == {
+        "epochs": 30, "batch_size": 32, "lr": 1e-3, "weight_decay": 1e-4, "optimizer": "adamw", "momentum": 0.9,
+        "schedule": "cosine", "warmup_epochs": 0, "plateau_patience": 5, "crop_s": 3.0, "class_weights": False,
+        "label_smoothing": 0.0, "patience": 8, "val_fraction": 0.1, "select": "best", "seed": 0, "freq_masks": 0,
+        "freq_mask_bins": 16, "time_masks": 0, "time_mask_frames": 30, "mixup_alpha": 0.0, "grad_clip": 5.0,
+        "device": "auto", "amp": "auto", "workers": 0, "balance": "none"}
 
 
 def test_overrides_reach_each_part():
@@ -82,7 +130,8 @@ def test_overrides_reach_each_part():
                                               "model.norm=speaker", "class-weights=on"]))
     assert (r.model.batch_norm, r.model.norm, r.features.n_mels, r.train.lr, r.train.epochs, r.train.class_weights) == (
         True, "speaker", 64, 0.01, 3, True)
-    assert r.model_for(4).n_mels == 64
+    assert r.model_for(4).n_mels == r.model.n_mels == 64  # feature.n_mels carries model.n_mels with it
+    assert recipe_from("default", {"feature.n_mels": 96, "model.n_mels": 80}).model.n_mels == 80  # unless set too
     for bad in (["epoch=3"], ["model.depth=9"], ["optim.lr=1"], ["epochs=three"], ["model.batch_norm=maybe"], ["epochs=0"]):
         with pytest.raises(ConfigError):
             recipe_from("paper", parse_overrides(bad))

@@ -167,13 +167,14 @@ def test_features_image_is_the_pooled_3d_log_mel(client, rec):
     assert r.status_code == 200, r.text
     got = r.json()
     wave = rec.waveform(data)
-    feats = extract(torch.from_numpy(wave), FeatureConfig())
-    assert (got["n_mels"], got["source_frames"], got["frames"]) == (128, feats.shape[-1], 100)
+    cfg = FeatureConfig()  # the serve test model's (serve_support.make_model): the default features, 64 bands
+    feats = extract(torch.from_numpy(wave), cfg)
+    assert (got["n_mels"], got["source_frames"], got["frames"]) == (cfg.n_mels, feats.shape[-1], 100)
     assert got["frame_s"] == pytest.approx(feats.shape[-1] * 0.01 / 100)
     pooled = F.adaptive_avg_pool1d(feats, 100).numpy()
     assert [c["name"] for c in got["channels"]] == ["static", "delta", "delta2"]
     for ch, want in zip(got["channels"], pooled):
-        q = np.frombuffer(base64.b64decode(ch["data"]), dtype=np.uint8).reshape(128, 100)
+        q = np.frombuffer(base64.b64decode(ch["data"]), dtype=np.uint8).reshape(cfg.n_mels, 100)
         lo, hi = ch["lo"], ch["hi"]
         decoded = lo + q / 255.0 * (hi - lo)
         inside = (want >= lo) & (want <= hi)

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from emospec.config import FeatureConfig
 from emospec.predict import load
 from serve_support import LABELS, make_model, serve_process
 
@@ -102,7 +103,7 @@ def test_upload_shows_label_bars_and_spectrogram(page, server, model_path, ravde
     for i in range(3):
         image = panels.nth(i).locator("canvas.image")
         assert image.get_attribute("width") == str(result["features"]["frames"])
-        assert image.get_attribute("height") == "128"
+        assert image.get_attribute("height") == str(FeatureConfig().n_mels)  # the test model's: the default features
         assert _distinct_colours(image.screenshot()) > 50  # drawn, not blank
     assert page.locator("#timeline-card").is_hidden()  # a 3-4 s clip has too few windows
     assert all(u.startswith(server) or u.startswith("blob:") for u in page.requested), page.requested

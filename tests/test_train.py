@@ -1,8 +1,13 @@
-"""emospec.train / experiment: loss falls on real clips; the run dir is complete and reloads."""
+"""emospec.train / experiment: loss falls on real clips; the run dir is complete and reloads.
+
+The loss-falls run trains the paper's model (``RECIPES["paper"]``: no BatchNorm, so the first loss is chance);
+the other runs follow the defaults (the default recipe) with a few epochs.
+"""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -12,6 +17,7 @@ from emospec import audio, features
 from emospec.checkpoint import load_model
 from emospec.config import FeatureConfig, TrainConfig
 from emospec.errors import DataError
+from emospec.recipe import RECIPES
 from emospec.train import fit
 
 
@@ -23,19 +29,21 @@ def real_feats(ravdess_clips):
     return feats, np.array([classes.index(l) for l in labels]), classes
 
 
-@pytest.fixture(scope="module")
-def speech_run(real_feats, tmp_path_factory):
-    """24 full-batch epochs on 2 s of speech from 8 real clips (one step an epoch); ``(result, run_dir)``."""
-    from emospec.config import ModelConfig
+PAPER = RECIPES["paper"]
 
-    feats, y, classes = real_feats
+
+@pytest.fixture(scope="module")
+def speech_run(ravdess_clips, real_feats, tmp_path_factory):
+    """24 full-batch epochs of the paper's model on 2 s of speech from 8 real clips (one step an epoch);
+    ``(result, run_dir)``."""
+    _, y, classes = real_feats
     # 2 s of speech from each clip (frames 50-250 skip the leading silence); crop = clip, so
     # every epoch sees the same 8 inputs: one full-batch step per epoch.
-    speech = [f[..., 50:250] for f in feats]
-    cfg = TrainConfig(epochs=24, batch_size=8, lr=1e-4, crop_s=2.0, patience=100, seed=0, schedule="constant")
+    speech = [features.extract(audio.load(p), PAPER.features)[..., 50:250] for p in ravdess_clips]
+    cfg = replace(PAPER.train, epochs=24, batch_size=8, lr=1e-4, crop_s=2.0, patience=100, seed=0, schedule="constant")
     run = tmp_path_factory.mktemp("speech") / "run"
-    res = fit(speech, y, speech[:4], y[:4], classes, run, train_config=cfg,
-              model_config=ModelConfig(n_classes=4, dropout=0.0), progress=False)
+    res = fit(speech, y, speech[:4], y[:4], classes, run, train_config=cfg, feature_config=PAPER.features,
+              model_config=replace(PAPER.model_for(4), dropout=0.0), progress=False)
     return res, run
 
 
@@ -51,7 +59,7 @@ def test_loss_falls_on_a_few_real_clips(real_feats, speech_run):
     versions = json.loads((run / "versions.json").read_text())
     assert versions["torch"] == torch.__version__ and "git_commit" in versions
     b = load_model(run)
-    assert b.labels == classes and b.feature_config == FeatureConfig()
+    assert b.labels == classes and b.feature_config == PAPER.features
     # normalisation statistics travel with the model
     mean = torch.tensor(json.loads((run / "norm_stats.json").read_text())["mean_db"])
     assert torch.allclose(b.model.input_mean[..., 0], mean, atol=1e-4)
@@ -63,6 +71,8 @@ def test_same_seed_same_result(real_feats, tmp_path):
     a = fit(feats, y, feats[:2], y[:2], classes, tmp_path / "a", train_config=cfg, progress=False)
     b = fit(feats, y, feats[:2], y[:2], classes, tmp_path / "b", train_config=cfg, progress=False)
     assert [h["train_loss"] for h in a.history] == [h["train_loss"] for h in b.history]
+    saved = load_model(tmp_path / "a")  # fit's defaults are the default recipe's model and features
+    assert (saved.model.config, saved.feature_config) == (RECIPES["default"].model_for(4), FeatureConfig())
 
 
 def test_resume_continues_to_the_same_end(real_feats, tmp_path, monkeypatch):

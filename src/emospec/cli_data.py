@@ -79,16 +79,20 @@ def _cmd_prepare(args) -> int:
 
 # --------------------------------------------------------------------------- train
 def _add_train(sub) -> None:
+    from .data.splits import PROTOCOLS
+
     p = sub.add_parser("train", help="train a model on one or more corpora and report on held-out data")
     p.add_argument("--corpus", action="append", metavar="NAME[:ROOT]",
                    help="corpus to train on; repeat to train on several (ROOT default: <data>/<name>; default: ravdess)")
     p.add_argument("--manifest", action="append", metavar="FILE", help="a manifest CSV/JSON (path,label[,speaker]); repeatable")
     p.add_argument("--root", help="root of the single --corpus (same as NAME:ROOT)")
     p.add_argument("--data", help="folder holding the corpora (default: $EMOSPEC_DATA or ../shared/data)")
-    p.add_argument("--protocol", choices=["paper", "speaker", "loso", "all"], default="speaker",
-                   help="paper: stratified random 90/10; speaker: speaker-independent k-fold (IEMOCAP: by session; "
-                        "default); loso: leave one speaker out; all: train on everything, validation carved out")
-    p.add_argument("--folds", type=int, default=5, help="k for --protocol speaker (default 5)")
+    p.add_argument("--protocol", choices=PROTOCOLS, default="speaker",
+                   help="speaker: k folds of whole speakers, the same as `emospec evaluate` picks for the same seed "
+                        "(IEMOCAP: by session; default); loso: leave one speaker out; paper: stratified random 90/10; "
+                        "all: train on everything, validation carved out")
+    p.add_argument("--folds", type=int,
+                   help="k for --protocol speaker (default min(6, speakers)) or paper (default 1: the single split)")
     p.add_argument("--test-speakers", type=int, help="--protocol speaker: one fold holding out this many speakers")
     p.add_argument("--fold", default="1", help="which fold to train and test: its number or name (default 1)")
     p.add_argument("--test-fraction", type=float, default=0.1, help="test share for --protocol paper (default 0.1)")
@@ -136,9 +140,7 @@ def _cmd_train(args) -> int:
     from .data.splits import load_folds, make_folds, row_key, save_folds
     from .errors import DataError
     from .convergence import format_convergence
-    from .experiment import run_split, validation_split
-    from .norm import normalize_for, population_meta
-    from .train import fit
+    from .experiment import run_split, train_on
 
     mapping, classes = _label_options(args)
     recipe = _recipe(args, amp=args.amp)
@@ -152,11 +154,12 @@ def _cmd_train(args) -> int:
     y = np.array([labels.index(r.label4) for r in rows], dtype=np.int64)
     tcfg, mcfg = recipe.train, recipe.model_for(len(labels))
     protocol = "split" if args.split else args.protocol
+    k = 1 if args.protocol == "paper" and args.folds is None else args.folds  # train's paper default: one split
     folds = (load_folds(args.split, rows, ignore=gone) if args.split
-             else make_folds(rows, args.protocol, k=args.folds, seed=tcfg.seed, test_fraction=args.test_fraction,
-                        test_speakers=args.test_speakers))
+             else make_folds(args.protocol, rows, folds=k, seed=tcfg.seed, test_fraction=args.test_fraction,
+                             test_speakers=args.test_speakers))
     out = Path(args.out)
-    save_folds(out / "splits.json", rows, folds, protocol=protocol, seed=tcfg.seed, folds_k=args.folds,
+    save_folds(out / "splits.json", rows, folds, protocol=protocol, seed=tcfg.seed, folds_k=len(folds),
                classes=labels, corpora=specs)
     write_manifest(out / "manifest.csv", rows)
     fold = next((f for n, f in enumerate(folds, 1) if args.fold in (str(n), f.name)), None)
@@ -165,16 +168,11 @@ def _cmd_train(args) -> int:
     print(f"{len(rows)} clips, " + ", ".join(f"{c} {int((y == k).sum())}" for k, c in enumerate(labels))
           + f"; {protocol}: fold {fold.name} of {len(folds)}; splits saved to {out / 'splits.json'}")
     if len(fold.test) == 0:
-        fit_idx, val_idx = validation_split(rows, fold.train, y, speaker_independent=True,
-                                            fraction=tcfg.val_fraction, seed=tcfg.seed)
-        population = population_meta(mcfg.norm, [feats[i] for i in fit_idx])
-        feats = normalize_for(rows, feats, mcfg.norm)
-        res = fit([feats[i] for i in fit_idx], y[fit_idx], [feats[i] for i in val_idx], y[val_idx], labels, out,
-                  feature_config=fcfg, model_config=mcfg, train_config=tcfg, resume=args.resume, progress=not args.quiet,
-                  meta={"split": "all", **population}, train_groups=[rows[i].corpus for i in fit_idx])
-        print(f"trained on {len(fit_idx)} clips; validation UA {res.best_val_ua:.3f} on {len(val_idx)} clips "
-              f"(best epoch {res.best_epoch + 1}); run dir: {out}")
-        print(f"training: {format_convergence(res.convergence)}")
+        t = train_on(rows, feats, y, labels, fold.train, out, name="all", speaker_independent=True, feature_config=fcfg,
+                     model_config=mcfg, train_config=tcfg, progress=not args.quiet, resume=args.resume)
+        print(f"trained on {len(t.fit_idx)} clips; validation UA {t.fit.best_val_ua:.3f} on {len(t.val_idx)} clips "
+              f"(best epoch {t.fit.best_epoch + 1}); run dir: {out}")
+        print(f"training: {format_convergence(t.fit.convergence)}")
         return 0
     r = run_split(fold.name, rows, feats, y, labels, fold.train, fold.test, out,
                   speaker_independent=fold.speaker_independent, feature_config=fcfg, model_config=mcfg, train_config=tcfg,

@@ -10,6 +10,8 @@ from .cli_common import _add_recipe_options, _recipe
 
 # --------------------------------------------------------------------------- evaluate
 def _add_evaluate(sub) -> None:
+    from .data.splits import PROTOCOLS
+
     p = sub.add_parser(
         "evaluate", help="cross-validate model and baseline (--protocol), cross-corpus (--train/--test), or report a trained model (--model)",
         description="Three forms: `--protocol speaker|loso|paper --corpus C` trains and tests every fold; "
@@ -21,7 +23,7 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--root", help="corpus root folder (default: <data>/<corpus>)")
     p.add_argument("--data", help="folder holding the corpora (default: $EMOSPEC_DATA or ../shared/data)")
     p.add_argument("--json", dest="json_out", help="with --model: also write the report as JSON here")
-    p.add_argument("--protocol", choices=["speaker", "loso", "paper"],
+    p.add_argument("--protocol", choices=[k for k in PROTOCOLS if k != "all"],  # 'all' tests nothing
                    help="speaker: k folds of whole speakers; loso: leave one speaker out; paper: stratified random 90/10 splits")
     p.add_argument("--folds", type=int, help="folds for speaker (default 6) or paper (default 10; 1 = the single 90/10 split)")
     p.add_argument("--train", dest="train_corpus", metavar="[NAME=]CORPUS[:ROOT]", help="cross-corpus: train on this corpus")

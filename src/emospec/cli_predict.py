@@ -103,8 +103,8 @@ def _cmd_predict(args) -> int:
         header = ["file", "start_s", "end_s", "label", *[f"p_{c}" for c in rec.labels]]
         for i in order:
             for w in results[i].to_dict()["windows"]:
-                rows.append([files[i], f"{w['start_s']:.2f}", f"{w['end_s']:.2f}", w["label"],
-                             *[f"{w['scores'][c]:.4f}" for c in rec.labels]])
+                rows.append([files[i], f"{w['start_s']:.2f}", f"{w['end_s']:.2f}", w["label"] or "",  # silent: no label
+                             *[f"{w['scores'][c]:.4f}" if w["scores"] else "" for c in rec.labels]])
         if args.plot:
             for i in order:
                 out = Path(args.plot)
@@ -127,8 +127,9 @@ def _cmd_predict(args) -> int:
         print(json.dumps({"model": rec.path, "backend": rec.backend, "results": items, "failed": failed}, indent=2))
     else:
         if args.timeline:
-            table = [[r[0], f"{r[1]}-{r[2]}", r[3], ", ".join(f"{c} {v}" for c, v in
-                     sorted(zip(rec.labels, r[4:]), key=lambda cv: -float(cv[1]))[: args.top_k])] for r in rows]
+            table = [[r[0], f"{r[1]}-{r[2]}", r[3] or "(silent)", ", ".join(f"{c} {v}" for c, v in
+                     sorted(zip(rec.labels, r[4:]), key=lambda cv: -float(cv[1]))[: args.top_k]) if r[3] else "no emotion"]
+                     for r in rows]
             head = ["file", "window_s", "label", f"top-{args.top_k}"]
         else:
             table = [[files[i], results[i].label or "(silent)",

@@ -6,7 +6,9 @@ eGeMAPS + SVM baseline of :mod:`emospec.baseline`), then reports pooled
 out-of-fold metrics with bootstrap CIs, mean ± std over folds, a paired
 bootstrap on the UA difference and the majority-class chance line.
 :func:`run_cross_corpus` trains once on one corpus and tests on others, on
-their shared classes. Protocols (:func:`make_folds`):
+their shared classes. The protocols' folds come from the one fold builder,
+:func:`emospec.data.splits.make_folds` (re-exported here), which
+``emospec train`` uses too:
 
 * ``speaker``: k folds of whole speakers (k = 6 by default: RAVDESS's 24 actors
   give 4 per fold), each fold balanced by gender;
@@ -38,7 +40,7 @@ from .data.corpora import four_class, prepare_corpus
 from .data.dataset import compute_features
 from .data.labels import CLASSES4
 from .data.manifest import Utterance
-from .data.splits import Fold, paper_split
+from .data.splits import PROTOCOLS, Fold, make_folds, speaker_kfold
 from .errors import ConfigError, DataError
 from .evaluate import bootstrap_ci, fold_summary, paired_bootstrap, per_speaker, report
 from .experiment import run_split
@@ -49,8 +51,6 @@ __all__ = ["CorpusData", "Fold", "EvalResult", "load_corpus", "make_folds", "spe
            "run_cross_corpus", "PROTOCOLS"]
 
 log = logging.getLogger(__name__)
-
-PROTOCOLS = ("speaker", "loso", "paper")
 
 
 @dataclass
@@ -99,52 +99,6 @@ def load_corpus(
     if idx.size == 0:
         raise DataError(f"{root}: no usable {name} clips")
     return CorpusData(name, [rows[i] for i in idx], [feats[i] for i in idx], values, problems)
-
-
-def speaker_kfold(speakers: Sequence[str], genders: Sequence[str], k: int, *, seed: int = 0) -> List[Tuple[np.ndarray, np.ndarray]]:
-    """k folds of whole speakers, balanced by gender: speakers are shuffled within each
-    gender, listed gender after gender and dealt round-robin (24 actors, k=6: 2 F + 2 M a fold)."""
-    spk = np.asarray([str(s) for s in speakers])
-    uniq = sorted(set(spk.tolist()))
-    if not 2 <= k <= len(uniq):
-        raise DataError(f"speaker folds: need 2 <= folds <= {len(uniq)} speakers, got {k}")
-    gender = dict(zip(spk.tolist(), genders))
-    rng = np.random.default_rng(seed)
-    order: List[str] = []
-    for g in sorted({gender[s] for s in uniq}):
-        group = [s for s in uniq if gender[s] == g]
-        order += [group[i] for i in rng.permutation(len(group))]
-    fold_of = {s: i % k for i, s in enumerate(order)}
-    f = np.array([fold_of[s] for s in spk.tolist()])
-    return [(np.flatnonzero(f != j).astype(np.int64), np.flatnonzero(f == j).astype(np.int64)) for j in range(k)]
-
-
-def make_folds(protocol: str, rows: Sequence[Utterance], *, folds: Optional[int] = None, seed: int = 0) -> List[Fold]:
-    """The folds of ``protocol`` (``speaker``, ``loso`` or ``paper``) over ``rows``."""
-    from sklearn.model_selection import StratifiedKFold
-
-    speakers = [r.speaker for r in rows]
-    if protocol == "speaker":
-        k = folds or min(6, len(set(speakers)))
-        return [Fold(f"fold_{j + 1:02d}", tr, te, True)
-                for j, (tr, te) in enumerate(speaker_kfold(speakers, [r.gender for r in rows], k, seed=seed))]
-    if protocol == "loso":
-        if folds is not None:
-            raise ConfigError("--folds does not apply to --protocol loso (one fold per speaker)")
-        spk = np.asarray(speakers)
-        return [Fold(f"loso_{s}", np.flatnonzero(spk != s), np.flatnonzero(spk == s), True) for s in sorted(set(speakers))]
-    if protocol == "paper":
-        labels = [r.label4 for r in rows]
-        k = 10 if folds is None else folds
-        if k == 1:
-            tr, te = paper_split(labels, test_fraction=0.1, seed=seed)
-            return [Fold("paper_90_10", tr, te, False)]
-        if k < 2:
-            raise ConfigError(f"--folds must be >= 1, got {k}")
-        skf = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
-        return [Fold(f"fold_{j + 1:02d}", np.sort(tr), np.sort(te), False)
-                for j, (tr, te) in enumerate(skf.split(np.zeros(len(labels)), labels))]
-    raise ConfigError(f"unknown protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")
 
 
 def _majority(y: np.ndarray, train: np.ndarray, k: int) -> int:
@@ -286,6 +240,8 @@ def run_protocol(
     """
     from .evalreport import protocol_figures, protocol_text
 
+    if protocol == "all":
+        raise ConfigError("protocol 'all' tests nothing; evaluate takes speaker, loso or paper")
     t0 = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

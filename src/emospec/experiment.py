@@ -1,11 +1,15 @@
 """Train-and-test on one split: the unit every protocol (demo, train, CV) is built from.
 
-:func:`run_split` takes features already computed for a manifest, a train/test
-split, and configs; it carves a validation set out of the training side
-(whole speakers for speaker-independent splits, a stratified 10 % otherwise),
-trains with :func:`emospec.train.fit`, tests on full-length clips and writes
-``metrics.json``, ``report.txt``, ``split.json`` and ``predictions.csv`` into
-the run directory.
+:func:`train_on` is the one "train on these speakers" step: it carves a
+validation set out of the training side (:func:`validation_split`: whole
+speakers for speaker-independent splits, a stratified 10 % otherwise),
+standardises the features as ``ModelConfig.norm`` says and trains with
+:func:`emospec.train.fit`. :func:`run_split` takes features already computed
+for a manifest, a train/test split, and configs; it trains with
+:func:`train_on`, tests on full-length clips and writes ``metrics.json``,
+``report.txt``, ``split.json`` and ``predictions.csv`` into the run directory.
+``emospec train --protocol all`` and ``scripts/train_bundled.py`` call
+:func:`train_on` alone (nothing to test).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import csv
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -28,7 +32,7 @@ from .model import infer
 from .norm import normalize_for, population_meta
 from .train import FitResult, fit
 
-__all__ = ["SplitResult", "run_split", "validation_split"]
+__all__ = ["SplitResult", "Trained", "run_split", "train_on", "validation_split"]
 
 
 @dataclass
@@ -66,6 +70,56 @@ def validation_split(
     return train_idx[a], train_idx[b]
 
 
+@dataclass(frozen=True)
+class Trained:
+    """What :func:`train_on` returns.
+
+    ``fit`` is the training result (model, history...); ``fit_idx`` and
+    ``val_idx`` are the int64 row indices it was fitted and early-stopped on;
+    ``feats[i]`` is row ``i``'s input as the model expects it,
+    ``(3, n_mels, frames_i)`` float32 (dB, standardised per group unless
+    ``norm="global"``), for every row, test rows included.
+    """
+
+    fit: FitResult
+    fit_idx: np.ndarray
+    val_idx: np.ndarray
+    feats: List[torch.Tensor]
+
+
+def train_on(
+    rows: Sequence[Utterance], feats: Sequence[torch.Tensor], y: np.ndarray, labels: Sequence[str],
+    train_idx: np.ndarray, run_dir: str | Path, *, name: str, speaker_independent: bool,
+    feature_config: FeatureConfig = FeatureConfig(), model_config: Optional[ModelConfig] = None,
+    train_config: TrainConfig = TrainConfig(), progress: bool = True, resume: bool = False,
+) -> Trained:
+    """Train a model on the rows ``train_idx`` (validation carved out of them); write it to ``run_dir``.
+
+    ``feats[i]`` is ``(3, n_mels, frames_i)`` float32 dB for ``rows[i]``;
+    ``y[i]`` its class index into ``labels``. In order: :func:`validation_split`
+    (seeded by ``train_config.seed``, ``train_config.val_fraction``), the
+    training population's statistics for the model file
+    (:func:`emospec.norm.population_meta`), every clip standardised with its
+    group's statistics (:func:`emospec.norm.normalize_for`; test speakers'
+    from their own unlabelled clips), then :func:`emospec.train.fit` with
+    ``meta["split"] = name``. The same seeds give the same model.
+    """
+    y = np.asarray(y, dtype=np.int64)
+    model_config = model_config or ModelConfig(n_classes=len(labels), n_mels=feature_config.n_mels)
+    fit_idx, val_idx = validation_split(
+        rows, np.asarray(train_idx), y, speaker_independent=speaker_independent,
+        fraction=train_config.val_fraction, seed=train_config.seed,
+    )
+    population = population_meta(model_config.norm, [feats[i] for i in fit_idx])
+    normed = normalize_for(rows, feats, model_config.norm)
+    result = fit(
+        [normed[i] for i in fit_idx], y[fit_idx], [normed[i] for i in val_idx], y[val_idx], labels, run_dir,
+        feature_config=feature_config, model_config=model_config, train_config=train_config,
+        progress=progress, resume=resume, meta={"split": name, **population}, train_groups=[rows[i].corpus for i in fit_idx],
+    )
+    return Trained(result, fit_idx, val_idx, normed)
+
+
 def _predictions_csv(rows: Sequence[Utterance], idx: np.ndarray, labels: Sequence[str], y_true, y_pred, probs) -> bytes:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -92,7 +146,7 @@ def run_split(
     progress: bool = True,
     resume: bool = False,
 ) -> SplitResult:
-    """Train on ``train_idx`` (minus validation), test on ``test_idx``; write the run dir.
+    """Train on ``train_idx`` (minus validation) with :func:`train_on`, test on ``test_idx``; write the run dir.
 
     ``feats[i]`` is ``(3, n_mels, frames_i)`` float32 dB for ``rows[i]``;
     ``y[i]`` its class index into ``labels``. With ``model_config.norm`` other
@@ -102,13 +156,10 @@ def run_split(
     """
     run_dir = Path(run_dir)
     y = np.asarray(y, dtype=np.int64)
-    model_config = model_config or ModelConfig(n_classes=len(labels), n_mels=feature_config.n_mels)
-    fit_idx, val_idx = validation_split(
-        rows, np.asarray(train_idx), y, speaker_independent=speaker_independent,
-        fraction=train_config.val_fraction, seed=train_config.seed,
-    )
-    population = population_meta(model_config.norm, [feats[i] for i in fit_idx])
-    feats = normalize_for(rows, feats, model_config.norm)
+    trained = train_on(rows, feats, y, labels, train_idx, run_dir, name=name, speaker_independent=speaker_independent,
+                       feature_config=feature_config, model_config=model_config, train_config=train_config,
+                       progress=progress, resume=resume)
+    result, fit_idx, val_idx = trained.fit, trained.fit_idx, trained.val_idx
     if distributed.is_main():  # under torchrun only rank 0 writes
         save_json(run_dir / "split.json", {
             "name": name, "speaker_independent": speaker_independent,
@@ -116,12 +167,7 @@ def run_split(
             "test": [rows[i].utterance_id for i in test_idx],
             "test_speakers": sorted({rows[i].speaker for i in test_idx}),
         })
-    result = fit(
-        [feats[i] for i in fit_idx], y[fit_idx], [feats[i] for i in val_idx], y[val_idx], labels, run_dir,
-        feature_config=feature_config, model_config=model_config, train_config=train_config,
-        progress=progress, resume=resume, meta={"split": name, **population}, train_groups=[rows[i].corpus for i in fit_idx],
-    )
-    logits, _ = infer(result.model, [feats[i] for i in test_idx], device=next(result.model.parameters()).device)
+    logits, _ = infer(result.model, [trained.feats[i] for i in test_idx], device=next(result.model.parameters()).device)
     probs = torch.softmax(logits, 1).numpy()
     y_true, y_pred = y[test_idx], probs.argmax(1)
     rep = report(y_true, y_pred, labels)

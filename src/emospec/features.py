@@ -7,8 +7,9 @@ For a waveform ``(samples,)`` at ``FeatureConfig.sample_rate_hz`` the result is
   (periodic Hann window of ``win_length`` samples inside ``n_fft``), the same
   numbers as ``librosa.power_to_db(librosa.feature.melspectrogram(...),
   ref=1.0, amin=1e-10, top_db=None)``;
-  with ``FeatureConfig.top_db`` set, floored at the clip's peak minus
-  ``top_db`` (``librosa.power_to_db(..., top_db=80)`` is its librosa twin);
+  with ``FeatureConfig.top_db`` set (60 dB by default; None in the
+  ``paper`` recipe), floored at the clip's peak minus ``top_db``
+  (``librosa.power_to_db(..., top_db=60)`` is its librosa twin);
 * channel 1: its delta, the regression formula
   ``d_t = Σ_{n=1..N} n (c_{t+n} - c_{t-n}) / (2 Σ n²)`` with ``N = (width-1)/2``
   and edge frames repeated (``librosa.feature.delta(width=5, mode='nearest')``);
@@ -303,7 +304,9 @@ def extract(waveform, cfg: FeatureConfig = FeatureConfig(), *, stft_dtype: torch
         ``(samples,)`` float waveform at ``cfg.sample_rate_hz`` Hz, numpy or torch
         (any device). At least one sample.
     cfg
-        Feature configuration.
+        Feature configuration; the default is the default recipe's (64 mel
+        bands floored 60 dB below the clip's peak); the paper's is
+        ``RECIPES["paper"].features`` (128 bands, no floor).
     stft_dtype
         Precision of the STFT (float64 default, for parity with librosa to
         ~1e-5 dB; float32 is faster and within ~3e-3 dB).

@@ -17,6 +17,10 @@ inserted under the extra name ``features.lrn``)::
     avgpool      AdaptiveAvgPool2d((6, 6))             -> (batch, 9216)
     classifier.0 Dropout   classifier.1 Linear(9216, 256) = FC6, the embedding   classifier.2 ReLU
     classifier.3 Dropout   classifier.4 Linear(256, n_classes) = FC8  (FC7 removed)
+
+That is the paper's stack (``RECIPES["paper"]``, ``batch_norm=False``). With
+``ModelConfig.batch_norm`` (the default) a BatchNorm2d ``features.bnN``
+follows each conv ``features.N``; the conv keys stay the same.
 """
 
 from __future__ import annotations
@@ -73,6 +77,8 @@ class EmoAlexNet(nn.Module):
         Size of the FC6 embedding (256 in the paper).
     config
         A full :class:`~emospec.config.ModelConfig`; overrides the two above.
+        Without it the model is the default ``ModelConfig`` (the default
+        recipe's: BatchNorm, 64 mel bands, per-speaker input standardisation).
 
     Input is ``(batch, 3, n_mels, frames)`` float32 dB features; any number of
     frames works (fewer than 63 are padded with the normalised mean, zeros).

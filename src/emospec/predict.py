@@ -94,7 +94,10 @@ class Timeline:
     ``(n_windows, n_classes)`` float32 probabilities in ``labels`` order; each
     window is ``window_s`` long (the last may be shorter). ``envelope_t_s``,
     ``envelope_min``, ``envelope_max`` ``(n_points,)`` float32 give the
-    waveform's min/max every ``ENVELOPE_S`` seconds (for plots).
+    waveform's min/max every ``ENVELOPE_S`` seconds (for plots). ``silent``
+    ``(n_windows,)`` bool flags windows below ``SILENCE_DBFS``: silence is not
+    an emotion, so they have no label and no scores in :meth:`to_dict` and a
+    gap in the plot (``scores`` keeps the network's raw output for them).
     """
 
     labels: List[str]
@@ -106,25 +109,28 @@ class Timeline:
     envelope_t_s: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32), repr=False)
     envelope_min: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32), repr=False)
     envelope_max: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32), repr=False)
+    silent: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+
+    def _is_silent(self, k: int) -> bool:
+        return bool(self.silent[k]) if k < len(self.silent) else False
 
     def to_dict(self) -> Dict:
-        return {
-            "labels": list(self.labels),
-            "window_s": self.window_s,
-            "hop_s": self.hop_s,
-            "duration_s": self.duration_s,
-            "windows": [
-                {"start_s": float(t), "end_s": float(min(t + self.window_s, self.duration_s)),
-                 "label": self.labels[int(np.argmax(p))], "scores": {c: float(v) for c, v in zip(self.labels, p)}}
-                for t, p in zip(self.starts_s, self.scores)
-            ],
-        }
+        """JSON-able windows; a silent window has ``"label": None``, ``"scores": {}`` and ``"silent": true``."""
+        windows = []
+        for k, (t, p) in enumerate(zip(self.starts_s, self.scores)):
+            quiet = self._is_silent(k)
+            windows.append({"start_s": float(t), "end_s": float(min(t + self.window_s, self.duration_s)), "silent": quiet,
+                            "label": None if quiet else self.labels[int(np.argmax(p))],
+                            "scores": {} if quiet else {c: float(v) for c, v in zip(self.labels, p)}})
+        return {"labels": list(self.labels), "window_s": self.window_s, "hop_s": self.hop_s,
+                "duration_s": self.duration_s, "windows": windows}
 
     def plot(self, path: str | os.PathLike, *, title: str = "") -> Path:
         """PNG: waveform envelope on top, stacked class probabilities over time below."""
         from .plots import timeline
 
-        return timeline(self.starts_s, self.scores, self.labels, path, window_s=self.window_s,
+        shown = np.where(np.asarray([self._is_silent(k) for k in range(len(self.starts_s))])[:, None], 0.0, self.scores)
+        return timeline(self.starts_s, shown, self.labels, path, window_s=self.window_s,
                         envelope=(self.envelope_t_s, self.envelope_min, self.envelope_max),
                         duration_s=self.duration_s, title=title)
 
@@ -383,6 +389,7 @@ class Recognizer:
         total, blocks = self._windows(x, window_s, hop_s, sr)
         starts: List[float] = []
         scores: List[np.ndarray] = []
+        quiet: List[bool] = []
         env: List[Tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         batch: List[np.ndarray] = []
         hop = int(round(hop_s * self.sample_rate_hz))
@@ -392,6 +399,7 @@ class Recognizer:
             last = start + window_s >= total - 1e-9
             env.append(_envelope(block if last else block[:hop], start, self.sample_rate_hz))
             starts.append(start)
+            quiet.append(bool(_level_dbfs(block) < SILENCE_DBFS))
             batch.append(block)
             if len(batch) == batch_size or last:
                 scores.append(self.engine.run(batch)[0])
@@ -405,7 +413,7 @@ class Recognizer:
         cat = lambda k: np.concatenate([e[k] for e in env])  # noqa: E731
         return Timeline(self.labels, np.asarray(starts, dtype=np.float64),
                         np.concatenate(scores).astype(np.float32).reshape(-1, len(self.labels)),
-                        float(window_s), float(hop_s), float(total), cat(0), cat(1), cat(2))
+                        float(window_s), float(hop_s), float(total), cat(0), cat(1), cat(2), np.asarray(quiet, dtype=bool))
 
 
 def load(model: Optional[str | os.PathLike] = None, device: Optional[str] = None, *,

@@ -191,7 +191,13 @@ def fit(
     Parameters
     ----------
     train_feats, val_feats
-        ``(3, n_mels, frames)`` float32 dB feature tensors.
+        ``(3, n_mels, frames)`` float32 dB feature tensors. With
+        ``model_config.norm`` other than ``"global"`` (the default model's is
+        ``"speaker"``) they must already be standardised per group, as
+        :func:`emospec.norm.normalize_for` does in
+        :func:`emospec.experiment.run_split`: ``fit`` only records the mode,
+        and inference standardises accordingly. Raw features go with
+        ``norm="global"``.
     train_y, val_y
         Class indices into ``labels``.
     labels

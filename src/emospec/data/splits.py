@@ -1,14 +1,16 @@
-"""Train/test splits: the paper's random 90/10 and honest speaker-independent ones.
+"""Train/test splits: the one fold builder, used by ``emospec train``, ``emospec evaluate`` and the scripts.
 
 The functions at the top take plain sequences (labels, speakers) and a seed
 and return index arrays. :func:`make_folds` builds a whole protocol from
-manifest rows:
+manifest rows (one of :data:`PROTOCOLS`):
 
-* ``paper``: one stratified random 90/10 split (speakers on both sides; on
-  IEMOCAP's 5,531 it gives 4,978 / 553);
-* ``speaker``: speaker-independent k-fold, stratified group k-fold on the
-  speaker (IEMOCAP on the session, so 5 folds = leave-one-session-out);
-* ``loso``: leave-one-speaker-out;
+* ``speaker``: k folds of whole speakers (IEMOCAP: of whole sessions), each
+  balanced by gender (:func:`speaker_kfold`); k = 6 by default (RAVDESS's 24
+  actors give 4 per fold, IEMOCAP's 5 sessions one per fold);
+* ``loso``: leave one speaker out;
+* ``paper``: the paper's stratified random 90/10 split, speakers on both
+  sides (``folds=1``; on IEMOCAP's 5,531 it gives 4,978 / 553), or a
+  stratified k-fold of such splits (10 by default, so every clip is tested once);
 * ``all``: every row trains (no test side), for shipping a model.
 
 :func:`save_folds` writes them as JSON (utterances named ``corpus:utterance_id``)
@@ -23,7 +25,6 @@ from dataclasses import dataclass
 from typing import Collection, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
-from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
 from ..config import load_json, save_json
 from ..errors import ConfigError, DataError
@@ -31,11 +32,12 @@ from .iemocap import session_of
 from .manifest import Utterance
 
 __all__ = [
-    "PROTOCOLS", "Fold", "paper_split", "speaker_holdout", "speaker_folds", "loso_folds", "check_disjoint",
+    "PROTOCOLS", "Fold", "paper_split", "speaker_holdout", "speaker_kfold", "loso_folds", "check_disjoint",
     "groups_of", "make_folds", "save_folds", "load_folds", "row_key",
 ]
 
-PROTOCOLS = ("paper", "speaker", "loso", "all")
+PROTOCOLS = ("speaker", "loso", "paper", "all")
+"""The protocols :func:`make_folds` builds (``emospec evaluate`` takes all but ``all``, which tests nothing)."""
 
 Split = Tuple[np.ndarray, np.ndarray]
 
@@ -47,6 +49,8 @@ def paper_split(labels: Sequence[str], *, test_fraction: float = 0.1, seed: int 
     gives 4,978 / 553 (the test size is ``round(n · test_fraction)``, raised to
     one item per class for tiny sets).
     """
+    from sklearn.model_selection import train_test_split
+
     idx = np.arange(len(labels))
     if len(idx) < 2:
         raise DataError(f"paper split: need at least 2 items, got {len(idx)}")
@@ -94,22 +98,27 @@ def speaker_holdout(
     return np.flatnonzero(~test).astype(np.int64), np.flatnonzero(test).astype(np.int64)
 
 
-def speaker_folds(labels: Sequence[str], speakers: Sequence[str], *, k: int = 5, seed: int = 0) -> List[Split]:
-    """Speaker-independent k-fold (stratified group k-fold on speaker).
+def speaker_kfold(speakers: Sequence[str], genders: Optional[Sequence[str]], k: int, *, seed: int = 0) -> List[Split]:
+    """k folds of whole speakers, balanced by gender.
 
-    With exactly ``k`` speakers (groups) this is leave-one-group-out in sorted
-    group order (IEMOCAP's five sessions give fold i = session i).
+    Speakers are shuffled within each gender (``genders[i]`` of item ``i``;
+    ``None``: one group), listed gender after gender and dealt round-robin:
+    24 RAVDESS actors, k=6 give 2 F + 2 M a fold. Returns ``k`` pairs of
+    sorted int64 ``(train_idx, test_idx)``; every item is tested once.
     """
-    n_spk = len(set(speakers))
-    if k < 2:
-        raise DataError(f"speaker folds: need k >= 2, got {k}")
-    if n_spk < k:
-        raise DataError(f"speaker folds: {k} folds need at least {k} speakers, got {n_spk}")
-    if n_spk == k:
-        return loso_folds(speakers)
-    cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
-    idx = np.arange(len(labels))
-    return [(np.sort(tr).astype(np.int64), np.sort(te).astype(np.int64)) for tr, te in cv.split(idx, list(labels), list(speakers))]
+    spk = np.asarray([str(s) for s in speakers])
+    uniq = sorted(set(spk.tolist()))
+    if not 2 <= k <= len(uniq):
+        raise DataError(f"speaker folds: need 2 <= folds <= {len(uniq)} (the number of speakers), got {k}")
+    gender = dict(zip(spk.tolist(), genders if genders is not None else [""] * len(spk)))
+    rng = np.random.default_rng(seed)
+    order: List[str] = []
+    for g in sorted({gender[s] for s in uniq}):
+        group = [s for s in uniq if gender[s] == g]
+        order += [group[i] for i in rng.permutation(len(group))]
+    fold_of = {s: i % k for i, s in enumerate(order)}
+    f = np.array([fold_of[s] for s in spk.tolist()])
+    return [(np.flatnonzero(f != j).astype(np.int64), np.flatnonzero(f == j).astype(np.int64)) for j in range(k)]
 
 
 def loso_folds(speakers: Sequence[str]) -> List[Split]:
@@ -149,46 +158,75 @@ def groups_of(rows: Sequence[Utterance]) -> List[str]:
     return [session_of(r.speaker) if r.corpus == "iemocap" else r.speaker for r in rows]
 
 
-def make_folds(rows: Sequence[Utterance], protocol: str, *, k: int = 5, seed: int = 0,
+def make_folds(protocol: str, rows: Sequence[Utterance], *, folds: Optional[int] = None, seed: int = 0,
                test_fraction: float = 0.1, test_speakers: Optional[int] = None) -> List[Fold]:
     """The folds of ``protocol`` (one of :data:`PROTOCOLS`) over ``rows`` (labels from ``label4``).
 
-    With ``test_speakers=n``, ``speaker`` gives a single fold named
-    ``holdout`` holding out ``n`` whole speakers (sessions for IEMOCAP),
-    gender-balanced where genders are known, instead of k folds.
+    Parameters
+    ----------
+    protocol
+        ``speaker``: ``folds`` folds of whole speakers (IEMOCAP: sessions) from
+        :func:`speaker_kfold`, named ``fold_01``...; ``folds=None`` gives
+        ``min(6, speakers)``. ``loso``: one fold per speaker, ``loso_<speaker>``
+        (``folds`` must be None). ``paper``: ``folds=1`` is one stratified
+        random split with ``test_fraction`` of the rows tested (named
+        ``paper_90_10`` for 0.1), ``folds=k`` a stratified k-fold named
+        ``fold_01``... (``None``: 10). ``all``: one fold ``all`` training on
+        every row, testing none.
+    seed
+        The same seed gives the same folds (``emospec train`` and
+        ``emospec evaluate`` pass the training seed).
+    test_speakers
+        ``speaker`` only: one fold named ``holdout`` holding out this many
+        whole speakers (sessions), gender-balanced where genders are known,
+        instead of k folds.
 
     Raises
     ------
+    ConfigError
+        For an unknown protocol, or ``folds`` that do not apply.
     DataError
-        For an unknown protocol, or rows without speakers under a
-        speaker-independent protocol, or too few speakers for ``k`` folds.
+        For rows without speakers under ``speaker``/``loso``, or too few
+        speakers for ``folds``.
     """
-    labels = [r.label4 for r in rows]
-    if protocol == "paper":
-        tr, te = paper_split(labels, test_fraction=test_fraction, seed=seed)
-        return [Fold("paper", tr, te, False)]
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"unknown protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")
     if protocol == "all":
         return [Fold("all", np.arange(len(rows), dtype=np.int64), np.zeros(0, dtype=np.int64), False)]
-    if protocol not in PROTOCOLS:
-        raise DataError(f"unknown protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")
+    if protocol == "paper":
+        return _paper_folds([r.label4 for r in rows], folds=folds, seed=seed, test_fraction=test_fraction)
     nameless = sum(1 for r in rows if not r.speaker)
     if nameless:
         raise DataError(f"protocol {protocol}: {nameless} utterance(s) have no speaker; use --protocol paper "
                         f"or give speakers (manifest column 'speaker', or <label>/<speaker>/ folders)")
-    groups = groups_of(rows) if protocol == "speaker" else [r.speaker for r in rows]
-    if protocol == "speaker" and test_speakers:
-        genders = [r.gender for r in rows] if groups == [r.speaker for r in rows] else None
+    if protocol == "loso":
+        if folds is not None:
+            raise ConfigError("--folds does not apply to --protocol loso (one fold per speaker)")
+        return [Fold(f"loso_{rows[te[0]].speaker}", tr, te, True) for tr, te in loso_folds([r.speaker for r in rows])]
+    groups = groups_of(rows)
+    genders = [r.gender for r in rows] if groups == [r.speaker for r in rows] else None
+    if test_speakers:
         tr, te = speaker_holdout(groups, n_test=test_speakers, genders=genders, seed=seed)
         check_disjoint(groups, (tr, te))
         return [Fold("holdout", tr, te, True)]
-    splits = speaker_folds(labels, groups, k=k, seed=seed) if protocol == "speaker" else loso_folds(groups)
-    folds = []
-    for i, (tr, te) in enumerate(splits, start=1):
-        check_disjoint(groups, (tr, te))
-        held = sorted({groups[j] for j in te})
-        name = f"{protocol}_{held[0]}" if len(held) == 1 else f"fold{i}"
-        folds.append(Fold(name, tr, te, True))
-    return folds
+    k = folds or min(6, len(set(groups)))
+    return [Fold(f"fold_{j + 1:02d}", tr, te, True) for j, (tr, te) in enumerate(speaker_kfold(groups, genders, k, seed=seed))]
+
+
+def _paper_folds(labels: Sequence[str], *, folds: Optional[int], seed: int, test_fraction: float) -> List[Fold]:
+    """``paper``: one stratified random split (``folds=1``) or a stratified k-fold (``None``: 10)."""
+    from sklearn.model_selection import StratifiedKFold
+
+    k = 10 if folds is None else folds
+    if k == 1:
+        tr, te = paper_split(labels, test_fraction=test_fraction, seed=seed)
+        pct = int(round(100 * test_fraction))
+        return [Fold(f"paper_{100 - pct}_{pct}", tr, te, False)]
+    if k < 2:
+        raise ConfigError(f"--folds must be >= 1, got {k}")
+    skf = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    return [Fold(f"fold_{j + 1:02d}", np.sort(tr), np.sort(te), False)
+            for j, (tr, te) in enumerate(skf.split(np.zeros(len(labels)), list(labels)))]
 
 
 def save_folds(path: str | os.PathLike, rows: Sequence[Utterance], folds: Sequence[Fold], **meta) -> None:
