@@ -68,7 +68,7 @@ WITH_OTHER_CORPUS = {"+other-corpus"}
 
 
 def _corpus(name: str, features, data_root, cache_dir: Path, memo: Dict):
-    from emospec.cv import load_corpus
+    from emospec.protocols import load_corpus
     from emospec.data.paths import find_data_root
 
     key = (name, features)
@@ -79,8 +79,8 @@ def _corpus(name: str, features, data_root, cache_dir: Path, memo: Dict):
 
 
 def run_rows(rows, corpora, out: Path, data_root=None) -> None:
-    from emospec.config import save_json
-    from emospec.cv import run_protocol
+    from emospec.files import save_json
+    from emospec.protocols import run_protocol
     from emospec.recipe import recipe_from
 
     memo: Dict = {}
@@ -144,8 +144,8 @@ ADAPT = ("global", "corpus", "speaker")
 def run_cross(row, out: Path, data_root=None, norms=ADAPT) -> str:
     """Cross-corpus, both directions, with each standardisation (model and baseline alike); returns the table."""
     from emospec.baseline import BaselineConfig
-    from emospec.config import save_json
-    from emospec.cv import run_cross_corpus
+    from emospec.files import save_json
+    from emospec.protocols import run_cross_corpus
     from emospec.recipe import recipe_from
 
     name, _, base, over = row

@@ -108,7 +108,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not 1 <= args.requests <= 1000 or not 1 <= args.rounds <= 10:
         p.error("--requests must be in 1..1000 and --rounds in 1..10")
     sys.path.insert(0, str(REPO / "src"))
-    from emospec.config import save_json
+    from emospec.files import save_json
     from emospec.serve.process import serve_subprocess
     from emospec.versions import environment
 

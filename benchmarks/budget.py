@@ -62,7 +62,7 @@ ROWS: List[Tuple[str, str, Dict[str, object]]] = [
     ("mixaug150", "mixup 0.2 + SpecAugment, 150 epochs", {"epochs": 150, "patience": 150, "mixup_alpha": 0.2, **AUG}),
 ]
 FOLDS = 6
-"""RAVDESS speaker folds (emospec.cv's default for 24 actors); ``metrics.json`` of a full row covers all of them."""
+"""RAVDESS speaker folds (emospec.protocols's default for 24 actors); ``metrics.json`` of a full row covers all of them."""
 CHOSEN = "e100"
 """``RECIPES["default"]`` trains this way: the best mean validation-speaker UA on the screening folds among the rows
 that do not lose cross-corpus UA against the old default (``mix100`` validated higher, then fell to 0.238 UA from
@@ -70,8 +70,8 @@ RAVDESS to EMOVO; see the README)."""
 
 
 def run(rows, out: Path, folds: Optional[Sequence[int]], data_root=None) -> None:
-    from emospec.config import save_json
-    from emospec.cv import run_protocol
+    from emospec.files import save_json
+    from emospec.protocols import run_protocol
     from emospec.plots import fold_curves
     from emospec.recipe import recipe_from
 

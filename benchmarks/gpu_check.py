@@ -25,7 +25,7 @@ def main(argv=None) -> int:
     import torch
 
     import emospec
-    from emospec.cv import load_corpus
+    from emospec.protocols import load_corpus
     from emospec.data.paths import find_data_root
     from emospec.data.splits import make_folds
     from emospec.recipe import recipe_from

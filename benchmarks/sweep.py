@@ -7,7 +7,7 @@ EMOVO leave-one-speaker-out, the same folds as ``ablate.py``) with one seed;
 at ``--deadline`` seconds. The model is trained without the baseline (it
 needs openSMILE, which a GPU image may lack); ``--merge`` then gathers the
 fold folders under ``runs/sweep/<row>-s<seed>/<corpus>/`` and runs
-``emospec.cv.run_protocol`` over the folds present with ``resume=True``: every
+``emospec.protocols.run_protocol`` over the folds present with ``resume=True``: every
 trained fold is reused and the eGeMAPS + SVM baseline is fitted on the same
 folds, giving the same ``metrics.json`` (pooled UA, CIs, paired Δ) as ``ablate.py``.
 
@@ -16,7 +16,7 @@ folds, giving the same ``metrics.json`` (pooled UA, CIs, paired Δ) as ``ablate.
     python benchmarks/sweep.py --merge /dev/shm/sweep            # here: baseline, pooled metrics, table
 
 A row's seed changes its training seed and, on RAVDESS, its speaker folds
-(``emospec.cv.make_folds`` takes the training seed), so seeds average over
+(``emospec.protocols.make_folds`` takes the training seed), so seeds average over
 both; each seed's paired Δ is on its own folds.
 """
 
@@ -97,7 +97,7 @@ _MEMO: Dict = {}
 def _run_job(args) -> Tuple[str, float, str]:
     """One fold, no baseline; checkpoints deleted afterwards (only JSON is kept)."""
     out, data_root, extra_set, (row, seed, corpus, j) = args
-    from emospec.cv import run_protocol
+    from emospec.protocols import run_protocol
 
     t0 = time.time()
     d = _job_dir(Path(out), row, seed, corpus, j)
@@ -116,7 +116,7 @@ def _run_job(args) -> Tuple[str, float, str]:
 
 
 def _corpus_nobase(name: str, features, data_root):
-    from emospec.cv import load_corpus
+    from emospec.protocols import load_corpus
     from emospec.data.paths import find_data_root
 
     key = (name, features)
@@ -162,8 +162,8 @@ def run(out: Path, workers: int, deadline: float, data_root=None, extra: Dict[st
 
 def merge(src: Path, out: Path, data_root=None, extra: Dict[str, object] = {}) -> str:
     """Gather finished folds into ``out/<row>-s<seed>/<corpus>/``, add the baseline, write metrics and the table."""
-    from emospec.config import save_json
-    from emospec.cv import run_protocol
+    from emospec.files import save_json
+    from emospec.protocols import run_protocol
 
     memo: Dict = {}
     lines = ["| row | change | seed | corpus | folds | UA [95% CI] | sad recall | Δ vs baseline [95% CI] | baseline UA | train UA (full) | kept / best val epoch |",

@@ -17,7 +17,7 @@ Steps:
    (``emospec.data.splits.make_folds``), each trained with the same recipe
    (``emospec.experiment.run_split``), pooled out-of-fold UA/WA with 95 %
    confidence intervals from a speaker-level bootstrap
-   (``emospec.evaluate.bootstrap_ci`` with ``groups=speakers``,
+   (``emospec.metrics.bootstrap_ci`` with ``groups=speakers``,
    ``--bootstrap`` resamples, seeded), written to ``OUT/cv/evaluation.json``.
    ``--metrics FILE`` instead reads ``{"ua", "wa", "ua_ci95", "wa_ci95", "protocol", ...}``.
 3. ``final``: trained on all speakers of both corpora, early stopping on a
@@ -42,14 +42,15 @@ from pathlib import Path
 import numpy as np
 
 from emospec.checkpoint import load_model, save_model
-from emospec.config import FeatureConfig, load_json, save_json, to_dict
+from emospec.config import FeatureConfig, to_dict
+from emospec.files import load_json, save_json
 from emospec.data.corpora import four_class, prepare_corpus
 from emospec.data.dataset import compute_features
 from emospec.data.labels import CLASSES4
 from emospec.data.paths import find_data_root
 from emospec.data.splits import make_folds
 from emospec.errors import EmospecError
-from emospec.evaluate import bootstrap_ci, unweighted_accuracy, weighted_accuracy
+from emospec.metrics import bootstrap_ci, unweighted_accuracy, weighted_accuracy
 from emospec.experiment import run_split, train_on, validation_split
 from emospec.modelcard import CORPUS_TERMS, licence_for, sha256_of
 from emospec.norm import POPULATION_KEY
@@ -77,7 +78,7 @@ def four_class_clips(data, fcfg: FeatureConfig, *, progress: bool):
 
 def pooled_estimate(y_true, y_pred, labels, speakers, corpora, *, n: int, seed: int) -> dict:
     """The card's estimate from pooled out-of-fold predictions: UA/WA, their 95 % CIs resampling whole
-    speakers (:func:`emospec.evaluate.bootstrap_ci`), and UA/WA per corpus; the keys ``emospec info`` shows."""
+    speakers (:func:`emospec.metrics.bootstrap_ci`), and UA/WA per corpus; the keys ``emospec info`` shows."""
     ci = bootstrap_ci(y_true, y_pred, labels, n_resamples=n, seed=seed, groups=list(speakers))
     corpus = np.asarray(corpora)
     return {
@@ -115,7 +116,7 @@ def evaluation_from_runs(run_dirs, *, n: int, seed: int) -> dict:
     """The card's estimate from finished ``emospec evaluate`` runs of this recipe (e.g. RAVDESS 6-fold + EMOVO LOSO).
 
     Pools their out-of-fold predictions (``oof_predictions.csv``): UA/WA with 95 % CIs from the
-    speaker-level bootstrap of :func:`emospec.evaluate.bootstrap_ci`, and UA per corpus (:func:`pooled_estimate`).
+    speaker-level bootstrap of :func:`emospec.metrics.bootstrap_ci`, and UA per corpus (:func:`pooled_estimate`).
     """
     import csv
 

@@ -9,7 +9,7 @@ import pytest
 
 from emospec.baseline import N_FUNCTIONALS, BaselineConfig, egemaps_functionals, fit_svm, run_fold
 from emospec.errors import ConfigError, DataError
-from emospec.evaluate import report
+from emospec.metrics import report
 
 CLASSES = {"01": "neutral", "03": "happy", "04": "sad", "05": "angry"}
 

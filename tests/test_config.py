@@ -7,7 +7,8 @@ import dataclasses
 import pytest
 
 import emospec
-from emospec.config import FeatureConfig, ModelConfig, TrainConfig, from_dict, load_json, save_json, to_dict
+from emospec.config import FeatureConfig, ModelConfig, TrainConfig, from_dict, to_dict
+from emospec.files import load_json, save_json
 from emospec.errors import ConfigError
 
 

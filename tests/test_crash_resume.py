@@ -258,7 +258,7 @@ def test_resume_with_another_configuration_is_refused(reference, tmp_path):
 
 def test_atomic_writes_get_ordinary_permissions(tmp_path):
     """Run files must be readable like any other file the user writes (mkstemp alone gives 0600)."""
-    from emospec.config import atomic_write_bytes
+    from emospec.files import atomic_write_bytes
 
     old = os.umask(0o022)
     try:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, classification_report, confusion_matrix, f1_score
 
-from emospec.evaluate import (
+from emospec.metrics import (
     bootstrap_ci,
     fold_summary,
     format_ci,

@@ -93,3 +93,14 @@ def test_missing_chromium_ends_the_run_with_a_loud_line():
     assert "/usr/bin/chromium" in lines[0] and "apt-get install chromium" in lines[0]
     assert _summary_lines(["real corpora not found"]) == [] and _summary_lines([]) == []
     assert (REPO / "tests" / "test_serve_browser.py").read_text().count(f'reason="{reason}"') == 1
+
+
+def test_old_module_names_are_aliases_of_the_new_ones():
+    """``emospec.cv`` and ``emospec.evaluate`` were renamed ``protocols`` and ``metrics``; the old names still import."""
+    import emospec.cv
+    import emospec.evaluate
+    import emospec.metrics
+    import emospec.protocols
+
+    assert emospec.cv.run_protocol is emospec.protocols.run_protocol and emospec.cv.make_folds is emospec.protocols.make_folds
+    assert emospec.evaluate.bootstrap_ci is emospec.metrics.bootstrap_ci and emospec.evaluate.report is emospec.metrics.report

@@ -7,7 +7,8 @@ import dataclasses
 import pytest
 import torch
 
-from emospec.config import FeatureConfig, ModelConfig, TrainConfig, save_json
+from emospec.config import FeatureConfig, ModelConfig, TrainConfig
+from emospec.files import save_json
 from emospec.errors import ConfigError
 from emospec.norm import apply_stats, group_keys, group_stats, normalize_groups, normalize_rows
 from emospec.recipe import RECIPES, Recipe, parse_overrides, recipe_from
@@ -83,10 +84,10 @@ def test_python_defaults_are_the_cli_default_recipe():
     assert (Recipe().features, Recipe().model, Recipe().train) == (default.features, default.model, default.train)
     assert Recipe().name == "default" and ModelConfig().n_mels == FeatureConfig().n_mels
     from emospec.cli import build_parser
-    from emospec.cli_common import _recipe
+    from emospec.cli.common import recipe_from_args
 
     for argv in (["train", "--out", "x"], ["evaluate", "--protocol", "speaker", "--corpus", "ravdess"]):
-        cli = _recipe(build_parser().parse_args(argv))  # no --recipe: the command line's default
+        cli = recipe_from_args(build_parser().parse_args(argv))  # no --recipe: the command line's default
         assert (cli.name, cli.features, cli.model_for(4), cli.train) == (
             "default", FeatureConfig(), ModelConfig(n_classes=4), TrainConfig())
     demo = RECIPES["demo"]

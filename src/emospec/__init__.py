@@ -2,7 +2,7 @@
 
 The pipeline, one module per stage: :mod:`emospec.audio` (decode, resample) ->
 :mod:`emospec.features` (3D log-Mel) -> :mod:`emospec.model` (EmoAlexNet) ->
-:mod:`emospec.train` / :mod:`emospec.evaluate` -> :mod:`emospec.cli`.
+:mod:`emospec.train` / :mod:`emospec.metrics` -> :mod:`emospec.cli`.
 """
 
 from .config import FeatureConfig, ModelConfig, TrainConfig

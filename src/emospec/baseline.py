@@ -23,7 +23,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .audio import load
-from .config import atomic_write_bytes
+from .files import atomic_write_bytes
 from .errors import ConfigError, DataError, EmospecError
 
 __all__ = ["BaselineConfig", "Functionals", "FoldPrediction", "egemaps_functionals", "fit_svm", "run_fold", "N_FUNCTIONALS"]

@@ -18,7 +18,8 @@ from typing import Any, Dict, List
 
 import torch
 
-from .config import FeatureConfig, ModelConfig, atomic_write_bytes, from_dict, to_dict
+from .config import FeatureConfig, ModelConfig, from_dict, to_dict
+from .files import atomic_write_bytes
 from .errors import CheckpointError, ConfigError
 from .model import EmoAlexNet
 

@@ -13,7 +13,8 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from .config import save_json, to_dict
+from .config import to_dict
+from .files import save_json
 from .data.corpora import four_class, prepare_corpus
 from .data.dataset import compute_features
 from .data.labels import CLASSES4

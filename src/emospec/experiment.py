@@ -24,10 +24,11 @@ import numpy as np
 import torch
 
 from . import distributed
-from .config import FeatureConfig, ModelConfig, TrainConfig, atomic_write_bytes, save_json
+from .config import FeatureConfig, ModelConfig, TrainConfig
+from .files import atomic_write_bytes, save_json
 from .data.manifest import Utterance
 from .data.splits import paper_split, speaker_holdout
-from .evaluate import bootstrap_ci, format_report, report
+from .metrics import bootstrap_ci, format_report, report
 from .model import infer
 from .norm import normalize_for, population_meta
 from .train import FitResult, fit

@@ -34,7 +34,8 @@ import numpy as np
 import torch
 
 from .checkpoint import ModelBundle, load_model
-from .config import FeatureConfig, atomic_write_bytes, from_dict, to_dict
+from .config import FeatureConfig, from_dict, to_dict
+from .files import atomic_write_bytes
 from .errors import CheckpointError, ConfigError, ExportError
 from .features import _constants, _deltas, _log_mel, extract, extract_batch, frames_for
 from .norm import inference_model, model_input

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
 
 from .checkpoint import ModelBundle
-from .config import load_json, to_dict
+from .config import to_dict
+from .files import load_json
 
 __all__ = ["CORPUS_TERMS", "bundled_paths", "card_for", "describe", "format_card", "licence_for", "sha256_of"]
 

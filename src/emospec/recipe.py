@@ -36,7 +36,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Optional
 
-from .config import FeatureConfig, ModelConfig, TrainConfig, from_dict, load_json, to_dict
+from .config import FeatureConfig, ModelConfig, TrainConfig, from_dict, to_dict
+from .files import load_json
 from .errors import ConfigError
 
 __all__ = ["Recipe", "RECIPES", "recipe_from", "train_config_from", "parse_overrides"]

@@ -36,11 +36,12 @@ from torch.utils.data.distributed import DistributedSampler
 
 from . import distributed
 from .checkpoint import load_model, load_state, save_model, save_state
-from .config import FeatureConfig, ModelConfig, TrainConfig, save_json, to_dict
+from .config import FeatureConfig, ModelConfig, TrainConfig, to_dict
+from .files import save_json
 from .convergence import convergence
 from .data.dataset import CropDataset, GroupBalancedSampler, feature_stats
 from .errors import CheckpointError, ConfigError, DataError
-from .evaluate import unweighted_accuracy, weighted_accuracy
+from .metrics import unweighted_accuracy, weighted_accuracy
 from .model import EmoAlexNet, infer
 from .versions import environment
 

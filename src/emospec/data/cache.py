@@ -48,7 +48,8 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from ..config import FeatureConfig, atomic_write_bytes, to_dict
+from ..config import FeatureConfig, to_dict
+from ..files import atomic_write_bytes
 from ..errors import AudioError, DataError
 
 __all__ = ["FeatureCache", "default_cache_dir", "audio_digest", "FORMAT_VERSION"]

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
-from ..config import atomic_write_bytes
+from ..files import atomic_write_bytes
 from ..errors import DataError
 from .labels import to_label4
 

@@ -26,7 +26,7 @@ from typing import Collection, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..config import load_json, save_json
+from ..files import load_json, save_json
 from ..errors import ConfigError, DataError
 from .iemocap import session_of
 from .manifest import Utterance

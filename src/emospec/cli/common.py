@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import List
 
 
-def _err(msg: str) -> None:
+def err(msg: str) -> None:
     print(f"emospec: error: {msg}", file=sys.stderr)
 
 
-def _add_recipe_options(p, *, default: str = "default", seed_help: str = "seed (default: the recipe's)") -> None:
-    """``--recipe``, ``--set`` and the plain training flags that override the recipe (see :func:`_recipe`)."""
+def add_recipe_options(p, *, default: str = "default", seed_help: str = "seed (default: the recipe's)") -> None:
+    """``--recipe``, ``--set`` and the plain training flags that override the recipe (see :func:`recipe_from_args`)."""
     p.add_argument("--recipe", default=default,
                    help=f"recipe: default, paper, demo, or a JSON file (a recipe or a run's config.json; default {default})")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -25,9 +25,9 @@ def _add_recipe_options(p, *, default: str = "default", seed_help: str = "seed (
     p.add_argument("--class-weights", choices=["on", "off"], help="class-weighted loss (default: the recipe's)")
 
 
-def _recipe(args, **extra):
+def recipe_from_args(args, **extra):
     """The run's :class:`~emospec.recipe.Recipe`: ``--recipe``, then ``--set``, then the plain flags."""
-    from .recipe import parse_overrides, recipe_from
+    from ..recipe import parse_overrides, recipe_from
 
     over = parse_overrides(getattr(args, "overrides", []))
     flags = {"epochs": args.epochs, "batch_size": getattr(args, "batch_size", None), "lr": getattr(args, "lr", None),
@@ -41,38 +41,38 @@ def _recipe(args, **extra):
 
 
 # --------------------------------------------------------------------------- data options (prepare, train)
-def _add_label_options(p) -> None:
+def add_label_options(p) -> None:
     p.add_argument("--map", help="label mapping overrides, e.g. 'Angry=angry,calm=neutral' (empty value drops a label)")
     p.add_argument("--classes", help="the run's classes in order (default: neutral,happy,angry,sad)")
 
 
-def _add_cache_options(p) -> None:
+def add_cache_options(p) -> None:
     p.add_argument("--cache", help="feature cache folder (default: $EMOSPEC_CACHE or ~/.cache/emospec/features)")
     p.add_argument("--workers", type=int, default=1, help="feature worker processes (default: 1)")
 
 
-def _label_options(args):
-    from .data.labels import CLASSES4, parse_classes, parse_map
+def label_options(args):
+    from ..data.labels import CLASSES4, parse_classes, parse_map
 
     return (parse_map(args.map) if args.map else None), (parse_classes(args.classes) if args.classes else CLASSES4)
 
 
-def _skipped(lines: List[str]) -> None:
+def print_skipped(lines: List[str]) -> None:
     for line in lines:
         print(f"skipped: {line}", file=sys.stderr)
     if lines:
         print(f"skipped {len(lines)} item(s) in all", file=sys.stderr)
 
 
-def _typos(labels: List[str], mapping, classes) -> None:
-    from .data.labels import likely_typos
+def warn_typos(labels: List[str], mapping, classes) -> None:
+    from ..data.labels import likely_typos
 
     for line in likely_typos(labels, mapping, classes):
         print(f"warning: {line}", file=sys.stderr)
 
 
-def _audio_files(paths: List[str], recursive: bool) -> List[str]:
-    from .data.ravdess import AUDIO_EXTS
+def audio_files(paths: List[str], recursive: bool) -> List[str]:
+    from ..data.ravdess import AUDIO_EXTS
 
     files: List[str] = []
     for raw in paths:

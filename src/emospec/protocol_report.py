@@ -1,4 +1,4 @@
-"""The text and the figures of an evaluation run (:mod:`emospec.cv`).
+"""The text and the figures of an evaluation run (:mod:`emospec.protocols`).
 
 ``protocol_text`` / ``cross_corpus_text`` turn a run's ``metrics.json``
 summary into the printed report (model and baseline side by side with CIs,
@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Dict, List, Mapping, Sequence
 
-from .evaluate import format_comparison, format_report, side_by_side
+from .metrics import format_comparison, format_report, side_by_side
 
 __all__ = ["SYSTEM_NAMES", "protocol_text", "cross_corpus_text", "protocol_figures", "cross_corpus_figures"]
 
@@ -45,7 +45,7 @@ def _block(part: Mapping, folds: Mapping | None = None) -> List[str]:
 
 
 def protocol_text(summary: Mapping) -> str:
-    """The printed report of :func:`emospec.cv.run_protocol`."""
+    """The printed report of :func:`emospec.protocols.run_protocol`."""
     counts = ", ".join(f"{c} {summary['counts'].get(c, 0)}" for c in summary["labels"])
     lines = [
         f"{summary['corpus']}, {len(summary['labels'])} classes: {summary['n_clips']} clips, "
@@ -74,7 +74,7 @@ def protocol_text(summary: Mapping) -> str:
 
 
 def cross_corpus_text(summary: Mapping) -> str:
-    """The printed report of :func:`emospec.cv.run_cross_corpus`."""
+    """The printed report of :func:`emospec.protocols.run_cross_corpus`."""
     n_val = summary.get("n_val")
     held = f", {n_val} of them from held-out speakers for early stopping" if n_val is not None else ""
     lines = [f"cross-corpus: train on {summary['train']} ({summary['n_train']} clips{held}), "

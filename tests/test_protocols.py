@@ -11,13 +11,14 @@ import pytest
 from conftest import run_cli
 from corpus_fixtures import clip
 
-from emospec.config import TrainConfig, save_json
-from emospec.cv import make_folds, speaker_kfold
+from emospec.config import TrainConfig
+from emospec.files import save_json
+from emospec.protocols import make_folds, speaker_kfold
 from emospec.recipe import RECIPES, train_config_from
 from emospec.data.manifest import Utterance
 from emospec.demo import DEMO_TRAIN
 from emospec.errors import ConfigError, DataError
-from emospec.evaluate import report
+from emospec.metrics import report
 
 CLASSES = ["neutral", "happy", "angry", "sad"]
 
@@ -73,7 +74,7 @@ def test_loso_and_paper_folds():
 
 
 def test_train_and_evaluate_share_one_fold_builder(tmp_path):
-    from emospec import cv
+    from emospec import protocols as cv
     from emospec.cli import build_parser
     from emospec.data import splits
 

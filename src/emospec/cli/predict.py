@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 from typing import Dict, List
 
-from .errors import EmospecError
-from .cli_common import _audio_files
+from ..errors import EmospecError
+from .common import audio_files
 
 
 # --------------------------------------------------------------------------- predict
@@ -23,7 +23,7 @@ model could not be loaded), 2 on a usage error.
 """
 
 
-def _add_predict(sub) -> None:
+def add_predict(sub) -> None:
     p = sub.add_parser("predict", help="classify audio files and folders (or --timeline for long recordings)",
                        epilog=_PREDICT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("paths", nargs="+", metavar="PATH", help="audio files and/or folders")
@@ -54,15 +54,15 @@ def _cmd_predict(args) -> int:
 
     from tqdm.auto import tqdm
 
-    from .config import atomic_write_bytes
-    from .errors import ConfigError
-    from .predict import load
+    from ..files import atomic_write_bytes
+    from ..errors import ConfigError
+    from ..predict import load
 
     if args.plot and not args.timeline:
         raise ConfigError("--plot needs --timeline")
     if args.top_k < 1:
         raise ConfigError(f"--top-k must be >= 1, got {args.top_k}")
-    files = _audio_files(args.paths, args.recursive)
+    files = audio_files(args.paths, args.recursive)
     if not files:
         raise ConfigError(f"no audio files found in {', '.join(args.paths)}")
     if args.backend == "onnx" and not str(args.model or "").lower().endswith(".onnx"):
@@ -70,7 +70,7 @@ def _cmd_predict(args) -> int:
               file=sys.stderr)
     rec = load(args.model, device=args.device, backend=args.backend)
     if args.adapt_norm:
-        adapt = _audio_files(args.adapt_norm, args.recursive)
+        adapt = audio_files(args.adapt_norm, args.recursive)
         if not adapt:
             raise ConfigError(f"--adapt-norm: no audio files in {', '.join(args.adapt_norm)}")
         rec = rec.adapt(adapt)
@@ -151,7 +151,7 @@ def _cmd_predict(args) -> int:
 
 
 # --------------------------------------------------------------------------- export
-def _add_export(sub) -> None:
+def add_export(sub) -> None:
     p = sub.add_parser("export", help="export a model to ONNX (dynamic batch and time axes) and check parity")
     p.add_argument("--onnx", required=True, metavar="FILE", help="the .onnx file to write")
     p.add_argument("--model", help="run directory or model.pt (default: the bundled model)")
@@ -163,9 +163,9 @@ def _add_export(sub) -> None:
 
 
 def _cmd_export(args) -> int:
-    from .checkpoint import load_model
-    from .export import export_onnx
-    from .modelcard import bundled_paths
+    from ..checkpoint import load_model
+    from ..export import export_onnx
+    from ..modelcard import bundled_paths
 
     bundle = load_model(args.model if args.model else bundled_paths()[0])
     res = export_onnx(bundle, args.onnx, input_kind="waveform" if args.waveform_input else "features",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .cli_common import (_add_cache_options, _add_label_options, _add_recipe_options, _label_options, _recipe, _skipped,
-                         _typos)
+from .common import (add_cache_options, add_label_options, add_recipe_options, label_options, recipe_from_args, print_skipped,
+                         warn_typos)
 
 
 # --------------------------------------------------------------------------- prepare
@@ -25,7 +25,7 @@ may overlap safely. Afterwards `emospec train --cache /shared/cache ...` decodes
 """
 
 
-def _add_prepare(sub) -> None:
+def add_prepare(sub) -> None:
     p = sub.add_parser(
         "prepare", help="scan a corpus, print counts, write its manifest with --out (and fill the feature cache)",
         description="Scan CORPUS at ROOT in its release layout, print counts per class and per speaker, "
@@ -35,25 +35,25 @@ def _add_prepare(sub) -> None:
     p.add_argument("corpus", help="ravdess, emovo, nemo, iemocap, crema-d, crema-d-votes, tess, emodb, savee, folder, manifest")
     p.add_argument("root", help="the corpus folder (iemocap: also the df_iemocap.csv table; manifest: the CSV/JSON file)")
     p.add_argument("--out", metavar="FILE", help="write the manifest CSV to FILE (default: no manifest is written)")
-    _add_label_options(p)
+    add_label_options(p)
     p.add_argument("--features", action="store_true", help="compute the features of every utterance into the cache")
     p.add_argument("--recipe", default="default", help="with --features: the recipe whose features to cache (default: default)")
-    _add_cache_options(p)
+    add_cache_options(p)
     p.add_argument("--shard", help="with --features: compute only slice I of N (1-based), e.g. 2/4")
     p.set_defaults(func=_cmd_prepare)
 
 
 def _cmd_prepare(args) -> int:
-    from .data.cache import FeatureCache, default_cache_dir
-    from .data.corpora import prepare_corpus
-    from .data.dataset import fill_cache, parse_shard, shard
-    from .data.manifest import count_table, write_manifest
+    from ..data.cache import FeatureCache, default_cache_dir
+    from ..data.corpora import prepare_corpus
+    from ..data.dataset import fill_cache, parse_shard, shard
+    from ..data.manifest import count_table, write_manifest
 
-    mapping, classes = _label_options(args)
+    mapping, classes = label_options(args)
     part = parse_shard(args.shard) if args.shard else None
     rows, problems = prepare_corpus(args.corpus, args.root, mapping=mapping, classes=classes)
-    _skipped(problems)
-    _typos([r.label for r in rows], mapping, classes)
+    print_skipped(problems)
+    warn_typos([r.label for r in rows], mapping, classes)
     n_spk = len({r.speaker for r in rows if r.speaker})
     print(f"{args.corpus} at {args.root}: {len(rows)} utterances, {n_spk} speakers, {len(problems)} skipped")
     print(count_table(rows, classes))
@@ -65,12 +65,12 @@ def _cmd_prepare(args) -> int:
     else:
         print("manifest: not written (add --out FILE to write one)")
     if args.features:
-        from .recipe import recipe_from
+        from ..recipe import recipe_from
 
         cache = FeatureCache(Path(args.cache) if args.cache else default_cache_dir(), recipe_from(args.recipe).features)
         todo = shard(rows, *part, key=lambda r: (r.corpus, r.utterance_id)) if part else rows
         st = fill_cache([r.path for r in todo], cache, workers=args.workers, progress=not args.quiet)
-        _skipped(st.problems)
+        print_skipped(st.problems)
         where = f" (shard {part[0]}/{part[1]})" if part else ""
         print(f"features{where}: {len(todo)} clips, {st.hits} cached, {st.computed} computed, "
               f"{len(st.problems)} failed, {st.seconds:.1f} s, {args.workers} worker(s) -> {cache.folder}")
@@ -78,8 +78,8 @@ def _cmd_prepare(args) -> int:
 
 
 # --------------------------------------------------------------------------- train
-def _add_train(sub) -> None:
-    from .data.splits import PROTOCOLS
+def add_train(sub) -> None:
+    from ..data.splits import PROTOCOLS
 
     p = sub.add_parser("train", help="train a model on one or more corpora and report on held-out data")
     p.add_argument("--corpus", action="append", metavar="NAME[:ROOT]",
@@ -97,11 +97,11 @@ def _add_train(sub) -> None:
     p.add_argument("--fold", default="1", help="which fold to train and test: its number or name (default 1)")
     p.add_argument("--test-fraction", type=float, default=0.1, help="test share for --protocol paper (default 0.1)")
     p.add_argument("--split", help="reuse a saved split (a run's splits.json or split.json) instead of --protocol")
-    _add_label_options(p)
-    _add_cache_options(p)
+    add_label_options(p)
+    add_cache_options(p)
     p.add_argument("--no-cache", action="store_true", help="compute features without the cache")
     p.add_argument("--out", required=True, help="run directory to write")
-    _add_recipe_options(p, seed_help="seed for the split and training (default: the recipe's)")
+    add_recipe_options(p, seed_help="seed for the split and training (default: the recipe's)")
     p.add_argument("--device", help="auto, cpu, cuda... (default: the recipe's)")
     p.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"],
                    help="mixed precision (default auto: bf16/fp16 on CUDA, off on CPU)")
@@ -111,10 +111,10 @@ def _add_train(sub) -> None:
 
 def _train_rows(args, classes, mapping, recipe):
     """Rows, features and problems for ``train``: corpora + manifests, the run's classes, cached features."""
-    from .data.cache import FeatureCache, default_cache_dir
-    from .data.corpora import four_class, load_corpora
-    from .data.dataset import compute_features
-    from .errors import DataError
+    from ..data.cache import FeatureCache, default_cache_dir
+    from ..data.corpora import four_class, load_corpora
+    from ..data.dataset import compute_features
+    from ..errors import DataError
 
     specs = list(args.corpus or ([] if args.manifest else ["ravdess"]))
     if args.root:
@@ -123,12 +123,12 @@ def _train_rows(args, classes, mapping, recipe):
         specs = [f"{specs[0]}:{args.root}"]
     specs += [f"manifest:{m}" for m in args.manifest or []]
     rows, problems = load_corpora(specs, data=args.data, mapping=mapping, classes=classes)
-    _typos([r.label for r in rows], mapping, classes)
+    warn_typos([r.label for r in rows], mapping, classes)
     rows = four_class(rows, classes)
     fcfg = recipe.features
     cache = None if args.no_cache else FeatureCache(Path(args.cache) if args.cache else default_cache_dir(), fcfg)
     feats, bad = compute_features([r.path for r in rows], fcfg, cache=cache, workers=args.workers, progress=not args.quiet)
-    _skipped(problems + bad)
+    print_skipped(problems + bad)
     failed = {i for i, f in enumerate(feats) if f is None}
     return specs, rows, feats, failed, fcfg
 
@@ -136,14 +136,14 @@ def _train_rows(args, classes, mapping, recipe):
 def _cmd_train(args) -> int:
     import numpy as np
 
-    from .data.manifest import write_manifest
-    from .data.splits import load_folds, make_folds, row_key, save_folds
-    from .errors import DataError
-    from .convergence import format_convergence
-    from .experiment import run_split, train_on
+    from ..data.manifest import write_manifest
+    from ..data.splits import load_folds, make_folds, row_key, save_folds
+    from ..errors import DataError
+    from ..convergence import format_convergence
+    from ..experiment import run_split, train_on
 
-    mapping, classes = _label_options(args)
-    recipe = _recipe(args, amp=args.amp)
+    mapping, classes = label_options(args)
+    recipe = recipe_from_args(args, amp=args.amp)
     specs, rows, feats, failed, fcfg = _train_rows(args, classes, mapping, recipe)
     gone = {row_key(rows[i]) for i in failed}
     keep = [i for i in range(len(rows)) if i not in failed]

@@ -11,12 +11,12 @@ import logging
 import sys
 from typing import Callable, List, Optional
 
-from .cli_common import _err, _recipe
-from .cli_data import _add_prepare, _add_train
-from .cli_eval import _add_evaluate, _add_explain
-from .cli_predict import _add_export, _add_predict
-from .errors import EmospecError
-from .versions import __version__
+from .common import err, recipe_from_args
+from .data import add_prepare, add_train
+from .evaluate import add_evaluate, add_explain
+from .predict import add_export, add_predict
+from ..errors import EmospecError
+from ..versions import __version__
 
 __all__ = ["main", "build_parser"]
 
@@ -37,11 +37,11 @@ def _add_demo(sub) -> None:
 
 
 def _cmd_demo(args) -> int:
-    from .demo import run_demo
-    from .convergence import format_convergence
-    from .evaluate import side_by_side
+    from ..demo import run_demo
+    from ..convergence import format_convergence
+    from ..metrics import side_by_side
 
-    res = run_demo(args.data, args.out, recipe=_recipe(args), include_calm=args.include_calm, progress=not args.quiet)
+    res = run_demo(args.data, args.out, recipe=recipe_from_args(args), include_calm=args.include_calm, progress=not args.quiet)
     for line in res.problems:
         print(f"skipped: {line}", file=sys.stderr)
     print(f"RAVDESS four classes: {res.n_clips} clips " + ", ".join(f"{k} {v}" for k, v in res.counts.items()))
@@ -78,12 +78,12 @@ def _add_serve(sub) -> None:
 
 
 def _cmd_serve(args) -> int:
-    from .errors import CheckpointError
+    from ..errors import CheckpointError
 
     try:
         import uvicorn
 
-        from .serve import create_app
+        from ..serve import create_app
     except ImportError as e:
         raise EmospecError(f"serve needs the [serve] extra ({e.name} is missing): pip install 'emospec[serve]'") from e
     try:
@@ -113,7 +113,7 @@ def _add_info(sub) -> None:
 def _cmd_info(args) -> int:
     import json
 
-    from .modelcard import describe, format_card
+    from ..modelcard import describe, format_card
 
     card = describe(args.model)
     print(json.dumps(card, indent=2) if args.json else format_card(card))
@@ -121,7 +121,7 @@ def _cmd_info(args) -> int:
 
 
 # --------------------------------------------------------------------------- main
-COMMANDS: List[Callable] = [_add_demo, _add_prepare, _add_train, _add_evaluate, _add_explain, _add_predict, _add_export,
+COMMANDS: List[Callable] = [_add_demo, add_prepare, add_train, add_evaluate, add_explain, add_predict, add_export,
                             _add_info, _add_serve]
 
 
@@ -149,10 +149,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         return int(args.func(args) or 0)
     except EmospecError as e:
-        _err(str(e))
+        err(str(e))
         return 1
     except KeyboardInterrupt:
-        _err("interrupted")
+        err("interrupted")
         return 130
     except BrokenPipeError:  # `emospec ... | head`: the reader left; stop quietly, as Unix tools do
         import os

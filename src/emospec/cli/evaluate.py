@@ -5,12 +5,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .cli_common import _add_recipe_options, _recipe
+from .common import add_recipe_options, recipe_from_args
 
 
 # --------------------------------------------------------------------------- evaluate
-def _add_evaluate(sub) -> None:
-    from .data.splits import PROTOCOLS
+def add_evaluate(sub) -> None:
+    from ..data.splits import PROTOCOLS
 
     p = sub.add_parser(
         "evaluate", help="cross-validate model and baseline (--protocol), cross-corpus (--train/--test), or report a trained model (--model)",
@@ -40,7 +40,7 @@ def _add_evaluate(sub) -> None:
                         "included (model: model.norm; baseline: its functionals)")
     p.add_argument("--out", help="run directory (default runs/eval-<protocol>-<corpus> or runs/eval-<train>-to-<tests>)")
     p.add_argument("--map", help="extra label mapping, e.g. calm=neutral")
-    _add_recipe_options(p, seed_help="seed for folds, training and bootstrap (default: the recipe's)")
+    add_recipe_options(p, seed_help="seed for folds, training and bootstrap (default: the recipe's)")
     p.add_argument("--device", help="auto, cpu, cuda...")
     p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
     p.add_argument("--bootstrap-unit", choices=["item", "speaker"], default="item", help="resample clips (default) or whole speakers")
@@ -50,17 +50,17 @@ def _add_evaluate(sub) -> None:
 
 
 def _eval_corpus(spec: str, args, *, cache, features):
-    """Load the data set ``[NAME=]LOADER[:ROOT]`` as a :class:`~emospec.cv.CorpusData` called NAME.
+    """Load the data set ``[NAME=]LOADER[:ROOT]`` as a :class:`~emospec.protocols.CorpusData` called NAME.
 
     Rows of a ``folder``/``manifest`` set take NAME as their corpus, so that
     per-corpus (and per-speaker) statistics never pool two such sets.
     """
     from dataclasses import replace
 
-    from .cv import load_corpus
-    from .data.corpora import parse_named_spec
-    from .data.labels import parse_map
-    from .data.paths import find_data_root
+    from ..protocols import load_corpus
+    from ..data.corpora import parse_named_spec
+    from ..data.labels import parse_map
+    from ..data.paths import find_data_root
 
     name, loader, root = parse_named_spec(spec)
     root = Path(root) if root else find_data_root(args.data, corpus=loader) / loader
@@ -76,8 +76,8 @@ def _eval_corpus(spec: str, args, *, cache, features):
 
 def _set_names(specs, flag: str):
     """The names of the data sets ``specs`` given with ``flag``; a ConfigError if two share one."""
-    from .data.corpora import parse_named_spec
-    from .errors import ConfigError
+    from ..data.corpora import parse_named_spec
+    from ..errors import ConfigError
 
     names = [parse_named_spec(s)[0] for s in specs]
     for i, n in enumerate(names):
@@ -88,7 +88,7 @@ def _set_names(specs, flag: str):
 
 
 def _cmd_evaluate(args) -> int:
-    from .errors import ConfigError
+    from ..errors import ConfigError
 
     if args.model:
         return _eval_model(args)
@@ -100,10 +100,10 @@ def _cmd_evaluate(args) -> int:
         raise ConfigError("evaluate needs --protocol with --corpus, --train with --test, or --model")
     if args.extra_train and not args.protocol:
         raise ConfigError("--extra-train goes with --protocol (cross-corpus runs train on --train only)")
-    from .baseline import BaselineConfig
-    from .cv import run_cross_corpus, run_protocol
+    from ..baseline import BaselineConfig
+    from ..protocols import run_cross_corpus, run_protocol
 
-    rec = _recipe(args, model_norm=args.adapt_norm)
+    rec = recipe_from_args(args, model_norm=args.adapt_norm)
     base = None if args.baseline == "none" else BaselineConfig(kernel=args.svm_kernel, norm=args.adapt_norm or "global")
     opts = dict(train_config=rec.train, feature_config=rec.features, model_config=rec.model, baseline=base,
                 n_resamples=args.resamples, cluster=args.bootstrap_unit == "speaker", progress=not args.quiet,
@@ -135,16 +135,16 @@ def _cmd_evaluate(args) -> int:
 def _eval_model(args) -> int:
     import numpy as np
 
-    from .checkpoint import load_model
-    from .config import save_json
-    from .data.corpora import prepare_corpus
-    from .data.dataset import compute_features
-    from .data.manifest import read_manifest
-    from .data.paths import find_data_root
-    from .errors import DataError
-    from .evaluate import bootstrap_ci, format_report, report
-    from .model import infer
-    from .norm import normalize_for
+    from ..checkpoint import load_model
+    from ..files import save_json
+    from ..data.corpora import prepare_corpus
+    from ..data.dataset import compute_features
+    from ..data.manifest import read_manifest
+    from ..data.paths import find_data_root
+    from ..errors import DataError
+    from ..metrics import bootstrap_ci, format_report, report
+    from ..model import infer
+    from ..norm import normalize_for
 
     bundle = load_model(args.model)
     if args.manifest:
@@ -175,7 +175,7 @@ def _eval_model(args) -> int:
 
 
 # --------------------------------------------------------------------------- explain
-def _add_explain(sub) -> None:
+def add_explain(sub) -> None:
     p = sub.add_parser("explain", help="Grad-CAM heatmap (time x mel band) of a clip's evidence, as a PNG")
     p.add_argument("clip", help="audio file")
     p.add_argument("--model", help="run directory or model.pt (default: the bundled model)")
@@ -187,8 +187,8 @@ def _add_explain(sub) -> None:
 
 
 def _cmd_explain(args) -> int:
-    from .explain import explain, save_overlay
-    from .predict import load
+    from ..explain import explain, save_overlay
+    from ..predict import load
 
     rec = load(args.model, device=args.device)
     exp = explain(args.clip, rec, target=args.target, layer=args.layer)

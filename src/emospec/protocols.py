@@ -1,0 +1,368 @@
+"""Evaluation protocols: cross-validation and cross-corpus, the model beside the baseline.
+
+:func:`run_protocol` trains and tests every fold of a protocol with
+:func:`emospec.experiment.run_split` (and, on exactly the same folds, the
+eGeMAPS + SVM baseline of :mod:`emospec.baseline`), then reports pooled
+out-of-fold metrics with bootstrap CIs, mean ± std over folds, a paired
+bootstrap on the UA difference and the majority-class chance line.
+:func:`run_cross_corpus` trains once on one corpus and tests on others, on
+their shared classes. The protocols' folds come from the one fold builder,
+:func:`emospec.data.splits.make_folds` (re-exported here), which
+``emospec train`` uses too:
+
+* ``speaker``: k folds of whole speakers (k = 6 by default: RAVDESS's 24 actors
+  give 4 per fold), each fold balanced by gender;
+* ``loso``: leave one speaker out;
+* ``paper``: the paper's stratified random 90/10 split with speakers on both
+  sides; ``folds=1`` is that single split, ``folds=k`` a stratified k-fold of
+  such splits (10 by default, so every clip is tested once).
+
+A run directory holds ``fold_XX/`` (one run_split each), ``metrics.json``,
+``report.txt``, ``oof_predictions.csv``, ``egemaps_cache.npz`` and the plots
+(see :mod:`emospec.protocol_report`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from .baseline import BaselineConfig, egemaps_functionals, run_fold
+from .config import FeatureConfig, ModelConfig, TrainConfig, to_dict
+from .files import atomic_write_bytes, load_json, save_json
+from .data.corpora import four_class, prepare_corpus
+from .data.dataset import compute_features
+from .data.labels import CLASSES4
+from .data.manifest import Utterance
+from .data.splits import PROTOCOLS, Fold, make_folds, speaker_kfold
+from .errors import ConfigError, DataError
+from .metrics import bootstrap_ci, fold_summary, paired_bootstrap, per_speaker, report
+from .experiment import run_split
+from .norm import group_keys, normalize_rows
+from .versions import environment
+
+__all__ = ["CorpusData", "Fold", "EvalResult", "load_corpus", "make_folds", "speaker_kfold", "run_protocol",
+           "run_cross_corpus", "PROTOCOLS"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CorpusData:
+    """A corpus ready for evaluation: rows, their features, their baseline functionals.
+
+    ``feats[i]`` is ``(3, n_mels, frames_i)`` float32 dB; ``functionals`` is
+    ``(n, 88)`` float64 or ``None`` without the baseline. Clips that failed
+    either extraction are dropped and listed in ``problems``.
+    """
+
+    name: str
+    rows: List[Utterance]
+    feats: List[torch.Tensor]
+    functionals: Optional[np.ndarray]
+    problems: List[str] = field(default_factory=list)
+
+
+@dataclass
+class EvalResult:
+    """Everything a protocol run produced; ``summary`` is what ``metrics.json`` holds."""
+
+    out_dir: Path
+    summary: Dict
+    text: str
+    plots: List[Path]
+
+
+def load_corpus(
+    name: str, root: str | Path, *, feature_config: FeatureConfig = FeatureConfig(), baseline: bool = True,
+    cache: Optional[Path] = None, mapping: Optional[Mapping[str, str]] = None, progress: bool = True,
+) -> CorpusData:
+    """Scan a corpus, keep the four classes, compute 3D log-Mel (and eGeMAPS) features."""
+    rows, problems = prepare_corpus(name, root, mapping=mapping)
+    rows = four_class(rows, CLASSES4)
+    feats, bad = compute_features([r.path for r in rows], feature_config, progress=progress, desc=f"{name} 3D log-Mel")
+    problems = problems + bad
+    keep = np.array([f is not None for f in feats])
+    values = None
+    if baseline:
+        func = egemaps_functionals([r.path for r in rows], sample_rate_hz=feature_config.sample_rate_hz, cache=cache, progress=progress)
+        problems += func.problems
+        keep &= func.ok
+        values = func.values[keep]
+    idx = np.flatnonzero(keep)
+    if idx.size == 0:
+        raise DataError(f"{root}: no usable {name} clips")
+    return CorpusData(name, [rows[i] for i in idx], [feats[i] for i in idx], values, problems)
+
+
+def _majority(y: np.ndarray, train: np.ndarray, k: int) -> int:
+    return int(np.bincount(y[train], minlength=k).argmax())
+
+
+def _fold_outputs(fold: Fold, fold_dir: Path, rows, data: CorpusData, y, labels, *, train_config, feature_config,
+                  model_config: ModelConfig, baseline: Optional[BaselineConfig], progress: bool, resume: bool) -> Dict:
+    """Train and test the model (and the baseline) on one fold; kept in ``fold_dir/oof.json``.
+
+    With ``resume``, a finished fold whose test items and configs match is
+    reused (the baseline is refitted alone when only its config changed).
+    """
+    ids = [rows[i].utterance_id for i in fold.test]
+    cached = fold_dir / "oof.json"
+    key = {"test_ids": ids, "n_train": int(len(fold.train)), "train_config": to_dict(train_config), "feature_config": to_dict(feature_config),
+           "model_config": to_dict(model_config)}
+    out = None
+    if resume and cached.exists():
+        old = load_json(cached)
+        if all(old.get(k) == v for k, v in key.items()):
+            log.info("%s: reusing the trained fold", fold_dir)
+            out = old
+    if out is None:
+        res = run_split(fold.name, rows, data.feats, y, labels, fold.train, fold.test, fold_dir,
+                        speaker_independent=fold.speaker_independent, feature_config=feature_config,
+                        model_config=model_config, train_config=train_config, progress=progress, resume=resume and (fold_dir / "checkpoint.pt").exists())
+        out = {"name": fold.name, **key, "test_speakers": sorted({rows[i].speaker for i in fold.test}),
+               "model_pred": res.y_pred.tolist(), "probs": np.round(res.probs, 5).tolist(), "best_epoch": res.fit.best_epoch,
+               "history": res.fit.history, "convergence": res.fit.convergence, "majority": _majority(y, fold.train, len(labels)),
+               "n_val": res.report["split"]["n_val"], "baseline": None}
+    wanted = to_dict(baseline) if baseline is not None else None
+    if (out.get("baseline") or {}).get("config") != wanted:
+        out["baseline"] = None
+        if baseline is not None:
+            fp = run_fold(data.functionals, y, [r.speaker for r in rows], fold.train, fold.test, baseline)
+            out["baseline"] = {"pred": fp.y_pred.tolist(), "c": fp.c, "inner_ua": fp.inner_ua, "grid": fp.grid, "config": wanted}
+    save_json(cached, out)
+    return out
+
+
+def _systems(idx: np.ndarray, y, preds: Mapping[str, np.ndarray], labels, speakers, *, n_resamples, seed, cluster) -> Dict:
+    """Pooled reports with CIs and per-speaker accuracy for each system on items ``idx``."""
+    groups = [speakers[i] for i in idx] if cluster else None
+    out = {}
+    for name, p in preds.items():
+        rep = report(y[idx], p[idx], labels)
+        rep["ci"] = bootstrap_ci(y[idx], p[idx], labels, n_resamples=n_resamples, seed=seed, groups=groups)
+        rep["per_speaker"] = per_speaker(y[idx], p[idx], [speakers[i] for i in idx], labels)
+        out[name] = rep
+    return out
+
+
+def _evaluate_folds(data: CorpusData, folds: List[Fold], labels: List[str], out: Path, *, train_config, feature_config,
+                    model_config: Optional[ModelConfig], baseline, progress, resume) -> Tuple[Dict[str, np.ndarray], List[Dict], np.ndarray]:
+    """Run every fold; return out-of-fold predictions (-1 where untested), per-fold records, y.
+
+    ``model_config.norm`` (the model's features, in :func:`run_split`) and
+    ``baseline.norm`` (its functionals, here) standardise each group with its
+    own statistics (:mod:`emospec.norm`); groups never straddle a
+    speaker-independent split, so test speakers' statistics come from their
+    own unlabelled clips.
+    """
+    rows = data.rows
+    model_config = replace(model_config or ModelConfig(), n_classes=len(labels), n_mels=feature_config.n_mels)
+    if baseline is not None and baseline.norm != "global" and data.functionals is not None:
+        groups = group_keys(baseline.norm, [r.speaker for r in rows], [r.corpus for r in rows])
+        data = CorpusData(data.name, rows, data.feats, normalize_rows(data.functionals, groups), data.problems)
+    y = np.array([labels.index(r.label4) for r in rows], dtype=np.int64)
+    n = len(rows)
+    preds = {"model": np.full(n, -1), "chance": np.full(n, -1), **({"baseline": np.full(n, -1)} if baseline else {})}
+    records = []
+    for j, fold in enumerate(folds):
+        log.info("fold %d/%d %s: %d train, %d test", j + 1, len(folds), fold.name, len(fold.train), len(fold.test))
+        if np.any(preds["model"][fold.test] >= 0):
+            raise DataError(f"{fold.name}: items tested in an earlier fold")
+        rec = _fold_outputs(fold, out / fold.name, rows, data, y, labels, train_config=train_config,
+                            feature_config=feature_config, model_config=model_config, baseline=baseline,
+                            progress=progress, resume=resume)
+        preds["model"][fold.test] = rec["model_pred"]
+        preds["chance"][fold.test] = rec["majority"]
+        if baseline:
+            preds["baseline"][fold.test] = rec["baseline"]["pred"]
+        records.append(rec)
+    return preds, records, y
+
+
+def _fold_table(records: List[Dict], y: np.ndarray, folds: List[Fold], labels, preds) -> List[Dict]:
+    table = []
+    for fold, rec in zip(folds, records):
+        scores = {k: report(y[fold.test], preds[k][fold.test], labels) for k in ("model", "baseline") if k in preds}
+        row = {"name": fold.name, "test_speakers": rec["test_speakers"], "n_test": int(len(fold.test)),
+               "best_epoch": rec["best_epoch"], "best_val_ua": _best_val_ua(rec.get("history") or []),
+               "convergence": rec.get("convergence")}
+        for k, rep in scores.items():
+            row[k] = {m: rep[m] for m in ("ua", "wa", "macro_f1")}
+        if rec["baseline"]:
+            row["baseline"].update(c=rec["baseline"]["c"], inner_ua=rec["baseline"]["inner_ua"])
+        table.append(row)
+    return table
+
+
+def _best_val_ua(history: Sequence[Dict]) -> Optional[float]:
+    """The best validation UA of a fold's training history (the model-selection figure), or None."""
+    vals = [h["val_ua"] for h in history if h.get("val_ua") == h.get("val_ua")]
+    return max(vals) if vals else None
+
+
+def _summarise(idx, y, preds, labels, speakers, *, n_resamples, seed, cluster) -> Dict:
+    systems = _systems(idx, y, {k: v for k, v in preds.items() if k != "chance"}, labels, speakers,
+                       n_resamples=n_resamples, seed=seed, cluster=cluster)
+    chance = report(y[idx], preds["chance"][idx], labels)
+    out = {"n": int(len(idx)), "model": systems["model"], "chance": {k: chance[k] for k in ("ua", "wa", "macro_f1")}}
+    if "baseline" in systems:
+        out["baseline"] = systems["baseline"]
+        out["paired_ua"] = paired_bootstrap(y[idx], preds["model"][idx], preds["baseline"][idx], labels, metric="ua",
+                                            n_resamples=n_resamples, seed=seed,
+                                            groups=[speakers[i] for i in idx] if cluster else None)
+    return out
+
+
+def run_protocol(
+    data: CorpusData, protocol: str, out_dir: str | Path, *, folds: Optional[int] = None,
+    feature_config: FeatureConfig = FeatureConfig(), train_config: TrainConfig = TrainConfig(),
+    model_config: Optional[ModelConfig] = None, baseline: Optional[BaselineConfig] = BaselineConfig(), n_resamples: int = 1000, cluster: bool = False,
+    progress: bool = True, resume: bool = False, plots: bool = True, extra: Sequence[CorpusData] = (),
+    fold_subset: Optional[Sequence[int]] = None,
+) -> EvalResult:
+    """Train and test every fold of ``protocol`` on ``data``; write and return the pooled evaluation.
+
+    Every clip tested appears in exactly one fold's test side; the pooled
+    metrics (``summary["model"]``, ``["baseline"]``) are computed on the
+    out-of-fold predictions of all tested clips, with ``n_resamples``
+    bootstrap resamples of items (of speakers with ``cluster=True``).
+    ``extra`` corpora join every fold's training side (model and baseline
+    alike) and are never tested; see ``TrainConfig.balance``. ``fold_subset``
+    (0-based fold numbers) runs only those folds of the same fold list, for a
+    quick first look: the pooled figures are then over their test clips only.
+    """
+    from .protocol_report import protocol_figures, protocol_text
+
+    if protocol == "all":
+        raise ConfigError("protocol 'all' tests nothing; evaluate takes speaker, loso or paper")
+    t0 = time.perf_counter()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    labels = [c for c in CLASSES4 if any(r.label4 == c for r in data.rows)]
+    fold_list = make_folds(protocol, data.rows, folds=folds, seed=train_config.seed)
+    if fold_subset is not None:
+        fold_list = [fold_list[j] for j in sorted(set(fold_subset))]
+    main = data
+    if extra:
+        data, n_main = _with_extra(data, extra, labels), len(data.rows)
+        more = np.arange(n_main, len(data.rows))
+        fold_list = [Fold(f.name, np.concatenate([f.train, more]), f.test, f.speaker_independent) for f in fold_list]
+    preds, records, y = _evaluate_folds(data, fold_list, labels, out, train_config=train_config, feature_config=feature_config,
+                                        model_config=model_config, baseline=baseline if data.functionals is not None else None, progress=progress, resume=resume)
+    tested = np.flatnonzero(preds["model"] >= 0)
+    speakers = [r.speaker for r in data.rows]
+    summary = {
+        "kind": "protocol", "corpus": main.name, "protocol": protocol, "labels": labels, "n_clips": len(main.rows),
+        "n_speakers": len({r.speaker for r in main.rows}), "counts": {c: int(n) for c, n in Counter(r.label4 for r in main.rows).items()},
+        "extra_train": {d.name: len(d.rows) for d in extra},
+        "n_folds": len(fold_list), "n_tested": int(tested.size),
+        **_summarise(tested, y, preds, labels, speakers, n_resamples=n_resamples, seed=train_config.seed, cluster=cluster),
+        "folds": _fold_table(records, y, fold_list, labels, preds),
+        "train_config": to_dict(train_config), "feature_config": to_dict(feature_config),
+        "model_config": to_dict(model_config or ModelConfig()),
+        "baseline_config": to_dict(baseline) if baseline and data.functionals is not None else None,
+        "problems": data.problems, "versions": environment(),
+    }
+    summary["fold_summary"] = {k: fold_summary([f[k] for f in summary["folds"]]) for k in ("model", "baseline") if k in summary}
+    _write_oof(out / "oof_predictions.csv", data.rows, tested, y, preds, labels, fold_list)
+    made = protocol_figures(summary, main, records, out) if plots else []
+    return _finish(out, summary, made, protocol_text, t0)
+
+
+def _with_extra(data: CorpusData, extra: Sequence[CorpusData], labels: List[str]) -> CorpusData:
+    """``data`` followed by the clips of ``extra`` whose class is in ``labels``."""
+    if any((d.functionals is None) != (data.functionals is None) for d in extra):
+        raise DataError("extra training corpora need the baseline's functionals too (or no baseline at all)")
+    parts = [(d, [i for i, r in enumerate(d.rows) if r.label4 in labels]) for d in extra]
+    return CorpusData(
+        "+".join([data.name, *(d.name for d in extra)]), data.rows + [d.rows[i] for d, keep in parts for i in keep],
+        data.feats + [d.feats[i] for d, keep in parts for i in keep],
+        None if data.functionals is None else np.concatenate([data.functionals, *(d.functionals[keep] for d, keep in parts)]),
+        data.problems + [p for d in extra for p in d.problems])
+
+
+def _finish(out: Path, summary: Dict, made: List[Path], render, t0: float) -> EvalResult:
+    """Add plots and wall time to ``summary``; write ``metrics.json`` and ``report.txt``."""
+    summary["plots"] = [str(p) for p in made]
+    summary["seconds"] = time.perf_counter() - t0
+    text = render(summary)
+    save_json(out / "metrics.json", summary)
+    atomic_write_bytes(out / "report.txt", (text + "\n").encode("utf-8"))
+    return EvalResult(out, summary, text, made)
+
+
+def _write_oof(path: Path, rows, tested, y, preds, labels, folds) -> None:
+    import csv
+    import io
+
+    fold_of = {}
+    for fold in folds:
+        for i in fold.test:
+            fold_of[int(i)] = fold.name
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["path", "corpus", "speaker", "fold", "true", "model", "baseline"])
+    for i in tested:
+        w.writerow([rows[i].path, rows[i].corpus, rows[i].speaker, fold_of[int(i)], labels[y[i]], labels[preds["model"][i]],
+                    labels[preds["baseline"][i]] if "baseline" in preds else ""])
+    atomic_write_bytes(path, buf.getvalue().encode("utf-8"))
+
+
+def run_cross_corpus(
+    train: CorpusData, tests: Sequence[CorpusData], out_dir: str | Path, *,
+    feature_config: FeatureConfig = FeatureConfig(), train_config: TrainConfig = TrainConfig(),
+    model_config: Optional[ModelConfig] = None, baseline: Optional[BaselineConfig] = BaselineConfig(), n_resamples: int = 1000, cluster: bool = False,
+    progress: bool = True, resume: bool = False, plots: bool = True,
+) -> EvalResult:
+    """Train on all of ``train`` (validation: held-out training speakers), test on each of ``tests``.
+
+    Only the classes present in every corpus are used (normally the four).
+    ``summary["tests"][name]`` holds each test corpus's pooled evaluation.
+    """
+    from .protocol_report import cross_corpus_figures, cross_corpus_text
+
+    t0 = time.perf_counter()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    every = [train, *tests]
+    labels = [c for c in CLASSES4 if all(any(r.label4 == c for r in d.rows) for d in every)]
+    if len(labels) < 2:
+        raise DataError(f"cross-corpus: the corpora share fewer than two classes ({labels})")
+    use_baseline = baseline is not None and all(d.functionals is not None for d in every)
+    parts, offset, spans = [], 0, {}
+    for d in every:
+        keep = [i for i, r in enumerate(d.rows) if r.label4 in labels]
+        parts.append((d, keep))
+        spans[d.name if d is not train else "__train__"] = np.arange(offset, offset + len(keep))
+        offset += len(keep)
+    rows = [d.rows[i] for d, keep in parts for i in keep]
+    merged = CorpusData("+".join(d.name for d in every), rows, [d.feats[i] for d, keep in parts for i in keep],
+                        np.concatenate([d.functionals[keep] for d, keep in parts]) if use_baseline else None,
+                        [p for d in every for p in d.problems])
+    test_idx = np.concatenate([spans[d.name] for d in tests])
+    fold = Fold(f"train_{train.name}", spans["__train__"], test_idx, True)
+    preds, records, y = _evaluate_folds(merged, [fold], labels, out, train_config=train_config, feature_config=feature_config,
+                                        model_config=model_config, baseline=baseline if use_baseline else None, progress=progress, resume=resume)
+    speakers = [r.speaker for r in rows]
+    summary = {
+        "kind": "cross-corpus", "train": train.name, "labels": labels, "n_train": int(len(spans["__train__"])),
+        "tests": {d.name: {"n_speakers": len({r.speaker for r in d.rows}),
+                           **_summarise(spans[d.name], y, preds, labels, speakers, n_resamples=n_resamples,
+                                        seed=train_config.seed, cluster=cluster)} for d in tests},
+        "best_epoch": records[0]["best_epoch"], "n_val": records[0].get("n_val"), "baseline_fit": records[0]["baseline"] and
+        {k: records[0]["baseline"][k] for k in ("c", "inner_ua", "grid")},
+        "train_config": to_dict(train_config), "feature_config": to_dict(feature_config),
+        "model_config": to_dict(model_config or ModelConfig()),
+        "baseline_config": to_dict(baseline) if use_baseline else None, "problems": merged.problems, "versions": environment(),
+    }
+    _write_oof(out / "oof_predictions.csv", rows, test_idx, y, preds, labels, [fold])
+    made = cross_corpus_figures(summary, records, out) if plots else []
+    return _finish(out, summary, made, cross_corpus_text, t0)
