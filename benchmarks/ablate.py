@@ -68,8 +68,8 @@ WITH_OTHER_CORPUS = {"+other-corpus"}
 
 
 def _corpus(name: str, features, data_root, cache_dir: Path, memo: Dict):
-    from emospec.protocols import load_corpus
     from emospec.data.paths import find_data_root
+    from emospec.protocols import load_corpus
 
     key = (name, features)
     if key not in memo:
@@ -125,7 +125,8 @@ def table(rows, corpora, out: Path) -> str:
             p = s["paired_ua"]
             cells += [_cell(s), f"{p['difference']:+.3f} [{p['low']:+.3f}, {p['high']:+.3f}]"]
             base_cells.setdefault(c, _cell(s, "baseline"))
-            rec[c] = {"ua": s["model"]["ua"], "ci": [s["model"]["ci"]["ua"]["low"], s["model"]["ci"]["ua"]["high"]], "diff": p["difference"], "diff_ci": [p["low"], p["high"]],
+            rec[c] = {"ua": s["model"]["ua"], "ci": [s["model"]["ci"]["ua"]["low"], s["model"]["ci"]["ua"]["high"]],
+                      "diff": p["difference"], "diff_ci": [p["low"], p["high"]],
                       "baseline_ua": s["baseline"]["ua"], "fold_mean_std": s.get("fold_summary", {}).get("model", {}).get("ua"),
                       "seconds": s.get("seconds")}
         records.append(rec)

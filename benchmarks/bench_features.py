@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import inspect
 import tempfile
@@ -11,9 +12,7 @@ from typing import Dict, List
 import numpy as np
 import torch
 
-from _common import (DATA, Row, interleaved, paired_ratio, ravdess_paths, scaling_rows, skipped, speech_of_length,
-                     time_calls)
-
+from _common import DATA, Row, interleaved, paired_ratio, ravdess_paths, scaling_rows, skipped, speech_of_length, time_calls
 from emospec.audio import load
 from emospec.features import extract, extract_many
 from emospec.recipe import RECIPES
@@ -141,7 +140,7 @@ def bench_feature_scaling(durations_s, repeat: int) -> List[Row]:
     rows, timings = [], {}
     for d in durations_s:
         w = speech_of_length(d)
-        timings[d] = t = time_calls(lambda: extract(w, CFG), repeat=repeat, warmup=1)
+        timings[d] = t = time_calls(functools.partial(extract, w, CFG), repeat=repeat, warmup=1)
         rows.append(Row("scaling", f"features, {d:g} s clip", t.median_s * 1e3, "ms", extra={"timing": t.summary()}))
     return scaling_rows(rows, timings)
 

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import tempfile
 import time
 import warnings
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from _common import Row, interleaved, paired_ratio, skipped, time_calls
-
 from emospec.model import EmoAlexNet
 from emospec.recipe import RECIPES
 
@@ -96,7 +95,7 @@ def bench_forward(threads: int, repeat: int, compile_: bool, onnx_path: Optional
             t0 = time.perf_counter()
             fn(x)
             setup[name] = time.perf_counter() - t0
-        t = interleaved({k: (lambda f=f: f(x)) for k, f in fns.items()}, repeat=rep, warmup=1)
+        t = interleaved({k: functools.partial(f, x) for k, f in fns.items()}, repeat=rep, warmup=1)
         for name in fns:
             dev = float((fns[name](x).float() - ref).abs().max())
             note = (f"{batch / t[name].median_s:.0f} clips/s; CPU {t[name].cpu_median_s * 1e3:.0f} ms; "
@@ -128,8 +127,9 @@ def conv_peak(repeat: int) -> Tuple[float, str]:
         conv = torch.nn.Conv2d(cin, cout, 3, padding=1)
         x = torch.randn(b, cin, h, w)
         with torch.inference_mode():
-            flops = _flops(lambda: conv(x))
-            t = time_calls(lambda: conv(x), repeat=repeat, warmup=2)
+            step = functools.partial(conv, x)
+            flops = _flops(step)
+            t = time_calls(step, repeat=repeat, warmup=2)
         g = flops / t.median_s / 1e9
         if g > best:
             best, label = g, f"conv3x3 {cin}->{cout} on {b}x{h}x{w}"

@@ -14,6 +14,7 @@ model, and peak RSS.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -27,13 +28,12 @@ def _recognizer(backend: str, onnx_path: str | None, threads: int):
     """``(predict(path) -> label, model_fn(features) -> probs)`` for the backend."""
     import torch
 
+    from bench_model import make_model, ort_session
     from emospec.audio import load
     from emospec.checkpoint import ModelBundle
     from emospec.features import extract
     from emospec.predict import Recognizer
     from emospec.recipe import RECIPES
-
-    from bench_model import make_model, ort_session
 
     torch.set_num_threads(threads)
     labels = ["neutral", "happy", "angry", "sad"]
@@ -66,11 +66,10 @@ def _recognizer(backend: str, onnx_path: str | None, threads: int):
 def measure(wav: str, backend: str, n: int, threads: int, onnx_path: str | None) -> dict:
     import soundfile as sf
 
+    from _common import peak_rss_mb, time_calls
     from emospec.audio import load
     from emospec.features import extract
     from emospec.recipe import RECIPES
-
-    from _common import peak_rss_mb, time_calls
 
     duration = sf.info(wav).duration
     predict, model_fn = _recognizer(backend, onnx_path, threads)
@@ -92,18 +91,17 @@ def measure(wav: str, backend: str, n: int, threads: int, onnx_path: str | None)
 
 def bench_predict_scaling(folder: str, durations_s, repeat: int) -> list:
     """``Recognizer.predict(path)`` latency (torch, in this process) for clips of growing length."""
+    from _common import Row, scaling_rows, time_calls, write_clip
+    from bench_model import make_model
     from emospec.checkpoint import ModelBundle
     from emospec.predict import Recognizer
     from emospec.recipe import RECIPES
-
-    from _common import Row, scaling_rows, time_calls, write_clip
-    from bench_model import make_model
 
     rec = Recognizer(ModelBundle(make_model(), RECIPES["paper"].features, ["neutral", "happy", "angry", "sad"]))
     rows, timings = [], {}
     for d in durations_s:
         path = write_clip(folder, d)
-        timings[d] = t = time_calls(lambda: rec.predict(path), repeat=repeat, warmup=1)
+        timings[d] = t = time_calls(functools.partial(rec.predict, path), repeat=repeat, warmup=1)
         rows.append(Row("scaling", f"predict (torch), {d:g} s clip", t.median_s * 1e3, "ms",
                         note=f"RTF {t.median_s / d:.3f}", extra={"timing": t.summary()}))
     return scaling_rows(rows, timings)

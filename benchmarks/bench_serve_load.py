@@ -138,7 +138,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     fmt = lambda v, f="{:.0f}": "-" if v is None else f.format(v)  # noqa: E731
     print(f"emospec serve load: {args.requests} concurrent POST /api/v1/predict of {clip.name} ({len(data)} bytes), "
           f"server max_concurrency={report['server_max_concurrency']}, {report['device']}, {os.cpu_count()} CPUs")
-    head = f"{'round':>5} {'ok':>5} {'errors':>6} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8} {'req/s':>7} {'wall s':>7} {'RSS before MB':>14} {'RSS after MB':>13}"
+    head = (f"{'round':>5} {'ok':>5} {'errors':>6} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8} {'req/s':>7} {'wall s':>7} "
+            f"{'RSS before MB':>14} {'RSS after MB':>13}")
     print(head)
     print("-" * len(head))
     for r in rounds:

@@ -71,8 +71,8 @@ RAVDESS to EMOVO; see the README)."""
 
 def run(rows, out: Path, folds: Optional[Sequence[int]], data_root=None) -> None:
     from emospec.files import save_json
-    from emospec.protocols import run_protocol
     from emospec.plots import fold_curves
+    from emospec.protocols import run_protocol
     from emospec.recipe import recipe_from
 
     memo: Dict = {}
@@ -137,8 +137,8 @@ def table(rows, out: Path, folds: Optional[Sequence[int]] = None) -> str:
         p = s["paired"] or {}
         tr = "/".join(f"{v:.2f}" for v in s["train_recall"].values())
         sad = s["test_recall"].get("sad", float("nan"))
-        lines.append(f"| {name} | {desc} | {s['n_folds']} | {s['val_ua']:.3f} | {' '.join(s['best_epochs'])} | {s['final_loss']:.3f} | {tr} "
-                     f"| {_cell(summary)} | {sad:.2f} | {p.get('difference', float('nan')):+.3f} "
+        lines.append(f"| {name} | {desc} | {s['n_folds']} | {s['val_ua']:.3f} | {' '.join(s['best_epochs'])} | {s['final_loss']:.3f} "
+                     f"| {tr} | {_cell(summary)} | {sad:.2f} | {p.get('difference', float('nan')):+.3f} "
                      f"[{p.get('low', float('nan')):+.3f}, {p.get('high', float('nan')):+.3f}] |")
         records.append({"row": name, "change": desc, "overrides": over, **s})
     text = "\n".join(lines)

@@ -25,9 +25,9 @@ def main(argv=None) -> int:
     import torch
 
     import emospec
-    from emospec.protocols import load_corpus
     from emospec.data.paths import find_data_root
     from emospec.data.splits import make_folds
+    from emospec.protocols import load_corpus
     from emospec.recipe import recipe_from
     from emospec.train import fit
 
@@ -47,7 +47,8 @@ def main(argv=None) -> int:
     labels = ["neutral", "happy", "angry", "sad"]
     y = np.array([labels.index(r.label4) for r in data.rows])
     tr = fold.train
-    out = {"device": torch.cuda.get_device_name(0) if args.device == "cuda" else "cpu", "torch": torch.__version__, "n_train": int(len(tr)), "amp": {}}
+    out = {"device": torch.cuda.get_device_name(0) if args.device == "cuda" else "cpu", "torch": torch.__version__,
+           "n_train": int(len(tr)), "amp": {}}
     for amp in ("off", "bf16", "fp16") if args.device == "cuda" else ("off", "bf16"):
         tcfg = replace(rec.train, amp=amp, epochs=args.epochs, patience=args.epochs, device=args.device)
         with tempfile.TemporaryDirectory() as tmp:

@@ -29,7 +29,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "src"))
 
-from _common import DATA, REPO, Row, machine, limit_threads, skipped, table, write_clip  # noqa: E402
+from _common import DATA, REPO, Row, limit_threads, machine, skipped, table, write_clip  # noqa: E402
 
 SECTIONS = ["features", "corpus", "decode", "forward", "training", "predict", "scaling"]
 

@@ -30,7 +30,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -116,8 +116,8 @@ def _run_job(args) -> Tuple[str, float, str]:
 
 
 def _corpus_nobase(name: str, features, data_root):
-    from emospec.protocols import load_corpus
     from emospec.data.paths import find_data_root
+    from emospec.protocols import load_corpus
 
     key = (name, features)
     if key not in _MEMO:
@@ -132,9 +132,10 @@ def _init_worker() -> None:
     torch.set_num_threads(1)
 
 
-def run(out: Path, workers: int, deadline: float, data_root=None, extra: Dict[str, object] = {}, only=None) -> None:
+def run(out: Path, workers: int, deadline: float, data_root=None, extra: Optional[Dict[str, object]] = None, only=None) -> None:
     """Run the queue (or the ``only`` rows, "ROW-sSEED") until it is empty or ``deadline`` seconds have passed
     (jobs running then are finished)."""
+    extra = {} if extra is None else extra
     t0 = time.time()
     todo = [j for j in jobs() if only is None or f"{j[0]}-s{j[1]}" in only]
     log = open(out / "sweep_log.txt", "a")
@@ -160,13 +161,15 @@ def run(out: Path, workers: int, deadline: float, data_root=None, extra: Dict[st
     print(f"sweep: {i} jobs started, {time.time() - t0:.0f} s", flush=True)
 
 
-def merge(src: Path, out: Path, data_root=None, extra: Dict[str, object] = {}) -> str:
+def merge(src: Path, out: Path, data_root=None, extra: Optional[Dict[str, object]] = None) -> str:
     """Gather finished folds into ``out/<row>-s<seed>/<corpus>/``, add the baseline, write metrics and the table."""
+    extra = {} if extra is None else extra
     from emospec.files import save_json
     from emospec.protocols import run_protocol
 
     memo: Dict = {}
-    lines = ["| row | change | seed | corpus | folds | UA [95% CI] | sad recall | Δ vs baseline [95% CI] | baseline UA | train UA (full) | kept / best val epoch |",
+    lines = ["| row | change | seed | corpus | folds | UA [95% CI] | sad recall | Δ vs baseline [95% CI] | baseline UA | train UA (full) "
+             "| kept / best val epoch |",
              "|" + "---|" * 11]
     records = []
     for row, seed in dict.fromkeys(PRIORITY):

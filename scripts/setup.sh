@@ -46,7 +46,13 @@ case ",$extras," in
     *,test,*) ensure_chromium ;;
 esac
 
-if [ -f "$stamp" ] && [ "$stamp" -nt "$here/pyproject.toml" ] && "$vpy" -c "import emospec, torch" 2>/dev/null; then
+# The test extra also brings the linters `make test` runs: a venv without them is not up to date.
+tools_ok=1
+case ",$extras," in
+    *,test,*) [ -x "$venv/bin/ruff" ] && [ -x "$venv/bin/mypy" ] || tools_ok=0 ;;
+esac
+if [ -f "$stamp" ] && [ "$stamp" -nt "$here/pyproject.toml" ] && [ "$tools_ok" = 1 ] \
+    && "$vpy" -c "import emospec, torch" 2>/dev/null; then
     exit 0
 fi
 export PIP_DISABLE_PIP_VERSION_CHECK=1

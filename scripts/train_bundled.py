@@ -43,15 +43,15 @@ import numpy as np
 
 from emospec.checkpoint import load_model, save_model
 from emospec.config import FeatureConfig, to_dict
-from emospec.files import load_json, save_json
 from emospec.data.corpora import four_class, prepare_corpus
 from emospec.data.dataset import compute_features
 from emospec.data.labels import CLASSES4
 from emospec.data.paths import find_data_root
 from emospec.data.splits import make_folds
 from emospec.errors import EmospecError
-from emospec.metrics import bootstrap_ci, unweighted_accuracy, weighted_accuracy
 from emospec.experiment import run_split, train_on, validation_split
+from emospec.files import load_json, save_json
+from emospec.metrics import bootstrap_ci, unweighted_accuracy, weighted_accuracy
 from emospec.modelcard import CORPUS_TERMS, licence_for, sha256_of
 from emospec.norm import POPULATION_KEY
 from emospec.recipe import recipe_from

@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from conftest import SR, sine
 from emospec import audio
 from emospec.errors import AudioError
-
-from conftest import SR, sine
 
 
 @pytest.mark.parametrize("subtype", ["PCM_U8", "PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE"])

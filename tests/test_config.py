@@ -8,8 +8,8 @@ import pytest
 
 import emospec
 from emospec.config import FeatureConfig, ModelConfig, TrainConfig, from_dict, to_dict
-from emospec.files import load_json, save_json
 from emospec.errors import ConfigError
+from emospec.files import load_json, save_json
 
 
 def test_round_trip_and_frozen(tmp_path):

@@ -37,13 +37,12 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import REPO, SHARED_DATA
 from emospec import audio, features
 from emospec.config import ModelConfig, TrainConfig
 from emospec.distributed import DistContext, env_world_size, init, is_main
 from emospec.model import EmoAlexNet
 from emospec.train import amp_dtype, fit, seed_everything
-
-from conftest import REPO, SHARED_DATA
 
 CLASSES = ["neutral", "happy", "angry", "sad"]
 EMOTION = {"01": "neutral", "03": "happy", "05": "angry", "04": "sad"}

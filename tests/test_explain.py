@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import SR, noise, run_cli
 
+from conftest import SR, noise, run_cli
 from emospec.checkpoint import save_model
 from emospec.config import FeatureConfig, ModelConfig
 from emospec.errors import ConfigError

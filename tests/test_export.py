@@ -8,10 +8,9 @@ import pytest
 import soundfile as sf
 
 import emospec
+from conftest import LABELS4, SR
 from emospec.errors import CheckpointError, ConfigError
 from emospec.export import ONNX_FORMAT, OnnxModel, check_parity, export_onnx
-
-from conftest import LABELS4, SR
 
 
 @pytest.fixture(scope="module")

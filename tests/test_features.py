@@ -10,12 +10,11 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import SR, noise, sine
 from emospec import audio, features
 from emospec.config import FeatureConfig
 from emospec.errors import FeatureError
 from emospec.recipe import RECIPES
-
-from conftest import SR, noise, sine
 
 CFG = RECIPES["paper"].features
 """The paper's features: 128 mel bands, no floor (librosa's ``power_to_db(top_db=None)``)."""

@@ -39,10 +39,11 @@ def test_layout_lrn_after_conv1_fc7_removed():
     lrn = m.features.lrn
     assert isinstance(lrn, nn.LocalResponseNorm) and (lrn.size, lrn.alpha, lrn.beta, lrn.k) == (5, 1e-4, 0.75, 2.0)
     convs = [mod for mod in m.features if isinstance(mod, nn.Conv2d)]
-    assert [(c.out_channels, c.kernel_size[0], c.stride[0]) for c in convs] == [(64, 11, 4), (192, 5, 1), (384, 3, 1), (256, 3, 1), (256, 3, 1)]
+    assert [(c.out_channels, c.kernel_size[0], c.stride[0]) for c in convs] == [
+        (64, 11, 4), (192, 5, 1), (384, 3, 1), (256, 3, 1), (256, 3, 1)]
     assert sum(isinstance(mod, nn.MaxPool2d) for mod in m.features) == 3
     linears = [mod for mod in m.classifier if isinstance(mod, nn.Linear)]
-    assert [(l.in_features, l.out_features) for l in linears] == [(9216, 256), (256, 4)]
+    assert [(lin.in_features, lin.out_features) for lin in linears] == [(9216, 256), (256, 4)]
     assert isinstance(m.avgpool, nn.AdaptiveAvgPool2d) and m.avgpool.output_size == (6, 6)
 
 

@@ -169,6 +169,7 @@ def test_cli_predict_adapt_norm(norm_model_path, random_model_path, tmp_path):
     import json
 
     import soundfile as sf
+
     from conftest import run_cli
 
     d = tmp_path / "spk"

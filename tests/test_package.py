@@ -7,8 +7,9 @@ import ast
 import importlib
 import inspect
 import pkgutil
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 import conftest
 import emospec

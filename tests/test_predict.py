@@ -11,6 +11,7 @@ import soundfile as sf
 import torch
 
 import emospec
+from conftest import LABELS4, SR, noise
 from emospec.checkpoint import FORMAT_VERSION, load_state, save_state
 from emospec.errors import AudioError, CheckpointError, ConfigError
 from emospec.model import EmoAlexNet
@@ -18,8 +19,6 @@ from emospec.norm import model_input
 from emospec.predict import SILENCE_DBFS, Prediction, Recognizer
 from emospec.ragged import RaggedAlexNet, pad_waves, pool_matrix
 from emospec.recipe import RECIPES
-
-from conftest import LABELS4, SR, noise
 
 
 @pytest.fixture(scope="module")

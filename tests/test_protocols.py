@@ -8,17 +8,17 @@ from collections import Counter
 
 import numpy as np
 import pytest
+
 from conftest import run_cli
 from corpus_fixtures import clip
-
 from emospec.config import TrainConfig
-from emospec.files import save_json
-from emospec.protocols import make_folds, speaker_kfold
-from emospec.recipe import RECIPES, train_config_from
 from emospec.data.manifest import Utterance
 from emospec.demo import DEMO_TRAIN
 from emospec.errors import ConfigError, DataError
+from emospec.files import save_json
 from emospec.metrics import report
+from emospec.protocols import make_folds, speaker_kfold
+from emospec.recipe import RECIPES, train_config_from
 
 CLASSES = ["neutral", "happy", "angry", "sad"]
 
@@ -344,3 +344,64 @@ def test_two_test_sets_with_one_name_are_an_error(tmp_path):
     assert not (tmp_path / "never").exists()
     r = run_cli("-q", "evaluate", "--train", "ravdess", "--test", "a b=emovo", "--epochs", "1")
     assert r.returncode == 1 and "data set name 'a b' must be letters" in r.stderr.decode()
+
+
+# --------------------------------------------------------------------------- leave one corpus out
+def test_leave_one_corpus_out_tests_each_corpus_with_a_model_of_the_others(tmp_path):
+    a = _label_tree(tmp_path / "a", ("s1", "s2"), 0)             # 16 clips
+    b = _label_tree(tmp_path / "b", ("s1", "s2", "s3"), 100)     # 24 clips
+    c = _label_tree(tmp_path / "c", ("s1",), 200)                # 8 clips
+    out = tmp_path / "loco"
+    r = run_cli("-q", "evaluate", "--protocol", "loco", "--corpus", f"A=folder:{a}", "--corpus", f"B=folder:{b}",
+                "--corpus", f"C=folder:{c}", "--epochs", "1", "--baseline", "none", "--resamples", "50", "--out", str(out))
+    assert r.returncode == 0, r.stderr.decode()[-3000:]
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["kind"] == "loco" and m["corpora"] == ["A", "B", "C"] and m["labels"] == CLASSES
+    sizes = {"A": 16, "B": 24, "C": 8}
+    for name, h in m["held_out"].items():
+        assert h["n"] == sizes[name] and h["n_train"] == sum(sizes.values()) - sizes[name]
+        assert h["train"] == "+".join(k for k in sizes if k != name)
+        assert Counter(row["corpus"] for row in _oof(out / f"held_out_{name}" / "oof_predictions.csv")) == {name: sizes[name]}
+        assert (out / f"held_out_{name}" / f"confusion_model_{name}.png").read_bytes()[:4] == b"\x89PNG"  # per held-out corpus
+    assert m["mean_ua"]["model"] == pytest.approx(sum(h["model"]["ua"] for h in m["held_out"].values()) / 3)
+    assert (out / "loco_ua.png").read_bytes()[:4] == b"\x89PNG"
+    text = r.stdout.decode()
+    assert "Leave one corpus out: A, B, C" in text and "mean UA over held-out corpora: model" in text
+    for name in sizes:
+        assert sum(line.startswith(f"{name} ") for line in text.splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_leave_one_corpus_out_with_the_baseline_on_real_clips(subsets, tmp_path):
+    out = tmp_path / "loco-real"
+    r = run_cli("-q", "evaluate", "--protocol", "loco", "--corpus", f"ravdess:{subsets / 'ravdess'}",
+                "--corpus", f"emovo:{subsets / 'emovo'}", "--epochs", "1", "--out", str(out), "--no-plots")
+    assert r.returncode == 0, r.stderr.decode()[-3000:]
+    m = json.loads((out / "metrics.json").read_text())
+    assert {k: (h["n"], h["n_train"]) for k, h in m["held_out"].items()} == {"ravdess": (42, 16), "emovo": (16, 42)}
+    for h in m["held_out"].values():  # model and baseline on the same clips, with the paired difference
+        assert h["model"]["n"] == h["baseline"]["n"] == h["n"]
+        assert h["paired_ua"]["low"] <= h["paired_ua"]["difference"] <= h["paired_ua"]["high"]
+    assert set(m["mean_ua"]) == {"model", "baseline"}
+
+
+def test_leave_one_corpus_out_usage_errors(tmp_path):
+    r = run_cli("-q", "evaluate", "--protocol", "loco", "--corpus", "ravdess")
+    assert r.returncode == 1 and "two or more --corpus" in r.stderr.decode()
+    r = run_cli("-q", "evaluate", "--protocol", "speaker", "--corpus", "ravdess", "--corpus", "emovo")
+    assert r.returncode == 1 and "two or more --corpus" in r.stderr.decode()
+    r = run_cli("-q", "evaluate", "--protocol", "loco", "--corpus", "ravdess", "--corpus", "ravdess")
+    assert r.returncode == 1 and "ravdess" in r.stderr.decode() and len(r.stderr.decode().strip().splitlines()) == 1
+
+
+def test_cross_corpus_trains_on_several_corpora_together(tmp_path):
+    a, b = _label_tree(tmp_path / "a", ("s1", "s2"), 0), _label_tree(tmp_path / "b", ("s1", "s2", "s3"), 100)
+    c = _label_tree(tmp_path / "c", ("s1",), 200)
+    out = tmp_path / "ab-to-c"
+    r = run_cli("-q", "evaluate", "--train", f"A=folder:{a}", "--train", f"B=folder:{b}", "--test", f"C=folder:{c}",
+                "--epochs", "1", "--baseline", "none", "--resamples", "50", "--no-plots", "--out", str(out), "--set", "balance=corpus")
+    assert r.returncode == 0, r.stderr.decode()[-3000:]
+    m = json.loads((out / "metrics.json").read_text())
+    assert (m["train"], m["n_train"], m["tests"]["C"]["n"], m["train_config"]["balance"]) == ("A+B", 40, 8, "corpus")
+    r = run_cli("-q", "evaluate", "--train", f"A=folder:{a}", "--train", f"C=folder:{b}", "--test", f"C=folder:{c}", "--epochs", "1")
+    assert r.returncode == 1 and "named 'C'" in r.stderr.decode() and len(r.stderr.decode().strip().splitlines()) == 1

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from emospec.config import FeatureConfig, ModelConfig, TrainConfig
-from emospec.files import save_json
 from emospec.errors import ConfigError
+from emospec.files import save_json
 from emospec.norm import apply_stats, group_keys, group_stats, normalize_groups, normalize_rows
 from emospec.recipe import RECIPES, Recipe, parse_overrides, recipe_from
 

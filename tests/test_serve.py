@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import struct
 import tempfile
 import threading
 from pathlib import Path
@@ -17,8 +16,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from fastapi.testclient import TestClient
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from conftest import SR, noise, run_cli, sine
 from emospec import cli

@@ -26,7 +26,7 @@ def real_feats(ravdess_clips):
     feats = [features.extract(audio.load(p)) for p in ravdess_clips]
     labels = ["neutral", "happy", "sad", "angry"] * 2  # emotions 01, 03, 04, 05 per actor
     classes = ["neutral", "happy", "angry", "sad"]
-    return feats, np.array([classes.index(l) for l in labels]), classes
+    return feats, np.array([classes.index(label) for label in labels]), classes
 
 
 PAPER = RECIPES["paper"]
@@ -125,7 +125,7 @@ def test_history_records_training_accuracy_per_class_and_the_run_its_convergence
 
 
 def _hist(losses, val_ua):
-    return [{"epoch": i, "train_loss": l, "train_ua": 0.5, "val_ua": v} for i, (l, v) in enumerate(zip(losses, val_ua))]
+    return [{"epoch": i, "train_loss": loss, "train_ua": 0.5, "val_ua": v} for i, (loss, v) in enumerate(zip(losses, val_ua))]
 
 
 def test_convergence_warns_when_validation_still_rises_at_the_last_epoch():
@@ -192,8 +192,8 @@ def test_select_last_keeps_the_final_epoch_not_the_best_validation_one(real_feat
 
 
 def test_select_last_trains_on_every_clip_without_validation(real_feats, tmp_path):
-    from emospec.errors import ConfigError
     from emospec.data.manifest import Utterance
+    from emospec.errors import ConfigError
     from emospec.experiment import validation_split
 
     rows = [Utterance(f"{i}.wav", "x", str(i), f"s{i % 4}", "f", "neutral", "neutral") for i in range(8)]

@@ -23,8 +23,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .audio import load
-from .files import atomic_write_bytes
 from .errors import ConfigError, DataError, EmospecError
+from .files import atomic_write_bytes
 
 __all__ = ["BaselineConfig", "Functionals", "FoldPrediction", "egemaps_functionals", "fit_svm", "run_fold", "N_FUNCTIONALS"]
 
@@ -170,7 +170,7 @@ def egemaps_functionals(
     return Functionals(values, names, problems, computed)
 
 
-def fit_svm(X: np.ndarray, y: np.ndarray, groups: Sequence[str], cfg: BaselineConfig = BaselineConfig()):
+def fit_svm(X: np.ndarray, y: np.ndarray, groups: Sequence[str] | np.ndarray, cfg: BaselineConfig = BaselineConfig()):
     """Fit ``StandardScaler -> SVC`` with C chosen by speaker-grouped inner CV on UA.
 
     Parameters
@@ -215,12 +215,12 @@ class FoldPrediction:
 
 
 def run_fold(
-    X: np.ndarray, y: np.ndarray, groups: Sequence[str], train_idx: np.ndarray, test_idx: np.ndarray,
+    X: np.ndarray, y: np.ndarray, groups: Sequence[str] | np.ndarray, train_idx: np.ndarray, test_idx: np.ndarray,
     cfg: BaselineConfig = BaselineConfig(),
 ) -> FoldPrediction:
     """Fit on ``train_idx`` (inner CV grouped by ``groups``), predict ``test_idx``."""
-    groups = np.asarray([str(g) for g in groups])
-    search = fit_svm(X[train_idx], y[train_idx], groups[train_idx], cfg)
+    group_ids = np.asarray([str(g) for g in groups])
+    search = fit_svm(X[train_idx], y[train_idx], group_ids[train_idx], cfg)
     res = search.cv_results_
     grid = {f"{c:g}": float(s) for c, s in zip(res["param_svc__C"], res["mean_test_score"])}
     return FoldPrediction(search.predict(X[test_idx]).astype(np.int64), float(search.best_params_["svc__C"]),

@@ -19,8 +19,8 @@ from typing import Any, Dict, List
 import torch
 
 from .config import FeatureConfig, ModelConfig, from_dict, to_dict
-from .files import atomic_write_bytes
 from .errors import CheckpointError, ConfigError
+from .files import atomic_write_bytes
 from .model import EmoAlexNet
 
 __all__ = ["ModelBundle", "save_model", "load_model", "save_state", "load_state", "FORMAT", "FORMAT_VERSION"]

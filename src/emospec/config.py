@@ -15,12 +15,7 @@ rejects unknown keys so a typo never passes silently.
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
-import stat
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Mapping, Optional, Type, TypeVar
 
 from .errors import ConfigError

@@ -73,7 +73,8 @@ def convergence(history: Sequence[Dict], *, epochs: int, patience: int, labels: 
         out["train_recall_full"] = rec
         out["train_ua_full"] = float(np.mean(present)) if present else float("nan")
         if present and out["train_ua_full"] < LOW_TRAIN_UA:
-            out["warnings"].append(f"the kept model ({'last' if select == 'last' else 'best validation'} epoch {kept} of {run}) has a training-set UA of "
+            kind = "last" if select == "last" else "best validation"
+            out["warnings"].append(f"the kept model ({kind} epoch {kept} of {run}) has a training-set UA of "
                                    f"{out['train_ua_full']:.2f} (< {LOW_TRAIN_UA}): it has not fit its own training clips; "
                                    "train longer, or check that the validation speakers are enough to choose an epoch")
         weak = [f"{c} {r:.2f}" for c, r in rec.items() if np.isfinite(r) and r < LOW_CLASS_RECALL]

@@ -14,7 +14,6 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from .config import to_dict
-from .files import save_json
 from .data.corpora import four_class, prepare_corpus
 from .data.dataset import compute_features
 from .data.labels import CLASSES4
@@ -22,6 +21,7 @@ from .data.paths import find_data_root
 from .data.splits import check_disjoint, paper_split, speaker_holdout
 from .errors import DataError
 from .experiment import SplitResult, run_split
+from .files import save_json
 from .recipe import RECIPES, Recipe
 from .versions import environment
 
@@ -70,7 +70,7 @@ def run_demo(
     problems += bad
     keep = [i for i, f in enumerate(feats) if f is not None]
     rows = [rows[i] for i in keep]
-    feats = [feats[i] for i in keep]
+    clips = [f for f in feats if f is not None]  # the same clips as keep, typed as present
     if not rows:
         raise DataError(f"{root / 'ravdess'}: no readable RAVDESS clips")
     labels = [c for c in CLASSES4 if any(r.label4 == c for r in rows)]
@@ -88,7 +88,7 @@ def run_demo(
     results = []
     for name, (tr, te), indep in (("paper", (tr_p, te_p), False), ("speaker", (tr_s, te_s), True)):
         log.info("demo: split %s: %d train, %d test", name, len(tr), len(te))
-        results.append(run_split(name, rows, feats, y, labels, tr, te, out / name, speaker_independent=indep,
+        results.append(run_split(name, rows, clips, y, labels, tr, te, out / name, speaker_independent=indep,
                                  feature_config=feature_config, model_config=recipe.model_for(len(labels)),
                                  train_config=train_config, progress=progress))
 

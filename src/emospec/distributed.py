@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Dict, Sequence
 
 import torch
 import torch.distributed as dist
@@ -129,7 +129,7 @@ def init(device: str = "auto") -> DistContext:
     backend = "nccl" if dev.type == "cuda" else "gloo"
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
-    kwargs = {"device_id": dev} if dev.type == "cuda" else {}
+    kwargs: Dict[str, Any] = {"device_id": dev} if dev.type == "cuda" else {}
     dist.init_process_group(backend=backend, init_method="env://", rank=rank_, world_size=world, **kwargs)
     log.info("rank %d/%d (local %d) joined the %s process group on %s", rank_, world, local, backend, dev)
     return DistContext(rank_, local, world, dev, backend, created=True)

@@ -25,9 +25,9 @@ import torch
 
 from . import distributed
 from .config import FeatureConfig, ModelConfig, TrainConfig
-from .files import atomic_write_bytes, save_json
 from .data.manifest import Utterance
 from .data.splits import paper_split, speaker_holdout
+from .files import atomic_write_bytes, save_json
 from .metrics import bootstrap_ci, format_report, report
 from .model import infer
 from .norm import normalize_for, population_meta

@@ -115,7 +115,7 @@ def grad_cam(model: EmoAlexNet, feats: torch.Tensor, *, target: Optional[int] = 
     model.eval()
     device = next(model.parameters()).device
     n_mels, frames = int(feats.shape[-2]), int(feats.shape[-1])
-    store = {}
+    store: Dict[str, torch.Tensor] = {}
     hook = modules[layer].register_forward_hook(lambda _m, _i, out: store.__setitem__("act", out))
     try:
         with torch.enable_grad():
@@ -153,7 +153,8 @@ def explain(source, recognizer, *, target: Optional[str] = None, layer: str = DE
     feats = extract(torch.from_numpy(wave), recognizer.feature_config)
     from .norm import model_input
 
-    heat, k, probs = grad_cam(recognizer.model, model_input(recognizer.model, feats[None])[0], target=None if target is None else labels.index(target), layer=layer)
+    heat, k, probs = grad_cam(recognizer.model, model_input(recognizer.model, feats[None])[0],
+                              target=None if target is None else labels.index(target), layer=layer)
     return GradCam(heat, feats[0].cpu().numpy(), labels[k], labels[int(np.argmax(probs))],
                    {c: float(p) for c, p in zip(labels, probs)}, recognizer.feature_config.hop_ms, layer,
                    describe_source(source))

@@ -35,9 +35,9 @@ import torch
 
 from .checkpoint import ModelBundle, load_model
 from .config import FeatureConfig, from_dict, to_dict
-from .files import atomic_write_bytes
 from .errors import CheckpointError, ConfigError, ExportError
 from .features import _constants, _deltas, _log_mel, extract, extract_batch, frames_for
+from .files import atomic_write_bytes
 from .norm import inference_model, model_input
 from .ragged import RaggedAlexNet, pad_waves
 
@@ -159,6 +159,8 @@ def export_onnx(
     except Exception as e:  # the exporter raises many types
         raise ExportError(f"{path}: ONNX export failed ({type(e).__name__}: {str(e).splitlines()[0]})") from e
     log.debug("torch.onnx: %s", chatter.getvalue())
+    if program is None:  # torch.onnx.export returns the program when dynamo=True and no file is given
+        raise ExportError(f"{path}: ONNX export returned no program (torch {torch.__version__})")
     proto = program.model_proto
     meta = {
         "emospec_format": ONNX_FORMAT,
@@ -289,7 +291,7 @@ def check_parity(
             ref_p.append(torch.softmax(m.classifier[4](m.classifier[3](e)), 1)[0].numpy())
             ref_e.append(e[0].numpy())
     probs, emb = OnnxModel(onnx_path).run(waves)
-    res = {
+    res: Dict[str, Any] = {
         "max_abs_diff_probs": float(np.max(np.abs(probs - np.stack(ref_p)))),
         "max_abs_diff_embedding": float(np.max(np.abs(emb - np.stack(ref_e)))),
         "n_clips": len(waves),

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple, overload
 
 import numpy as np
 import torch
@@ -55,7 +55,7 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------- filterbank
-def _hz_to_mel(f: np.ndarray, scale: str) -> np.ndarray:
+def _hz_to_mel(f: float | np.ndarray, scale: str) -> np.ndarray:
     f = np.asarray(f, dtype=np.float64)
     if scale == "htk":
         return 2595.0 * np.log10(1.0 + f / 700.0)
@@ -114,7 +114,8 @@ def delta_kernels(width: int) -> np.ndarray:
 
 
 @lru_cache(maxsize=16)
-def _constants(cfg: FeatureConfig, device: str, dtype: torch.dtype) -> Tuple[torch.Tensor, torch.Tensor, Tuple[float, ...], Tuple[float, ...]]:
+def _constants(cfg: FeatureConfig, device: str,
+               dtype: torch.dtype) -> Tuple[torch.Tensor, torch.Tensor, Tuple[float, ...], Tuple[float, ...]]:
     """(window, dense mel matrix (n_mels, n_freqs), delta taps, delta-delta taps) for cfg.
 
     The taps are Python floats ``kernel[half + n]`` for ``n = 0..half`` (the
@@ -144,6 +145,10 @@ def _sparse_mel(cfg: FeatureConfig) -> torch.Tensor:
     return torch.from_numpy(mel_filterbank(cfg)).to(torch.float32).to_sparse().coalesce()
 
 
+@overload
+def frames_for(n_samples: torch.Tensor, cfg: FeatureConfig) -> torch.Tensor: ...
+@overload
+def frames_for(n_samples: int, cfg: FeatureConfig) -> int: ...
 def frames_for(n_samples: torch.Tensor | int, cfg: FeatureConfig) -> torch.Tensor | int:
     """Frames a clip of ``n_samples`` samples yields: ``1 + n_samples // hop``."""
     if isinstance(n_samples, torch.Tensor):
@@ -259,13 +264,18 @@ def _deltas(static: torch.Tensor, frames: Optional[torch.Tensor], cfg: FeatureCo
         src = torch.minimum(idx[None, :], (frames - 1).clamp(min=0)[:, None])  # (batch, T)
         x = torch.gather(static, 2, src[:, None, :].expand(b, m, t))
     padded = torch.cat([x[..., :1].expand(b, m, half), x, x[..., -1:].expand(b, m, half)], dim=-1)
-    d1 = d2 = None
-    for n in range(1, half + 1):
+
+    def taps(n: int) -> Tuple[torch.Tensor, torch.Tensor]:
         ahead, behind = padded[..., half + n : half + n + t], padded[..., half - n : half - n + t]
         a1 = torch.sub(ahead, behind).mul_(k1[n])  # delta kernel is odd: k1[-n] = -k1[n]
         a2 = torch.add(ahead, behind).mul_(k2[n])  # delta-delta kernel is even
-        d1 = a1 if d1 is None else d1.add_(a1)
-        d2 = a2 if d2 is None else d2.add_(a2)
+        return a1, a2
+
+    d1, d2 = taps(1)  # half >= 1: FeatureConfig requires delta_width >= 3
+    for n in range(2, half + 1):
+        a1, a2 = taps(n)
+        d1.add_(a1)
+        d2.add_(a2)
     out = torch.stack([x, d1, d2.add_(x, alpha=k2[0])], dim=1)
     if frames is not None:
         valid = torch.arange(t, device=static.device)[None, :] < frames[:, None]

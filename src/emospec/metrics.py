@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 
-def _codes(y: Sequence, labels: Sequence[str]) -> np.ndarray:
+def _codes(y: Sequence | np.ndarray, labels: Sequence[str]) -> np.ndarray:
     arr = np.asarray(y)
     if arr.dtype.kind in "iu":
         return arr.astype(np.int64)
@@ -45,7 +45,7 @@ def _codes(y: Sequence, labels: Sequence[str]) -> np.ndarray:
     return np.array([index[str(v)] for v in arr], dtype=np.int64)
 
 
-def unweighted_accuracy(y_true: Sequence[int], y_pred: Sequence[int]) -> float:
+def unweighted_accuracy(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray) -> float:
     """UA: the mean of per-class recalls over the classes present in ``y_true``.
 
     Equals scikit-learn's ``balanced_accuracy_score`` (which warns when
@@ -56,13 +56,13 @@ def unweighted_accuracy(y_true: Sequence[int], y_pred: Sequence[int]) -> float:
     return float(np.mean([np.mean(yp[yt == c] == c) for c in present])) if present.size else float("nan")
 
 
-def weighted_accuracy(y_true: Sequence[int], y_pred: Sequence[int]) -> float:
+def weighted_accuracy(y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray) -> float:
     """WA: the fraction of items classified correctly (overall accuracy)."""
     yt, yp = np.asarray(y_true), np.asarray(y_pred)
     return float(np.mean(yt == yp)) if yt.size else float("nan")
 
 
-def report(y_true: Sequence, y_pred: Sequence, labels: Sequence[str]) -> Dict:
+def report(y_true: Sequence | np.ndarray, y_pred: Sequence | np.ndarray, labels: Sequence[str]) -> Dict:
     """The Table-1 report and summary metrics.
 
     Parameters
@@ -83,17 +83,9 @@ def report(y_true: Sequence, y_pred: Sequence, labels: Sequence[str]) -> Dict:
     yt, yp = _codes(y_true, labels), _codes(y_pred, labels)
     ids = list(range(len(labels)))
     rep = classification_report(yt, yp, labels=ids, target_names=labels, output_dict=True, zero_division=0)
-    per_class = {
-        name: {
-            "precision": float(rep[name]["precision"]),
-            "recall": float(rep[name]["recall"]),
-            "f1": float(rep[name]["f1-score"]),
-            "support": int(rep[name]["support"]),
-        }
-        for name in labels
-    }
 
-    def avg(key: str) -> Dict[str, float]:
+    def row(key: str) -> Dict[str, float]:
+        """One row of scikit-learn's report (a class name, "macro avg" or "weighted avg")."""
         return {
             "precision": float(rep[key]["precision"]),
             "recall": float(rep[key]["recall"]),
@@ -105,10 +97,10 @@ def report(y_true: Sequence, y_pred: Sequence, labels: Sequence[str]) -> Dict:
     return {
         "labels": labels,
         "n": int(yt.size),
-        "per_class": per_class,
+        "per_class": {name: row(name) for name in labels},
         "accuracy": weighted_accuracy(yt, yp),
-        "macro avg": avg("macro avg"),
-        "weighted avg": avg("weighted avg"),
+        "macro avg": row("macro avg"),
+        "weighted avg": row("weighted avg"),
         "ua": ua,
         "wa": weighted_accuracy(yt, yp),
         "macro_f1": float(rep["macro avg"]["f1-score"]),
@@ -184,7 +176,7 @@ def _from_confusion(cm: np.ndarray) -> Dict[str, np.ndarray]:
     return {"ua": ua, "wa": wa, "macro_f1": f1.mean(-1), "f1": f1}
 
 
-def _group_confusions(yt: np.ndarray, yp: np.ndarray, k: int, groups: Optional[Sequence]) -> np.ndarray:
+def _group_confusions(yt: np.ndarray, yp: np.ndarray, k: int, groups: Optional[Sequence | np.ndarray]) -> np.ndarray:
     """Per-unit confusion matrices ``(units, K, K)``: one per item, or one per group."""
     unit = np.arange(yt.size) if groups is None else np.unique(np.asarray(list(groups), dtype=str), return_inverse=True)[1]
     n_units = int(unit.max()) + 1 if unit.size else 0
@@ -222,14 +214,14 @@ def _check_bootstrap_args(yt: np.ndarray, yp: np.ndarray, n_resamples: int, conf
 
 
 def bootstrap_ci(
-    y_true: Sequence,
-    y_pred: Sequence,
+    y_true: Sequence | np.ndarray,
+    y_pred: Sequence | np.ndarray,
     labels: Sequence[str],
     *,
     n_resamples: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
-    groups: Optional[Sequence] = None,
+    groups: Optional[Sequence | np.ndarray] = None,
 ) -> Dict:
     """Percentile-bootstrap confidence intervals on UA, WA, macro-F1 and per-class F1.
 
@@ -277,16 +269,16 @@ def bootstrap_ci(
 
 
 def paired_bootstrap(
-    y_true: Sequence,
-    pred_a: Sequence,
-    pred_b: Sequence,
+    y_true: Sequence | np.ndarray,
+    pred_a: Sequence | np.ndarray,
+    pred_b: Sequence | np.ndarray,
     labels: Sequence[str],
     *,
     metric: str = "ua",
     n_resamples: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
-    groups: Optional[Sequence] = None,
+    groups: Optional[Sequence | np.ndarray] = None,
 ) -> Dict:
     """Paired bootstrap of ``metric(a) - metric(b)`` for two systems scored on the same items.
 
@@ -322,7 +314,8 @@ def paired_bootstrap(
             "seed": int(seed), "unit": "item" if groups is None else "group"}
 
 
-def per_speaker(y_true: Sequence, y_pred: Sequence, speakers: Sequence[str], labels: Sequence[str]) -> Dict[str, Dict]:
+def per_speaker(y_true: Sequence | np.ndarray, y_pred: Sequence | np.ndarray, speakers: Sequence[str] | np.ndarray,
+                labels: Sequence[str]) -> Dict[str, Dict]:
     """Accuracy per speaker: ``{speaker: {"n", "wa", "ua"}}`` in sorted speaker order.
 
     ``ua`` averages recall over the classes that speaker has.

@@ -84,6 +84,10 @@ class EmoAlexNet(nn.Module):
     frames works (fewer than 63 are padded with the normalised mean, zeros).
     """
 
+    # Buffers registered in __init__ (declared here so type checkers see Tensors, not Tensor | Module).
+    input_mean: torch.Tensor  # (channels, n_mels, 1) float32 dB
+    input_std: torch.Tensor  # (channels, n_mels, 1) float32 dB
+
     def __init__(self, n_classes: int = 4, embed_dim: int = 256, *, config: ModelConfig | None = None):
         super().__init__()
         cfg = config if config is not None else ModelConfig(n_classes=n_classes, embed_dim=embed_dim)
@@ -185,7 +189,8 @@ def load_imagenet_weights(model: EmoAlexNet, path: str | os.PathLike) -> Dict[st
 
 # --------------------------------------------------------------------------- inference helper
 @torch.no_grad()
-def infer(model: EmoAlexNet, feats: List[torch.Tensor], *, device: str | torch.device = "cpu", batch_size: int = 16) -> Tuple[torch.Tensor, torch.Tensor]:
+def infer(model: EmoAlexNet, feats: List[torch.Tensor], *, device: str | torch.device = "cpu",
+          batch_size: int = 16) -> Tuple[torch.Tensor, torch.Tensor]:
     """Run ``model`` over full-length clips of different lengths.
 
     Clips of equal frame count share a batch; others run alone, so padding

@@ -5,6 +5,7 @@ Each function takes plain numbers, writes one PNG and returns its path.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Dict, List, Mapping, Sequence
 
@@ -91,14 +92,14 @@ def training_curves(history: List[Dict[str, float]], path: str | Path, *, title:
     return path
 
 
-__all__ += ["timeline"]  # appended here so that this section merges on its own
+__all__ += ["timeline", "corpus_bars"]  # appended here so that this section merges on its own
 
 
 def timeline(
-    starts_s: Sequence[float],
-    scores: Sequence[Sequence[float]],
+    starts_s: Sequence[float] | np.ndarray,
+    scores: Sequence[Sequence[float]] | np.ndarray,
     labels: Sequence[str],
-    path: str | Path,
+    path: str | os.PathLike,
     *,
     window_s: float,
     envelope: tuple | None = None,
@@ -186,9 +187,10 @@ def feature_panels(
         for c in range(3):
             ax = axes[r, c + 1]
             img = feats[c]
-            lim = np.percentile(np.abs(img), 99) if c else None
+            lim = np.percentile(np.abs(img), 99) if c else None  # deltas: a colour scale symmetric about 0
+            vmin, vmax = (None, None) if lim is None else (-lim, lim)
             im = ax.imshow(img, origin="lower", aspect="auto", extent=(0, dur, 0, feats.shape[1]),
-                           cmap="magma" if c == 0 else "coolwarm", vmin=-lim if c else None, vmax=lim if c else None)
+                           cmap="magma" if c == 0 else "coolwarm", vmin=vmin, vmax=vmax)
             ax.set_ylabel(f"mel band (0-{fmax_hz / 1000:g} kHz)" if c == 0 else "mel band")
             fig.colorbar(im, ax=ax, fraction=0.046, label=units[c + 1])
         for c in range(4):
@@ -272,4 +274,31 @@ def gradcam_overlay(logmel: np.ndarray, heatmap: np.ndarray, path: str | Path, *
         ax.set_ylabel(f"mel band (0-{fmax_hz / 1000:g} kHz)")
     fig.suptitle(title)
     fig.tight_layout()
+    return _save(fig, plt, path)
+
+
+def corpus_bars(ua: Mapping[str, Mapping[str, Sequence[float]]], path: str | Path, *, title: str = "UA per corpus") -> Path:
+    """Grouped bars: for each corpus, each system's UA with its 95 % CI as an error bar.
+
+    ``ua[corpus][system] = (ua, low, high)``; a dashed line marks chance (1 / 4 classes).
+    """
+    plt = _plt()
+    corpora = list(ua)
+    systems = sorted({s for v in ua.values() for s in v}, key=lambda s: (s != "model", s))
+    width = 0.8 / max(1, len(systems))
+    fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(corpora), 3.6), dpi=120)
+    for k, system in enumerate(systems):
+        x = np.arange(len(corpora)) + (k - (len(systems) - 1) / 2) * width
+        vals = [ua[c].get(system, (np.nan, np.nan, np.nan)) for c in corpora]
+        mid = np.array([v[0] for v in vals])
+        err = np.array([[v[0] - v[1] for v in vals], [v[2] - v[0] for v in vals]])
+        ax.bar(x, mid, width, yerr=err, capsize=3, label=system)
+        for xi, m in zip(x, mid):
+            ax.text(xi, m + 0.02, f"{m:.2f}", ha="center", va="bottom", fontsize=7)
+    ax.axhline(0.25, color="grey", linestyle="--", linewidth=0.8)
+    ax.set_xticks(np.arange(len(corpora)), corpora)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("unweighted accuracy")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
     return _save(fig, plt, path)

@@ -22,7 +22,7 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, BinaryIO, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -41,7 +41,7 @@ SILENCE_DBFS = -60.0
 ENVELOPE_S = 0.02
 """Resolution of :attr:`Timeline.envelope_min` / ``envelope_max`` in seconds."""
 
-Item = Union[str, os.PathLike, bytes, np.ndarray, torch.Tensor, object]
+Item = Union[str, os.PathLike, bytes, BinaryIO, np.ndarray, torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ class Prediction:
 
         A silent clip gives ``"label": None`` (JSON ``null``), ``"scores": {}`` and ``"predictions": []``.
         """
-        out = {
+        out: Dict[str, Any] = {
             "label": self.label,
             "scores": dict(self.scores),
             "predictions": [{"label": k, "score": v} for k, v in self.top(top_k)],
@@ -368,9 +368,11 @@ class Recognizer:
             step, win = int(round(hop_s * rate)), int(round(window_s * rate))
             starts = range(0, max(1, wave.size - win + step), step)
             return wave.size / rate, ((i / rate, wave[i : i + win]) for i in starts)
-        pos = x.tell() if hasattr(x, "seek") else None
-        total = audio_info(x).duration_s
-        if pos is not None:
+        if isinstance(x, (str, bytes, os.PathLike)) or not hasattr(x, "seek"):
+            total = audio_info(x).duration_s
+        else:  # a file object: reading its header moves it, so put it back
+            pos = x.tell()
+            total = audio_info(x).duration_s
             x.seek(pos)
         return total, stream_blocks(x, rate, hop_s, overlap_s=max(0.0, window_s - hop_s))
 

@@ -143,3 +143,33 @@ def cross_corpus_figures(summary: Mapping, records: Sequence[Dict], out: Path) -
     made.append(fold_curves({r["name"]: r["history"] for r in records}, out / "training_curves.png",
                             title=f"Training on {summary['train']}"))
     return made
+
+
+def loco_text(summary: Mapping) -> str:
+    """The leave-one-corpus-out table: per held-out corpus, model and baseline UA with CIs and the paired Δ."""
+    lines = [f"Leave one corpus out: {', '.join(summary['corpora'])} ({len(summary['labels'])} classes: "
+             f"{', '.join(summary['labels'])}); each corpus is tested by a model trained on all the others.", ""]
+    head = (f"{'held out':<12} {'clips':>6} {'model UA [95% CI]':<24} {'baseline UA [95% CI]':<24} {'paired diff [95% CI]':<26} "
+            "recall per class")
+    lines += [head, "-" * len(head)]
+    for name, h in summary["held_out"].items():
+        m = h["model"]
+        cell = lambda r: f"{r['ua']:.3f} [{r['ci']['ua']['low']:.3f}, {r['ci']['ua']['high']:.3f}]"  # noqa: E731
+        base = cell(h["baseline"]) if "baseline" in h else "-"
+        p = h.get("paired_ua")
+        diff = f"{p['difference']:+.3f} [{p['low']:+.3f}, {p['high']:+.3f}]" if p else "-"
+        rec = " ".join(f"{c} {m['per_class'][c]['recall']:.2f}" for c in summary["labels"])
+        lines.append(f"{name:<12} {h['n']:>6} {cell(m):<24} {base:<24} {diff:<26} {rec}")
+    mean = summary["mean_ua"]
+    lines += ["", "mean UA over held-out corpora: " + ", ".join(f"{k} {v:.3f}" for k, v in mean.items())]
+    return "\n".join(lines)
+
+
+def loco_figures(summary: Mapping, out: Path) -> List[Path]:
+    """UA per held-out corpus, model beside baseline with 95 % CIs (``loco_ua.png``); the confusion
+    matrices are in each ``held_out_<name>/`` folder."""
+    from .plots import corpus_bars
+
+    bars = {name: {k: (h[k]["ua"], h[k]["ci"]["ua"]["low"], h[k]["ci"]["ua"]["high"]) for k in ("model", "baseline") if k in h}
+            for name, h in summary["held_out"].items()}
+    return [corpus_bars(bars, out / "loco_ua.png", title="Leave one corpus out: UA on the held-out corpus")]

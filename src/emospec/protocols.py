@@ -36,20 +36,20 @@ import torch
 
 from .baseline import BaselineConfig, egemaps_functionals, run_fold
 from .config import FeatureConfig, ModelConfig, TrainConfig, to_dict
-from .files import atomic_write_bytes, load_json, save_json
 from .data.corpora import four_class, prepare_corpus
 from .data.dataset import compute_features
 from .data.labels import CLASSES4
 from .data.manifest import Utterance
 from .data.splits import PROTOCOLS, Fold, make_folds, speaker_kfold
 from .errors import ConfigError, DataError
-from .metrics import bootstrap_ci, fold_summary, paired_bootstrap, per_speaker, report
 from .experiment import run_split
+from .files import atomic_write_bytes, load_json, save_json
+from .metrics import bootstrap_ci, fold_summary, paired_bootstrap, per_speaker, report
 from .norm import group_keys, normalize_rows
 from .versions import environment
 
 __all__ = ["CorpusData", "Fold", "EvalResult", "load_corpus", "make_folds", "speaker_kfold", "run_protocol",
-           "run_cross_corpus", "PROTOCOLS"]
+           "run_cross_corpus", "run_loco", "combine_corpora", "PROTOCOLS"]
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,13 @@ class CorpusData:
     feats: List[torch.Tensor]
     functionals: Optional[np.ndarray]
     problems: List[str] = field(default_factory=list)
+
+
+def _functionals(d: CorpusData) -> np.ndarray:
+    """``d.functionals`` ``(n, 88)`` float64 for the baseline; DataError when ``d`` was loaded without them."""
+    if d.functionals is None:
+        raise DataError(f"{d.name}: the baseline needs eGeMAPS functionals, but the corpus was loaded without them")
+    return d.functionals
 
 
 @dataclass
@@ -99,7 +106,8 @@ def load_corpus(
     idx = np.flatnonzero(keep)
     if idx.size == 0:
         raise DataError(f"{root}: no usable {name} clips")
-    return CorpusData(name, [rows[i] for i in idx], [feats[i] for i in idx], values, problems)
+    clips = [f for f, k in zip(feats, keep) if k and f is not None]  # keep is already False wherever f is None
+    return CorpusData(name, [rows[i] for i in idx], clips, values, problems)
 
 
 def _majority(y: np.ndarray, train: np.ndarray, k: int) -> int:
@@ -115,8 +123,8 @@ def _fold_outputs(fold: Fold, fold_dir: Path, rows, data: CorpusData, y, labels,
     """
     ids = [rows[i].utterance_id for i in fold.test]
     cached = fold_dir / "oof.json"
-    key = {"test_ids": ids, "n_train": int(len(fold.train)), "train_config": to_dict(train_config), "feature_config": to_dict(feature_config),
-           "model_config": to_dict(model_config)}
+    key = {"test_ids": ids, "n_train": int(len(fold.train)), "train_config": to_dict(train_config),
+           "feature_config": to_dict(feature_config), "model_config": to_dict(model_config)}
     out = None
     if resume and cached.exists():
         old = load_json(cached)
@@ -126,7 +134,8 @@ def _fold_outputs(fold: Fold, fold_dir: Path, rows, data: CorpusData, y, labels,
     if out is None:
         res = run_split(fold.name, rows, data.feats, y, labels, fold.train, fold.test, fold_dir,
                         speaker_independent=fold.speaker_independent, feature_config=feature_config,
-                        model_config=model_config, train_config=train_config, progress=progress, resume=resume and (fold_dir / "checkpoint.pt").exists())
+                        model_config=model_config, train_config=train_config, progress=progress,
+                        resume=resume and (fold_dir / "checkpoint.pt").exists())
         out = {"name": fold.name, **key, "test_speakers": sorted({rows[i].speaker for i in fold.test}),
                "model_pred": res.y_pred.tolist(), "probs": np.round(res.probs, 5).tolist(), "best_epoch": res.fit.best_epoch,
                "history": res.fit.history, "convergence": res.fit.convergence, "majority": _majority(y, fold.train, len(labels)),
@@ -135,7 +144,7 @@ def _fold_outputs(fold: Fold, fold_dir: Path, rows, data: CorpusData, y, labels,
     if (out.get("baseline") or {}).get("config") != wanted:
         out["baseline"] = None
         if baseline is not None:
-            fp = run_fold(data.functionals, y, [r.speaker for r in rows], fold.train, fold.test, baseline)
+            fp = run_fold(_functionals(data), y, [r.speaker for r in rows], fold.train, fold.test, baseline)
             out["baseline"] = {"pred": fp.y_pred.tolist(), "c": fp.c, "inner_ua": fp.inner_ua, "grid": fp.grid, "config": wanted}
     save_json(cached, out)
     return out
@@ -154,7 +163,8 @@ def _systems(idx: np.ndarray, y, preds: Mapping[str, np.ndarray], labels, speake
 
 
 def _evaluate_folds(data: CorpusData, folds: List[Fold], labels: List[str], out: Path, *, train_config, feature_config,
-                    model_config: Optional[ModelConfig], baseline, progress, resume) -> Tuple[Dict[str, np.ndarray], List[Dict], np.ndarray]:
+                    model_config: Optional[ModelConfig], baseline,
+                    progress, resume) -> Tuple[Dict[str, np.ndarray], List[Dict], np.ndarray]:
     """Run every fold; return out-of-fold predictions (-1 where untested), per-fold records, y.
 
     ``model_config.norm`` (the model's features, in :func:`run_split`) and
@@ -224,7 +234,8 @@ def _summarise(idx, y, preds, labels, speakers, *, n_resamples, seed, cluster) -
 def run_protocol(
     data: CorpusData, protocol: str, out_dir: str | Path, *, folds: Optional[int] = None,
     feature_config: FeatureConfig = FeatureConfig(), train_config: TrainConfig = TrainConfig(),
-    model_config: Optional[ModelConfig] = None, baseline: Optional[BaselineConfig] = BaselineConfig(), n_resamples: int = 1000, cluster: bool = False,
+    model_config: Optional[ModelConfig] = None, baseline: Optional[BaselineConfig] = BaselineConfig(),
+    n_resamples: int = 1000, cluster: bool = False,
     progress: bool = True, resume: bool = False, plots: bool = True, extra: Sequence[CorpusData] = (),
     fold_subset: Optional[Sequence[int]] = None,
 ) -> EvalResult:
@@ -256,7 +267,8 @@ def run_protocol(
         more = np.arange(n_main, len(data.rows))
         fold_list = [Fold(f.name, np.concatenate([f.train, more]), f.test, f.speaker_independent) for f in fold_list]
     preds, records, y = _evaluate_folds(data, fold_list, labels, out, train_config=train_config, feature_config=feature_config,
-                                        model_config=model_config, baseline=baseline if data.functionals is not None else None, progress=progress, resume=resume)
+                                        model_config=model_config, baseline=baseline if data.functionals is not None else None,
+                                        progress=progress, resume=resume)
     tested = np.flatnonzero(preds["model"] >= 0)
     speakers = [r.speaker for r in data.rows]
     summary = {
@@ -285,7 +297,7 @@ def _with_extra(data: CorpusData, extra: Sequence[CorpusData], labels: List[str]
     return CorpusData(
         "+".join([data.name, *(d.name for d in extra)]), data.rows + [d.rows[i] for d, keep in parts for i in keep],
         data.feats + [d.feats[i] for d, keep in parts for i in keep],
-        None if data.functionals is None else np.concatenate([data.functionals, *(d.functionals[keep] for d, keep in parts)]),
+        None if data.functionals is None else np.concatenate([data.functionals, *(_functionals(d)[keep] for d, keep in parts)]),
         data.problems + [p for d in extra for p in d.problems])
 
 
@@ -319,7 +331,8 @@ def _write_oof(path: Path, rows, tested, y, preds, labels, folds) -> None:
 def run_cross_corpus(
     train: CorpusData, tests: Sequence[CorpusData], out_dir: str | Path, *,
     feature_config: FeatureConfig = FeatureConfig(), train_config: TrainConfig = TrainConfig(),
-    model_config: Optional[ModelConfig] = None, baseline: Optional[BaselineConfig] = BaselineConfig(), n_resamples: int = 1000, cluster: bool = False,
+    model_config: Optional[ModelConfig] = None, baseline: Optional[BaselineConfig] = BaselineConfig(),
+    n_resamples: int = 1000, cluster: bool = False,
     progress: bool = True, resume: bool = False, plots: bool = True,
 ) -> EvalResult:
     """Train on all of ``train`` (validation: held-out training speakers), test on each of ``tests``.
@@ -345,12 +358,13 @@ def run_cross_corpus(
         offset += len(keep)
     rows = [d.rows[i] for d, keep in parts for i in keep]
     merged = CorpusData("+".join(d.name for d in every), rows, [d.feats[i] for d, keep in parts for i in keep],
-                        np.concatenate([d.functionals[keep] for d, keep in parts]) if use_baseline else None,
+                        np.concatenate([_functionals(d)[keep] for d, keep in parts]) if use_baseline else None,
                         [p for d in every for p in d.problems])
     test_idx = np.concatenate([spans[d.name] for d in tests])
     fold = Fold(f"train_{train.name}", spans["__train__"], test_idx, True)
     preds, records, y = _evaluate_folds(merged, [fold], labels, out, train_config=train_config, feature_config=feature_config,
-                                        model_config=model_config, baseline=baseline if use_baseline else None, progress=progress, resume=resume)
+                                        model_config=model_config, baseline=baseline if use_baseline else None, progress=progress,
+                                        resume=resume)
     speakers = [r.speaker for r in rows]
     summary = {
         "kind": "cross-corpus", "train": train.name, "labels": labels, "n_train": int(len(spans["__train__"])),
@@ -366,3 +380,64 @@ def run_cross_corpus(
     _write_oof(out / "oof_predictions.csv", rows, test_idx, y, preds, labels, [fold])
     made = cross_corpus_figures(summary, records, out) if plots else []
     return _finish(out, summary, made, cross_corpus_text, t0)
+
+
+def combine_corpora(datas: Sequence[CorpusData]) -> CorpusData:
+    """Several corpora as one training set named ``A+B+...``: their clips of the classes all of them share.
+
+    Rows keep their own corpus (so ``TrainConfig.balance="corpus"`` and per-corpus
+    statistics see them apart); one corpus is returned as it is.
+    """
+    if len(datas) == 1:
+        return datas[0]
+    labels = [c for c in CLASSES4 if all(any(r.label4 == c for r in d.rows) for d in datas)]
+    first = CorpusData(datas[0].name, [r for r in datas[0].rows if r.label4 in labels],
+                       [f for f, r in zip(datas[0].feats, datas[0].rows) if r.label4 in labels],
+                       None if datas[0].functionals is None else
+                       datas[0].functionals[[i for i, r in enumerate(datas[0].rows) if r.label4 in labels]],
+                       datas[0].problems)
+    return _with_extra(first, datas[1:], labels)
+
+
+def run_loco(
+    datas: Sequence[CorpusData], out_dir: str | Path, *,
+    feature_config: FeatureConfig = FeatureConfig(), train_config: TrainConfig = TrainConfig(),
+    model_config: Optional[ModelConfig] = None, baseline: Optional[BaselineConfig] = BaselineConfig(), n_resamples: int = 1000,
+    cluster: bool = False, progress: bool = True, resume: bool = False, plots: bool = True,
+) -> EvalResult:
+    """Leave one corpus out: each corpus of ``datas`` in turn is the test set, all the others train.
+
+    Each held-out corpus is a :func:`run_cross_corpus` run in ``out_dir/held_out_<name>/`` (model
+    and baseline trained on the other corpora together; ``train_config.balance="corpus"`` samples
+    them equally). ``summary["held_out"][name]`` is that corpus's pooled evaluation (UA with CIs,
+    the paired Δ against the baseline); ``summary["mean_ua"]`` the mean over held-out corpora.
+    """
+    from .protocol_report import loco_figures, loco_text
+
+    t0 = time.perf_counter()
+    names = [d.name for d in datas]
+    if len(datas) < 2:
+        raise ConfigError(f"leave-one-corpus-out needs at least two corpora, got {names}")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"leave-one-corpus-out: two corpora share a name ({names})")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    labels = [c for c in CLASSES4 if all(any(r.label4 == c for r in d.rows) for d in datas)]
+    held: Dict[str, Dict] = {}
+    for k, test in enumerate(datas):
+        train = combine_corpora([d for j, d in enumerate(datas) if j != k])
+        res = run_cross_corpus(train, [test], out / f"held_out_{test.name}", feature_config=feature_config,
+                               train_config=train_config, model_config=model_config, baseline=baseline, n_resamples=n_resamples,
+                               cluster=cluster, progress=progress, resume=resume, plots=plots)
+        held[test.name] = {"train": train.name, "n_train": res.summary["n_train"], "best_epoch": res.summary["best_epoch"],
+                           **res.summary["tests"][test.name]}
+    systems = [k for k in ("model", "baseline") if all(k in h for h in held.values())]
+    summary = {
+        "kind": "loco", "corpora": names, "labels": labels, "held_out": held,
+        "mean_ua": {k: float(np.mean([h[k]["ua"] for h in held.values()])) for k in systems},
+        "train_config": to_dict(train_config), "feature_config": to_dict(feature_config),
+        "model_config": to_dict(model_config or ModelConfig()), "baseline_config": to_dict(baseline) if baseline else None,
+        "versions": environment(),
+    }
+    made = loco_figures(summary, out) if plots else []
+    return _finish(out, summary, made, loco_text, t0)

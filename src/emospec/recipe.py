@@ -37,8 +37,8 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, Optional
 
 from .config import FeatureConfig, ModelConfig, TrainConfig, from_dict, to_dict
-from .files import load_json
 from .errors import ConfigError
+from .files import load_json
 
 __all__ = ["Recipe", "RECIPES", "recipe_from", "train_config_from", "parse_overrides"]
 
@@ -144,9 +144,9 @@ def recipe_from(recipe: str = "default", overrides: Optional[Mapping[str, object
     changes: Dict[str, Dict[str, Any]] = {"features": {}, "model": {}, "train": {}}
     for key, value in (overrides or {}).items():
         part, _, name = key.rpartition(".")
-        attr, cls = _PARTS.get(part or "train", (None, None))
-        if cls is None:
+        if (part or "train") not in _PARTS:
             raise ConfigError(f"--set {key}: unknown part {part!r}; use feature., model. or train.")
+        attr, cls = _PARTS[part or "train"]
         types = {f.name: f.type for f in dataclasses.fields(cls)}
         if name not in types:
             raise ConfigError(f"unknown {cls.__name__} key {name!r}; known: {', '.join(types)}")

@@ -37,10 +37,10 @@ from torch.utils.data.distributed import DistributedSampler
 from . import distributed
 from .checkpoint import load_model, load_state, save_model, save_state
 from .config import FeatureConfig, ModelConfig, TrainConfig, to_dict
-from .files import save_json
 from .convergence import convergence
 from .data.dataset import CropDataset, GroupBalancedSampler, feature_stats
 from .errors import CheckpointError, ConfigError, DataError
+from .files import save_json
 from .metrics import unweighted_accuracy, weighted_accuracy
 from .model import EmoAlexNet, infer
 from .versions import environment
@@ -325,7 +325,8 @@ def _train_one_epoch(p: _Parts, tcfg: TrainConfig, epoch: int, n_classes: int, c
             xn = _spec_augment(xn, tcfg, p.aug_gen)
         lam, perm = 1.0, None
         if tcfg.mixup_alpha > 0:
-            lam = float(np.random.default_rng(int(torch.randint(0, 2**31, (1,), generator=p.aug_gen))).beta(tcfg.mixup_alpha, tcfg.mixup_alpha))
+            mix_rng = np.random.default_rng(int(torch.randint(0, 2**31, (1,), generator=p.aug_gen)))
+            lam = float(mix_rng.beta(tcfg.mixup_alpha, tcfg.mixup_alpha))
             perm = torch.randperm(x.shape[0], generator=p.aug_gen).to(device)
             xn = lam * xn + (1 - lam) * xn[perm]
         with torch.autocast(device.type, dtype=p.autocast_dtype or torch.float32, enabled=p.autocast_dtype is not None):
@@ -470,7 +471,8 @@ def _fit(train_feats, train_y, val_feats, val_y, labels: List[str], run_dir: Pat
                 "best_ua": best_ua, "best_epoch": best_epoch, "kept_ua": kept_ua, "bad_epochs": bad_epochs, "history": history,
             })
             save_json(run_dir / "history.json", history)
-        epochs.set_postfix(loss=f"{rec['train_loss']:.3f}", train_ua=f"{rec['train_ua']:.3f}", val_ua=f"{val_ua:.3f}", best=f"{best_ua:.3f}")
+        epochs.set_postfix(loss=f"{rec['train_loss']:.3f}", train_ua=f"{rec['train_ua']:.3f}", val_ua=f"{val_ua:.3f}",
+                           best=f"{best_ua:.3f}")
         log.info("epoch %d loss %.4f train UA %.3f val UA %.3f WA %.3f", epoch, rec["train_loss"], rec["train_ua"], val_ua, rec["val_wa"])
     epochs.close()
     distributed.barrier()  # rank 0 has written its files

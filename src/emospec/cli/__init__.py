@@ -11,12 +11,12 @@ import logging
 import sys
 from typing import Callable, List, Optional
 
+from ..errors import EmospecError
+from ..versions import __version__
 from .common import err, recipe_from_args
 from .data import add_prepare, add_train
 from .evaluate import add_evaluate, add_explain
 from .predict import add_export, add_predict
-from ..errors import EmospecError
-from ..versions import __version__
 
 __all__ = ["main", "build_parser"]
 
@@ -37,8 +37,8 @@ def _add_demo(sub) -> None:
 
 
 def _cmd_demo(args) -> int:
-    from ..demo import run_demo
     from ..convergence import format_convergence
+    from ..demo import run_demo
     from ..metrics import side_by_side
 
     res = run_demo(args.data, args.out, recipe=recipe_from_args(args), include_calm=args.include_calm, progress=not args.quiet)

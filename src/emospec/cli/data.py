@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import (add_cache_options, add_label_options, add_recipe_options, label_options, recipe_from_args, print_skipped,
-                         warn_typos)
-
+from .common import add_cache_options, add_label_options, add_recipe_options, label_options, print_skipped, recipe_from_args, warn_typos
 
 # --------------------------------------------------------------------------- prepare
 _PREPARE_EPILOG = """\
@@ -136,10 +134,10 @@ def _train_rows(args, classes, mapping, recipe):
 def _cmd_train(args) -> int:
     import numpy as np
 
+    from ..convergence import format_convergence
     from ..data.manifest import write_manifest
     from ..data.splits import load_folds, make_folds, row_key, save_folds
     from ..errors import DataError
-    from ..convergence import format_convergence
     from ..experiment import run_split, train_on
 
     mapping, classes = label_options(args)

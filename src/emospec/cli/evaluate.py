@@ -13,20 +13,26 @@ def add_evaluate(sub) -> None:
     from ..data.splits import PROTOCOLS
 
     p = sub.add_parser(
-        "evaluate", help="cross-validate model and baseline (--protocol), cross-corpus (--train/--test), or report a trained model (--model)",
-        description="Three forms: `--protocol speaker|loso|paper --corpus C` trains and tests every fold; "
+        "evaluate",
+        help="cross-validate model and baseline (--protocol), cross-corpus (--train/--test), or report a trained model (--model)",
+        description="Four forms: `--protocol speaker|loso|paper --corpus C` trains and tests every fold; "
+                    "`--protocol loco --corpus A --corpus B [--corpus C ...]` leaves one corpus out in turn; "
                     "`--train C[:ROOT] --test C[:ROOT] [--test ...]` trains on one corpus and tests on others; "
                     "`--model RUN --corpus C --root DIR | --manifest CSV` reports a trained model.")
     p.add_argument("--model", help="report this trained run directory or model.pt")
     p.add_argument("--manifest", help="manifest CSV (path,label[,speaker]) for --model")
-    p.add_argument("--corpus", help="corpus loader name (ravdess, emovo, nemo, ...; see emospec prepare -h)")
+    p.add_argument("--corpus", action="append", metavar="[NAME=]CORPUS[:ROOT]",
+                   help="corpus loader name (ravdess, emovo, nemo, ...; see emospec prepare -h); repeat it with --protocol loco")
     p.add_argument("--root", help="corpus root folder (default: <data>/<corpus>)")
     p.add_argument("--data", help="folder holding the corpora (default: $EMOSPEC_DATA or ../shared/data)")
     p.add_argument("--json", dest="json_out", help="with --model: also write the report as JSON here")
-    p.add_argument("--protocol", choices=[k for k in PROTOCOLS if k != "all"],  # 'all' tests nothing
-                   help="speaker: k folds of whole speakers; loso: leave one speaker out; paper: stratified random 90/10 splits")
+    p.add_argument("--protocol", choices=[k for k in PROTOCOLS if k != "all"] + ["loco"],  # 'all' tests nothing
+                   help="speaker: k folds of whole speakers; loso: leave one speaker out; paper: stratified random 90/10 "
+                        "splits; loco: leave one corpus out (each --corpus tested by a model trained on the others)")
     p.add_argument("--folds", type=int, help="folds for speaker (default 6) or paper (default 10; 1 = the single 90/10 split)")
-    p.add_argument("--train", dest="train_corpus", metavar="[NAME=]CORPUS[:ROOT]", help="cross-corpus: train on this corpus")
+    p.add_argument("--train", dest="train_corpus", metavar="[NAME=]CORPUS[:ROOT]", action="append",
+                   help="cross-corpus: train on this corpus (repeatable: several train together; "
+                        "--set balance=corpus samples them equally)")
     p.add_argument("--extra-train", dest="extra_train", metavar="[NAME=]CORPUS[:ROOT]", action="append", default=[],
                    help="with --protocol: add this corpus to every fold's training side, never tested (repeatable); "
                         "--set balance=corpus samples corpora equally")
@@ -57,14 +63,14 @@ def _eval_corpus(spec: str, args, *, cache, features):
     """
     from dataclasses import replace
 
-    from ..protocols import load_corpus
     from ..data.corpora import parse_named_spec
     from ..data.labels import parse_map
     from ..data.paths import find_data_root
+    from ..protocols import load_corpus
 
     name, loader, root = parse_named_spec(spec)
-    root = Path(root) if root else find_data_root(args.data, corpus=loader) / loader
-    data = load_corpus(loader, root, feature_config=features, baseline=args.baseline != "none", cache=cache, progress=not args.quiet,
+    folder = Path(root) if root else find_data_root(args.data, corpus=loader) / loader
+    data = load_corpus(loader, folder, feature_config=features, baseline=args.baseline != "none", cache=cache, progress=not args.quiet,
                        mapping=parse_map(args.map) if args.map else None)
     for line in data.problems:
         print(f"skipped: {line}", file=sys.stderr)
@@ -98,19 +104,29 @@ def _cmd_evaluate(args) -> int:
                               "and no --protocol or --folds")
     elif not (args.protocol and args.corpus):
         raise ConfigError("evaluate needs --protocol with --corpus, --train with --test, or --model")
+    elif (args.protocol == "loco") != (len(args.corpus) > 1):
+        raise ConfigError("--protocol loco takes two or more --corpus; the other protocols take one")
+    if args.protocol == "loco" and (args.root or args.extra_train or args.folds):
+        raise ConfigError("--protocol loco: give each corpus as --corpus NAME[:ROOT]; --root, --extra-train and --folds do not apply")
     if args.extra_train and not args.protocol:
         raise ConfigError("--extra-train goes with --protocol (cross-corpus runs train on --train only)")
     from ..baseline import BaselineConfig
-    from ..protocols import run_cross_corpus, run_protocol
+    from ..protocols import combine_corpora, run_cross_corpus, run_loco, run_protocol
 
     rec = recipe_from_args(args, model_norm=args.adapt_norm)
     base = None if args.baseline == "none" else BaselineConfig(kernel=args.svm_kernel, norm=args.adapt_norm or "global")
     opts = dict(train_config=rec.train, feature_config=rec.features, model_config=rec.model, baseline=base,
                 n_resamples=args.resamples, cluster=args.bootstrap_unit == "speaker", progress=not args.quiet,
                 resume=args.resume, plots=not args.no_plots)
-    if args.protocol:
-        out = Path(args.out or f"runs/eval-{args.protocol}-{args.corpus}")
-        spec = f"{args.corpus}:{args.root}" if args.root else args.corpus
+    if args.protocol == "loco":
+        names = _set_names(args.corpus, "--corpus")
+        out = Path(args.out or f"runs/eval-loco-{'-'.join(names)}")
+        cache = out / "egemaps_cache.npz"
+        res = run_loco([_eval_corpus(c, args, cache=cache, features=rec.features) for c in args.corpus], out, **opts)
+    elif args.protocol:
+        corpus = args.corpus[0]
+        out = Path(args.out or f"runs/eval-{args.protocol}-{corpus}")
+        spec = f"{corpus}:{args.root}" if args.root else corpus
         cache = out / "egemaps_cache.npz"
         _set_names(args.extra_train, "--extra-train")
         extra = [_eval_corpus(e, args, cache=cache, features=rec.features) for e in args.extra_train]
@@ -118,14 +134,18 @@ def _cmd_evaluate(args) -> int:
                            extra=extra, **opts)
     else:
         tests = _set_names(args.test_corpora, "--test")
-        out = Path(args.out or f"runs/eval-{_set_names([args.train_corpus], '--train')[0]}-to-{'-'.join(tests)}")
+        trains = _set_names(args.train_corpus, "--train")
+        _set_names(args.train_corpus + args.test_corpora, "--train and --test")  # a set is trained on or tested, not both
+        out = Path(args.out or f"runs/eval-{'+'.join(trains)}-to-{'-'.join(tests)}")
         cache = out / "egemaps_cache.npz"
-        res = run_cross_corpus(_eval_corpus(args.train_corpus, args, cache=cache, features=rec.features),
+        train = combine_corpora([_eval_corpus(t, args, cache=cache, features=rec.features) for t in args.train_corpus])
+        res = run_cross_corpus(train,
                                [_eval_corpus(t, args, cache=cache, features=rec.features) for t in args.test_corpora], out, **opts)
     print(res.text)
     print()
+    where = "held_out_*/oof_predictions.csv" if args.protocol == "loco" else "oof_predictions.csv"
     print(f"metrics: {res.out_dir / 'metrics.json'}   report: {res.out_dir / 'report.txt'}   "
-          f"out-of-fold predictions: {res.out_dir / 'oof_predictions.csv'}")
+          f"out-of-fold predictions: {res.out_dir / where}")
     for p in res.plots:
         print(f"plot: {p}")
     print(f"wall time {res.summary['seconds']:.0f} s")
@@ -136,12 +156,12 @@ def _eval_model(args) -> int:
     import numpy as np
 
     from ..checkpoint import load_model
-    from ..files import save_json
     from ..data.corpora import prepare_corpus
     from ..data.dataset import compute_features
     from ..data.manifest import read_manifest
     from ..data.paths import find_data_root
     from ..errors import DataError
+    from ..files import save_json
     from ..metrics import bootstrap_ci, format_report, report
     from ..model import infer
     from ..norm import normalize_for
@@ -150,7 +170,10 @@ def _eval_model(args) -> int:
     if args.manifest:
         rows = read_manifest(args.manifest)
     elif args.corpus:
-        rows, problems = prepare_corpus(args.corpus, args.root or find_data_root(args.data, corpus=args.corpus) / args.corpus)
+        if len(args.corpus) > 1:
+            raise DataError("--model reports on one --corpus")
+        corpus = args.corpus[0]
+        rows, problems = prepare_corpus(corpus, args.root or find_data_root(args.data, corpus=corpus) / corpus)
         for line in problems:
             print(f"skipped: {line}", file=sys.stderr)
     else:
@@ -163,7 +186,8 @@ def _eval_model(args) -> int:
         print(f"skipped: {line}", file=sys.stderr)
     keep = [i for i, f in enumerate(feats) if f is not None]
     # the model's own standardisation: per speaker/corpus from their (unlabelled) clips, as in training
-    logits, _ = infer(bundle.model, normalize_for([rows[i] for i in keep], [feats[i] for i in keep], bundle.model.config.norm))
+    clips = [f for f in feats if f is not None]  # the clips of keep, in order
+    logits, _ = infer(bundle.model, normalize_for([rows[i] for i in keep], clips, bundle.model.config.norm))
     y_true = np.array([bundle.labels.index(rows[i].label4) for i in keep])
     y_pred = logits.argmax(1).numpy()
     rep = report(y_true, y_pred, bundle.labels)

@@ -5,11 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Dict, List
+from typing import Any, Dict, List
 
 from ..errors import EmospecError
 from .common import audio_files
-
 
 # --------------------------------------------------------------------------- predict
 _PREDICT_EPILOG = """\
@@ -54,8 +53,8 @@ def _cmd_predict(args) -> int:
 
     from tqdm.auto import tqdm
 
-    from ..files import atomic_write_bytes
     from ..errors import ConfigError
+    from ..files import atomic_write_bytes
     from ..predict import load
 
     if args.plot and not args.timeline:
@@ -76,8 +75,9 @@ def _cmd_predict(args) -> int:
         rec = rec.adapt(adapt)
         for line in rec.meta["adapted"]["skipped"]:
             print(f"skipped for --adapt-norm: {line}", file=sys.stderr)
-        print(f"standardising with statistics of {rec.meta['adapted']['clips']} clip(s) ({rec.meta['adapted']['seconds']:.0f} s)", file=sys.stderr)
-    results: Dict[int, object] = {}
+        adapted = rec.meta["adapted"]
+        print(f"standardising with statistics of {adapted['clips']} clip(s) ({adapted['seconds']:.0f} s)", file=sys.stderr)
+    results: Dict[int, Any] = {}  # file index -> Prediction, or Timeline with --timeline
     failed: List[Dict[str, str]] = []
     bar = tqdm(total=len(files), desc="predict", unit="file", disable=args.quiet, file=sys.stderr, leave=False)
     if args.timeline:

@@ -49,8 +49,8 @@ from typing import Optional, Tuple
 import numpy as np
 
 from ..config import FeatureConfig, to_dict
-from ..files import atomic_write_bytes
 from ..errors import AudioError, DataError
+from ..files import atomic_write_bytes
 
 __all__ = ["FeatureCache", "default_cache_dir", "audio_digest", "FORMAT_VERSION"]
 

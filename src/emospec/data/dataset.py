@@ -208,7 +208,7 @@ def feature_stats(feats: Sequence[torch.Tensor]) -> Tuple[torch.Tensor, torch.Te
         total = s if total is None else total + s
         sq = s2 if sq is None else sq + s2
         n += x.shape[-1]
-    if total is None or n == 0:
+    if total is None or sq is None or n == 0:
         raise ValueError("feature_stats: no frames")
     mean = total / n
     var = (sq / n - mean * mean).clamp(min=0)

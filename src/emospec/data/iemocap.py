@@ -157,7 +157,7 @@ def prepare(root: str | os.PathLike, *, mapping: Optional[Mapping[str, str]] = N
     for ev in sorted(root.glob("Session[1-5]/dialog/EmoEvaluation/*.txt")):
         if not ev.name.startswith("."):
             read_evaluation(ev, labels, problems)
-    audio = {}
+    audio: Dict[str, Path] = {}
     for p in audio_files(root, "Session[1-5]/sentences/wav/*/*"):
         if p.stem in audio:
             problems.append(f"{p}: duplicate utterance id {p.stem!r} (kept {audio[p.stem]})")

@@ -27,8 +27,8 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
-from ..files import atomic_write_bytes
 from ..errors import DataError
+from ..files import atomic_write_bytes
 from .labels import to_label4
 
 __all__ = ["Utterance", "write_manifest", "read_manifest", "parse_manifest", "count_table", "MANIFEST_COLUMNS", "labels_of"]

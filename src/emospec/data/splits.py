@@ -26,8 +26,8 @@ from typing import Collection, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..files import load_json, save_json
 from ..errors import ConfigError, DataError
+from ..files import load_json, save_json
 from .iemocap import session_of
 from .manifest import Utterance
 

@@ -98,17 +98,19 @@ def _json_safe(x: Any) -> Any:
 
 def model_card(rec: Recognizer, limits: Limits) -> Dict[str, Any]:
     """What the loaded model is: labels, feature and model config, parameter count, the file's meta, limits."""
-    model = rec.model
+    model, bundle = rec.model, rec.bundle
+    if bundle is None:  # the ONNX backend has no torch model to describe
+        raise ConfigError("serve needs the torch backend (a .pt model or run directory), not an ONNX model")
     return {
         "labels": list(rec.labels),
         "n_classes": len(rec.labels),
         "sample_rate_hz": rec.sample_rate_hz,
         "embedding_dim": int(model.config.embed_dim),
         "n_parameters": int(sum(p.numel() for p in model.parameters())),
-        "file": os.path.basename(rec.bundle.path) if rec.bundle.path else "",
+        "file": os.path.basename(bundle.path) if bundle.path else "",
         "feature_config": to_dict(rec.feature_config),
         "model_config": to_dict(model.config),
-        "meta": _json_safe(rec.bundle.meta),
+        "meta": _json_safe(bundle.meta),
         "device": str(rec.device),
         "emospec_version": __version__,
         "limits": limits.to_dict(),
@@ -173,7 +175,7 @@ def create_app(model: Recognizer | str | os.PathLike | None = None, *, max_uploa
     CheckpointError
         The model cannot be loaded (or none was given and none is bundled).
     ConfigError
-        A limit is not positive.
+        A limit is not positive, or the model is an ONNX one (serving needs the torch backend).
     """
     if not max_upload_mb > 0 or not max_duration_s > 0 or (max_concurrency is not None and max_concurrency < 1):
         raise ConfigError(f"serve limits must be positive: max_upload_mb={max_upload_mb}, "
