@@ -57,14 +57,19 @@ from emospec.norm import POPULATION_KEY
 from emospec.recipe import recipe_from
 from emospec.versions import environment
 
-CORPORA = ("ravdess", "emovo")
+CORPORA = ("ravdess", "emovo", "nemo")
 REPO = Path(__file__).resolve().parents[1]
+MAPPINGS = {
+    "ravdess": "RAVDESS neutral/happy/angry/sad (calm, fearful, disgust, surprised left out)",
+    "emovo": "EMOVO neu->neutral, gio (joy)->happy, rab (anger)->angry, tri (sadness)->sad",
+    "nemo": "nEMO neutral->neutral, happiness->happy, anger->angry, sadness->sad",
+}
 
 
-def four_class_clips(data, fcfg: FeatureConfig, *, progress: bool):
-    """``(rows, feats)``: the four-class clips of every corpus in CORPORA that decode; the others reported on stderr."""
+def four_class_clips(data, fcfg: FeatureConfig, *, progress: bool, corpora=CORPORA):
+    """``(rows, feats)``: the four-class clips of every corpus in ``corpora`` that decode; the others reported on stderr."""
     found = []
-    for corpus in CORPORA:
+    for corpus in corpora:
         corpus_rows, skipped = prepare_corpus(corpus, find_data_root(data, corpus=corpus) / corpus)
         found += four_class(corpus_rows, CLASSES4)
         for line in skipped:
@@ -90,6 +95,25 @@ def pooled_estimate(y_true, y_pred, labels, speakers, corpora, *, n: int, seed: 
                            "wa": weighted_accuracy(y_true[corpus == c], y_pred[corpus == c])}
                        for c in sorted(set(corpus.tolist()))},
     }
+
+
+def loco_summary(run_dir) -> dict:
+    """The card's leave-one-corpus-out block from an ``emospec evaluate --protocol loco`` run of the same recipe."""
+    m = load_json(Path(run_dir) / "metrics.json")
+    if m.get("kind") != "loco":
+        raise EmospecError(f"{run_dir}: not a leave-one-corpus-out run (metrics.json kind {m.get('kind')!r})")
+    held = {}
+    for name, h in m["held_out"].items():
+        ci = lambda r: [r["ci"]["ua"]["low"], r["ci"]["ua"]["high"]]  # noqa: E731
+        held[name] = {"trained_on": h["train"], "n": h["n"], "ua": h["model"]["ua"], "ua_ci95": ci(h["model"]),
+                      "recall": {c: v["recall"] for c, v in h["model"]["per_class"].items()}}
+        if "unadapted" in h:
+            held[name].update(unadapted_ua=h["unadapted"]["ua"], unadapted_ua_ci95=ci(h["unadapted"]))
+        if "baseline" in h:
+            held[name].update(baseline_ua=h["baseline"]["ua"], paired_ua=h.get("paired_ua"))
+    return {"protocol": "each corpus tested by the recipe trained on the others; 'ua' standardises each test speaker "
+                        "with their own clips, 'unadapted_ua' with the training population's statistics (no adaptation clips)",
+            "held_out": held, "mean_ua": m["mean_ua"], "run": str(run_dir)}
 
 
 def cross_validate(rows, feats, y, labels, out: Path, fcfg, tcfg, mcfg, args) -> dict:
@@ -142,7 +166,7 @@ def evaluation_from_runs(run_dirs, *, n: int, seed: int) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", help="folder holding ravdess/ and emovo/ (default: $EMOSPEC_DATA or ../shared/data)")
+    ap.add_argument("--data", help="folder holding the corpora' folders (default: $EMOSPEC_DATA or ../shared/data)")
     ap.add_argument("--out", default="runs/bundled", help="work folder for the CV and final runs")
     ap.add_argument("--assets", default=str(REPO / "src" / "emospec" / "assets"), help="where model.pt and model_card.json go")
     ap.add_argument("--stage", choices=["all", "cv", "final", "card"], default="all", help="run one step only")
@@ -150,6 +174,8 @@ def main(argv=None) -> int:
     ap.add_argument("--metrics", help="JSON with ua, wa, ua_ci95, wa_ci95, protocol (instead of running CV)")
     ap.add_argument("--metrics-from", nargs="+", metavar="RUN", help="instead of running CV: pool the out-of-fold "
                     "predictions of these `emospec evaluate` run folders (this recipe's per-corpus CV)")
+    ap.add_argument("--corpora", nargs="+", default=list(CORPORA), help="corpora to train on (default: %(default)s)")
+    ap.add_argument("--loco", metavar="RUN", help="an `emospec evaluate --protocol loco` run of the recipe, for the card")
     ap.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the CIs")
     ap.add_argument("--recipe", default="default", help="recipe name or JSON file (default: default)")
     ap.add_argument("--epochs", type=int, help="override the recipe's epochs")
@@ -163,7 +189,7 @@ def main(argv=None) -> int:
             **({"train.epochs": args.epochs} if args.epochs else {})}
     rec = recipe_from(args.recipe, over)
     tcfg, fcfg = rec.train, rec.features
-    rows, feats = four_class_clips(args.data, fcfg, progress=not args.quiet)
+    rows, feats = four_class_clips(args.data, fcfg, progress=not args.quiet, corpora=args.corpora)
     present = {r.label4 for r in rows}
     labels = [c for c in CLASSES4 if c in present]
     y = np.array([labels.index(r.label4) for r in rows], dtype=np.int64)
@@ -192,7 +218,7 @@ def main(argv=None) -> int:
     val_speakers = sorted({rows[i].speaker for i in val_idx})
     recipe = {"--cv-folds": args.cv_folds if not (args.metrics or args.metrics_from) else None, "--metrics": args.metrics,
               "--metrics-from": " ".join(args.metrics_from) if args.metrics_from else None, "--seed": args.seed,
-              "--epochs": args.epochs, "--recipe": args.recipe}
+              "--epochs": args.epochs, "--recipe": args.recipe, "--corpora": " ".join(args.corpora), "--loco": args.loco}
     command = " ".join(["python scripts/train_bundled.py"] + [f"{k} {v}" for k, v in recipe.items() if v is not None])
     card = {
         "name": "emospec-bundled-4class",
@@ -201,23 +227,28 @@ def main(argv=None) -> int:
             {"corpus": CORPUS_TERMS[c]["name"], "clips": sum(r.corpus == c for r in rows),
              "speakers": len({r.speaker for r in rows if r.corpus == c}), "language": CORPUS_TERMS[c]["language"],
              "counts": dict(Counter(r.label4 for r in rows if r.corpus == c)), "citation": CORPUS_TERMS[c]["citation"]}
-            for c in CORPORA
+            for c in args.corpora
         ],
-        "label_mapping": "RAVDESS neutral/happy/angry/sad (calm, fearful, disgust, surprised left out); "
-                         "EMOVO neu->neutral, gio (joy)->happy, rab (anger)->angry, tri (sadness)->sad",
-        "protocol": (f"shipped model trained on all {len(set(speakers))} speakers of both corpora "
+        "label_mapping": "; ".join(MAPPINGS[c] for c in args.corpora if c in MAPPINGS),
+        "protocol": (f"shipped model trained on all {len(set(speakers))} speakers of {len(args.corpora)} corpora "
                      f"({len(fit_idx)} clips); early stopping on validation UA of whole held-out speakers "
                      f"{', '.join(val_speakers)} ({len(val_idx)} clips): best epoch {final.meta['best_epoch'] + 1}, "
                      f"validation UA {final.meta.get('best_val_ua', float('nan')):.3f}"),
         "evaluation": evaluation,
+        **({"leave_one_corpus_out": loco_summary(args.loco)} if args.loco else {}),
+        "inference_norm": "trained with per-speaker standardisation; given no adaptation clips it standardises with the "
+                          "training population's statistics (stored in the file); `--adapt-norm` / `Recognizer.adapt` "
+                          "uses the clips given instead",
         "train_config": final.meta.get("config", {}).get("train", to_dict(tcfg)),
         "feature_config": to_dict(fcfg),
         "model_config": to_dict(final.model.config),
         "parameters": int(sum(p.numel() for p in final.model.parameters())),
         "storage": "float16 weights (computed in float32)",
-        "licence": licence_for(list(CORPORA)),
-        "limitations": "acted speech by 30 actors in English and Italian, studio recordings; four classes only; "
-                       "expect lower accuracy on spontaneous speech, other languages, noise and far-field audio",
+        "licence": licence_for(list(args.corpora)),
+        "limitations": f"acted speech by {len(set(speakers))} actors in "
+                       f"{', '.join(CORPUS_TERMS[c]['language'].split(' (')[0].split(',')[0] for c in args.corpora)}, "
+                       "studio recordings; four classes only; expect lower accuracy on spontaneous speech, other "
+                       "languages, noise and far-field audio (leave-one-corpus-out UA above)",
         "versions": final.meta.get("versions") or environment(),
         "command": command,
         "card_seconds": round(time.perf_counter() - t0, 1),

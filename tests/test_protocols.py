@@ -382,7 +382,15 @@ def test_leave_one_corpus_out_with_the_baseline_on_real_clips(subsets, tmp_path)
     for h in m["held_out"].values():  # model and baseline on the same clips, with the paired difference
         assert h["model"]["n"] == h["baseline"]["n"] == h["n"]
         assert h["paired_ua"]["low"] <= h["paired_ua"]["difference"] <= h["paired_ua"]["high"]
-    assert set(m["mean_ua"]) == {"model", "baseline"}
+        assert h["unadapted"]["n"] == h["n"] and "difference" in h["paired_ua_unadapted"]
+    assert set(m["mean_ua"]) == {"model", "unadapted", "baseline"}
+    # "no adaptation" is what a user gets from the saved model on the raw clips, no adaptation clips given
+    from emospec.predict import load
+
+    clips = sorted((subsets / "emovo").rglob("*.flac"))
+    truth = [{"neu": "neutral", "gio": "happy", "rab": "angry", "tri": "sad"}[p.name[:3]] for p in clips]
+    got = [p.label for p in load(out / "held_out_emovo" / "train_ravdess").predict_batch(clips)]
+    assert m["held_out"]["emovo"]["unadapted"]["ua"] == pytest.approx(report(truth, got, m["labels"])["ua"])
 
 
 def test_leave_one_corpus_out_usage_errors(tmp_path):

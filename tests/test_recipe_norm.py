@@ -123,7 +123,7 @@ def test_paper_recipe_values():
         "schedule": "cosine", "warmup_epochs": 0, "plateau_patience": 5, "crop_s": 3.0, "class_weights": False,
         "label_smoothing": 0.0, "patience": 8, "val_fraction": 0.1, "select": "best", "seed": 0, "freq_masks": 0,
         "freq_mask_bins": 16, "time_masks": 0, "time_mask_frames": 30, "mixup_alpha": 0.0, "grad_clip": 5.0,
-        "device": "auto", "amp": "auto", "workers": 0, "balance": "none"}
+        "device": "auto", "amp": "auto", "workers": 0, "balance": "none", "augment_copies": 0, "stats_copies": 0}
 
 
 def test_overrides_reach_each_part():

@@ -182,7 +182,14 @@ class TrainConfig:
     ``workers`` is DataLoader worker processes (0: load in the training
     process, right for features already in memory). ``balance="corpus"``
     draws training clips so that every corpus is equally likely per epoch
-    (when training on several corpora).
+    (when training on several corpora). ``augment_copies`` altered versions
+    of every training clip are made once with ``audiomentations`` (level,
+    noise, microphone EQ, room, tempo: :mod:`emospec.augment`) and drawn in
+    place of the clip per epoch; 0 trains on the recordings as they are.
+    ``stats_copies`` more versions standardise each clip with statistics of
+    a random, emotion-skewed subset of its speaker's training clips
+    (:func:`emospec.norm.skewed_subset_versions`), as a user's unbalanced
+    adaptation clips would (``speaker``/``corpus`` norms only).
     """
 
     epochs: int = 100
@@ -211,6 +218,8 @@ class TrainConfig:
     amp: str = "bf16"  # "auto", "bf16", "fp16" or "off"
     workers: int = 0
     balance: str = "none"  # "none" or "corpus"
+    augment_copies: int = 0
+    stats_copies: int = 0
 
     def __post_init__(self) -> None:
         if self.balance not in ("none", "corpus"):
@@ -239,6 +248,9 @@ class TrainConfig:
             raise ConfigError(f"TrainConfig.patience must be >= 1, got {self.patience}")
         if self.amp not in ("auto", "bf16", "fp16", "off"):
             raise ConfigError(f"TrainConfig.amp must be 'auto', 'bf16', 'fp16' or 'off', got {self.amp!r}")
+        if self.augment_copies < 0 or self.stats_copies < 0:
+            raise ConfigError(f"TrainConfig.augment_copies and stats_copies must be >= 0, got {self.augment_copies}, "
+                              f"{self.stats_copies}")
         if self.workers < 0:
             raise ConfigError(f"TrainConfig.workers must be >= 0, got {self.workers}")
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -24,13 +24,14 @@ import numpy as np
 import torch
 
 from . import distributed
+from .augment import AUGMENT_VERSION, augmented_features, standardised_versions
 from .config import FeatureConfig, ModelConfig, TrainConfig
 from .data.manifest import Utterance
 from .data.splits import paper_split, speaker_holdout
 from .files import atomic_write_bytes, save_json
 from .metrics import bootstrap_ci, format_report, report
 from .model import infer
-from .norm import normalize_for, population_meta
+from .norm import inference_model, normalize_for, population_meta, skewed_subset_versions
 from .train import FitResult, fit
 
 __all__ = ["SplitResult", "Trained", "run_split", "train_on", "validation_split"]
@@ -48,6 +49,9 @@ class SplitResult:
     y_true: np.ndarray
     y_pred: np.ndarray
     probs: np.ndarray
+    unadapted_pred: Optional[np.ndarray] = None
+    """For ``speaker``/``corpus`` models: the test predictions with the training population's statistics
+    in place of each test speaker's own (the inference default when no adaptation clips are given)."""
 
 
 def validation_split(
@@ -79,13 +83,15 @@ class Trained:
     ``val_idx`` are the int64 row indices it was fitted and early-stopped on;
     ``feats[i]`` is row ``i``'s input as the model expects it,
     ``(3, n_mels, frames_i)`` float32 (dB, standardised per group unless
-    ``norm="global"``), for every row, test rows included.
+    ``norm="global"``), for every row, test rows included. ``population``
+    is the model file's ``{POPULATION_KEY: ...}`` (empty for other modes).
     """
 
     fit: FitResult
     fit_idx: np.ndarray
     val_idx: np.ndarray
     feats: List[torch.Tensor]
+    population: Dict = field(default_factory=dict)
 
 
 def train_on(
@@ -113,12 +119,42 @@ def train_on(
     )
     population = population_meta(model_config.norm, [feats[i] for i in fit_idx])
     normed = normalize_for(rows, feats, model_config.norm)
+    versions = _versions(rows, feats, y, fit_idx, model_config.norm, feature_config, train_config, progress)
     result = fit(
         [normed[i] for i in fit_idx], y[fit_idx], [normed[i] for i in val_idx], y[val_idx], labels, run_dir,
         feature_config=feature_config, model_config=model_config, train_config=train_config,
-        progress=progress, resume=resume, meta={"split": name, **population}, train_groups=[rows[i].corpus for i in fit_idx],
+        progress=progress, resume=resume, meta={"split": name, **population, **_augment_meta(train_config)},
+        train_groups=[rows[i].corpus for i in fit_idx], train_versions=versions,
     )
-    return Trained(result, fit_idx, val_idx, normed)
+    return Trained(result, fit_idx, val_idx, normed, population)
+
+
+def _versions(rows, feats, y, fit_idx, norm: str, feature_config: FeatureConfig, train_config: TrainConfig,
+              progress: bool) -> Optional[List[List[torch.Tensor]]]:
+    """The training clips' altered versions (standardised like them), or None when the recipe asks for none:
+    ``augment_copies`` from the audio (:mod:`emospec.augment`), then ``stats_copies`` standardised with
+    emotion-skewed subsets of their speaker's clips (:func:`emospec.norm.skewed_subset_versions`)."""
+    if not (train_config.augment_copies or train_config.stats_copies):
+        return None
+    fit_rows = [rows[i] for i in fit_idx]
+    versions: List[List[torch.Tensor]] = [[] for _ in fit_idx]
+    if train_config.augment_copies:
+        raw = augmented_features([r.path for r in fit_rows], train_config.augment_copies, feature_config,
+                                 seed=train_config.seed, progress=progress)
+        for mine, more in zip(versions, standardised_versions(fit_rows, raw, norm)):
+            mine += more
+    if train_config.stats_copies:
+        skewed = skewed_subset_versions(fit_rows, [feats[i] for i in fit_idx], y[fit_idx], norm, train_config.stats_copies,
+                                        seed=train_config.seed)
+        for mine, more in zip(versions, skewed):
+            mine += more
+    return versions
+
+
+def _augment_meta(train_config: TrainConfig) -> Dict[str, object]:
+    """What the model's training clips were altered with (``augment``, ``stats_copies``); ``{}`` when nothing."""
+    return {**({"augment": AUGMENT_VERSION} if train_config.augment_copies else {}),
+            **({"stats_copies": train_config.stats_copies} if train_config.stats_copies else {})}
 
 
 def _predictions_csv(rows: Sequence[Utterance], idx: np.ndarray, labels: Sequence[str], y_true, y_pred, probs) -> bytes:
@@ -168,11 +204,17 @@ def run_split(
             "test": [rows[i].utterance_id for i in test_idx],
             "test_speakers": sorted({rows[i].speaker for i in test_idx}),
         })
-    logits, _ = infer(result.model, [trained.feats[i] for i in test_idx], device=next(result.model.parameters()).device)
+    device = next(result.model.parameters()).device
+    logits, _ = infer(result.model, [trained.feats[i] for i in test_idx], device=device)
     probs = torch.softmax(logits, 1).numpy()
     y_true, y_pred = y[test_idx], probs.argmax(1)
     rep = report(y_true, y_pred, labels)
     rep["ci"] = bootstrap_ci(y_true, y_pred, labels, seed=train_config.seed)
+    unadapted = None
+    if trained.population:  # as a user runs it without adaptation clips: raw features, training statistics
+        plain, _ = infer(inference_model(result.model, trained.population), [feats[i] for i in test_idx], device=device)
+        unadapted = plain.argmax(1).numpy()
+        rep["unadapted"] = {k: v for k, v in report(y_true, unadapted, labels).items() if k in ("ua", "wa", "per_class")}
     rep["split"] = {"name": name, "speaker_independent": speaker_independent, "n_train": int(len(fit_idx)),
                     "n_val": int(len(val_idx)), "n_test": int(len(test_idx)),
                     "test_speakers": sorted({rows[i].speaker for i in test_idx})}
@@ -184,4 +226,4 @@ def run_split(
         save_json(run_dir / "metrics.json", rep)
         atomic_write_bytes(run_dir / "report.txt", (text + "\n").encode("utf-8"))
         atomic_write_bytes(run_dir / "predictions.csv", _predictions_csv(rows, np.asarray(test_idx), labels, y_true, y_pred, probs))
-    return SplitResult(name, run_dir, rep, text, result, y_true, y_pred, probs)
+    return SplitResult(name, run_dir, rep, text, result, y_true, y_pred, probs, unadapted)

@@ -150,6 +150,23 @@ def _fmt_ci(value: Optional[float], ci: Optional[List[float]]) -> str:
     return f"{value:.3f}" + (f" (95% CI {ci[0]:.3f}-{ci[1]:.3f})" if ci else "")
 
 
+def _loco_lines(loco: Optional[Mapping[str, Any]]) -> List[str]:
+    """The card's leave-one-corpus-out block: per held-out corpus, the recipe's UA on a corpus it never heard."""
+    if not loco:
+        return []
+    lines = [f"leave one corpus out ({loco.get('protocol', 'the recipe trained on the other corpora')}):"]
+    for corpus, h in loco["held_out"].items():
+        parts = [f"UA {_fmt_ci(h['ua'], h.get('ua_ci95'))} with the speaker's own statistics"]
+        if h.get("unadapted_ua") is not None:
+            parts.append(f"{_fmt_ci(h['unadapted_ua'], h.get('unadapted_ua_ci95'))} without")
+        if h.get("baseline_ua") is not None:
+            parts.append(f"baseline {h['baseline_ua']:.3f}")
+        lines.append(f"  {corpus}: " + "; ".join(parts))
+    if loco.get("mean_ua"):
+        lines.append("  mean UA: " + ", ".join(f"{k} {v:.3f}" for k, v in loco["mean_ua"].items()))
+    return lines
+
+
 def format_card(card: Mapping[str, Any]) -> str:
     """Render a card (from :func:`card_for` or ``model_card.json``) as plain text."""
     lines = [f"model: {card.get('name', '?')}"]
@@ -177,6 +194,7 @@ def format_card(card: Mapping[str, Any]) -> str:
             lines.append("  UA per fold: " + ", ".join(f"{v:.3f}" for v in ev["fold_ua"]))
     else:
         lines.append("evaluation: none recorded")
+    lines += _loco_lines(card.get("leave_one_corpus_out"))
     tc = card.get("train_config") or {}
     if tc:
         lines.append(f"recipe: {tc.get('epochs')} epochs, batch {tc.get('batch_size')}, {tc.get('optimizer')} lr {tc.get('lr')}, "
@@ -194,7 +212,8 @@ def format_card(card: Mapping[str, Any]) -> str:
     if mc.get("norm", "global") != "global":
         lines.append(f"input standardisation: per {mc['norm']} (trained that way); at inference the statistics of the "
                      f"training population stand in unless clips of the same {mc['norm']} are given "
-                     "(`emospec predict --adapt-norm PATH...`, `Recognizer.adapt`), which is more accurate")
+                     "(`emospec predict --adapt-norm PATH...`, `Recognizer.adapt`): more accurate when those clips span "
+                     "several emotions, less when one emotion dominates them (README, speaker adaptation)")
     if mc:
         lines.append(f"architecture: BatchNorm {'on (deviation from the paper)' if mc.get('batch_norm') else 'off'}, "
                      f"LRN {'on' if mc.get('lrn', True) else 'off'}, first conv stride {mc.get('first_stride', 4)}")

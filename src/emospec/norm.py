@@ -26,7 +26,8 @@ from .config import NORMS
 from .errors import ConfigError
 
 __all__ = ["GroupStats", "group_stats", "group_keys", "normalize_groups", "normalize_rows", "normalize_for", "apply_stats",
-           "standardize_clips", "model_input", "fold_into_model", "population_meta", "inference_model",
+           "standardize_clips", "model_input", "fold_into_model", "population_meta", "inference_model", "skewed_subset_versions",
+           "blend_stats", "population_stats", "ADAPT_WEIGHT",
            "POPULATION_KEY", "NORMS"]
 
 
@@ -54,6 +55,29 @@ def group_stats(feats: Sequence[torch.Tensor]) -> GroupStats:
 def apply_stats(feats: torch.Tensor, stats: GroupStats) -> torch.Tensor:
     """``(…, 3, n_mels, frames)`` dB -> standardised with ``stats`` (same shape, float32)."""
     return ((feats - stats.mean[..., None]) / stats.std[..., None]).float()
+
+
+def blend_stats(own: GroupStats, population: GroupStats, weight: float) -> GroupStats:
+    """Statistics ``weight`` of the way from ``population``'s to ``own``: mean linearly, std geometrically.
+
+    ``weight=1`` is ``own`` (full adaptation), ``0`` the population's (none).
+    In between, a speaker's clips move the standardisation only part of the
+    way, which bounds what a biased set of clips (one emotion only) can do.
+    """
+    if not 0.0 <= weight <= 1.0:
+        raise ConfigError(f"adaptation weight must be in [0, 1], got {weight}")
+    mean = population.mean + weight * (own.mean - population.mean)
+    std = population.std * (own.std / population.std) ** weight
+    return GroupStats(mean.float(), std.float(), own.frames)
+
+
+def population_stats(meta: Optional[Dict]) -> Optional[GroupStats]:
+    """The training population's statistics stored in a model file's ``meta`` (:data:`POPULATION_KEY`), or None."""
+    pop = (meta or {}).get(POPULATION_KEY)
+    if not pop:
+        return None
+    return GroupStats(torch.tensor(pop["mean"], dtype=torch.float32), torch.tensor(pop["std"], dtype=torch.float32),
+                      int(pop.get("frames", 0)))
 
 
 def group_keys(mode: str, speakers: Sequence[Hashable], corpora: Sequence[Hashable]) -> Optional[List[Hashable]]:
@@ -160,6 +184,12 @@ def fold_into_model(model, stats: GroupStats):
     return out
 
 
+ADAPT_WEIGHT = 0.5
+"""How far :meth:`emospec.predict.Recognizer.adapt` moves from the training population's statistics towards the
+given clips' (:func:`blend_stats`). Measured on nEMO, a corpus the model never heard (``benchmarks/adapt_study.py``):
+with the clips' own statistics (1.0) clips of one emotion only cost up to 0.09 UA against no adaptation; halfway
+they cost at most 0.04 (0.012 for a model trained with ``stats_copies``) and balanced clips gain more than at 1.0."""
+
 POPULATION_KEY = "input_stats"
 """Model-file meta key of the training population's statistics (models trained per speaker or corpus)."""
 
@@ -182,9 +212,56 @@ def population_meta(mode: str, train_feats: Sequence[torch.Tensor]) -> Dict[str,
 def inference_model(model, meta: Dict):
     """The model to run on raw dB features: a ``speaker``/``corpus`` model with its training population's
     statistics folded in (:func:`fold_into_model`) when its file has them; otherwise ``model`` itself."""
-    pop = (meta or {}).get(POPULATION_KEY)
-    if model.config.norm not in ("speaker", "corpus") or not pop:
+    stats = population_stats(meta)
+    if model.config.norm not in ("speaker", "corpus") or stats is None:
         return model
-    stats = GroupStats(torch.tensor(pop["mean"], dtype=torch.float32), torch.tensor(pop["std"], dtype=torch.float32),
-                       int(pop.get("frames", 0)))
     return fold_into_model(model, stats)
+
+
+def skewed_subset_versions(rows: Sequence, feats: Sequence[torch.Tensor], y: Sequence[int], mode: str, copies: int, *,
+                           seed: int = 0, min_clips: int = 8, max_clips: int = 30) -> List[List[torch.Tensor]]:
+    """``copies`` versions of each clip, standardised with statistics of a random, emotion-skewed subset of its group.
+
+    At inference a speaker's statistics come from whatever clips the user
+    has, rarely balanced across emotions: one emotion only shifts the mean
+    (e.g. all angry: louder) and the model reads every clip of that speaker
+    as shifted the other way. Training on these versions shows the model
+    such statistics. For version ``k`` of group ``g`` (``group_keys(mode,
+    ...)``): a dominant class drawn at random, a share ``p`` ~ U(1/n_classes,
+    1) of the subset from it (the rest spread over the other classes), a
+    subset size ~ U[min_clips, max_clips] (at most the group's clips), drawn
+    from ``feats`` (raw dB, ``(3, n_mels, frames)``) by class; every clip of
+    the group is then standardised with the subset's statistics. Depends only
+    on ``(seed, group order, k)``. ``global``/``utterance`` modes have no
+    group statistics: every clip gets no versions.
+    """
+    keys = group_keys(mode, [r.speaker for r in rows], [r.corpus for r in rows])
+    out: List[List[torch.Tensor]] = [[] for _ in feats]
+    if keys is None or mode == "utterance" or copies <= 0:
+        return out
+    labels = np.asarray(y)
+    classes = sorted(set(labels.tolist()))
+    members: Dict[Hashable, List[int]] = {}
+    for i, g in enumerate(keys):
+        members.setdefault(g, []).append(i)
+    for gi, idx in enumerate(members.values()):
+        rng = np.random.default_rng([seed, gi, 104729])
+        by_class = {c: [i for i in idx if labels[i] == c] for c in classes}
+        for _ in range(copies):
+            subset = _skewed_subset(rng, by_class, classes, min(len(idx), int(rng.integers(min_clips, max_clips + 1))))
+            stats = group_stats([feats[i] for i in subset])
+            for i in idx:
+                out[i].append(apply_stats(feats[i], stats))
+    return out
+
+
+def _skewed_subset(rng: np.random.Generator, by_class: Dict[int, List[int]], classes: List[int], size: int) -> List[int]:
+    present = [c for c in classes if by_class[c]]
+    top = present[int(rng.integers(len(present)))]
+    share = rng.uniform(1.0 / len(classes), 1.0)
+    want = {c: share * size if c == top else (1.0 - share) * size / max(1, len(present) - 1) for c in present}
+    picked: List[int] = []
+    for c in present:
+        n = min(len(by_class[c]), int(round(want[c])))
+        picked += rng.choice(by_class[c], n, replace=False).tolist() if n else []
+    return picked or [by_class[top][0]]

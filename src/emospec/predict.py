@@ -31,7 +31,7 @@ from .audio import describe_source, info as audio_info, load as load_audio, resa
 from .checkpoint import ModelBundle, load_model
 from .errors import AudioError, CheckpointError, ConfigError, EmospecError
 from .features import extract, extract_batch
-from .norm import POPULATION_KEY, fold_into_model, group_stats, inference_model, model_input
+from .norm import ADAPT_WEIGHT, POPULATION_KEY, blend_stats, fold_into_model, group_stats, inference_model, model_input, population_stats
 from .ragged import RaggedAlexNet, pad_waves
 
 __all__ = ["Prediction", "Timeline", "Recognizer", "load", "SILENCE_DBFS"]
@@ -249,13 +249,18 @@ class Recognizer:
             source=source,
         )
 
-    def adapt(self, inputs: Sequence[Item], *, sr: Optional[int] = None) -> "Recognizer":
+    def adapt(self, inputs: Sequence[Item], *, sr: Optional[int] = None, weight: float = ADAPT_WEIGHT) -> "Recognizer":
         """A Recognizer standardising every input with statistics pooled over ``inputs``.
 
         For a model trained with ``norm="speaker"`` or ``"corpus"``: pass
         clips of the speaker (or recording set) you will classify, labels not
-        needed (a few minutes of speech is plenty; more than one emotion is
-        better). The statistics fold into a copy of the model
+        needed (a few minutes of speech is plenty; clips of several emotions
+        are better: clips of one emotion shift the statistics the way that
+        emotion does). ``weight`` is how far the statistics move from the
+        training population's towards the clips' (:func:`emospec.norm.blend_stats`;
+        default :data:`emospec.norm.ADAPT_WEIGHT`, 1 uses the clips' alone;
+        models saved without population statistics always use 1). The
+        statistics fold into a copy of the model
         (:func:`emospec.norm.fold_into_model`), so batches and ONNX export of
         the adapted model behave the same. Without it the training
         population's statistics stand in (:func:`emospec.norm.inference_model`;
@@ -286,10 +291,12 @@ class Recognizer:
         if not feats:
             raise AudioError(f"adapt(): none of the {len(skipped)} clip(s) could be read; first: {skipped[0]}")
         stats = group_stats(feats)
-        model = fold_into_model(trained, stats)
+        population = population_stats(self.bundle.meta)
+        used = weight if population is not None else 1.0
+        model = fold_into_model(trained, stats if population is None else blend_stats(stats, population, weight))
         meta = {k: v for k, v in self.bundle.meta.items() if k != POPULATION_KEY}
         meta["adapted"] = {"clips": len(feats), "seconds": stats.frames * self.feature_config.hop_ms / 1000.0,
-                           "norm": trained.config.norm, "skipped": skipped}
+                           "norm": trained.config.norm, "weight": used, "skipped": skipped}
         bundle = ModelBundle(model, self.feature_config, list(self.labels), meta, self.bundle.path)
         return Recognizer(bundle, device=self.device)
 

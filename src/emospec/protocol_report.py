@@ -40,8 +40,18 @@ def _block(part: Mapping, folds: Mapping | None = None) -> List[str]:
     systems = {SYSTEM_NAMES[k]: part[k] for k in ("model", "baseline") if k in part}
     lines = [format_comparison(systems, chance=part["chance"], paired=part.get("paired_ua"),
                                folds={SYSTEM_NAMES[k]: v for k, v in folds.items()} if folds else None)]
+    if "unadapted" in part:
+        lines += ["", _unadapted_line(part)]
     lines += ["", side_by_side({name: format_report(rep, digits=3) for name, rep in systems.items()})]
     return lines
+
+
+def _unadapted_line(part: Mapping) -> str:
+    """The model as users run it without adaptation clips (training population's statistics)."""
+    u, p = part["unadapted"], part.get("paired_ua_unadapted")
+    diff = f"; vs baseline {p['difference']:+.3f} [{p['low']:+.3f}, {p['high']:+.3f}]" if p else ""
+    return (f"model without the test speakers' statistics (the inference default, no adaptation clips): "
+            f"UA {u['ua']:.3f} [{u['ci']['ua']['low']:.3f}, {u['ci']['ua']['high']:.3f}]{diff}")
 
 
 def protocol_text(summary: Mapping) -> str:
@@ -150,16 +160,19 @@ def loco_text(summary: Mapping) -> str:
     lines = [f"Leave one corpus out: {', '.join(summary['corpora'])} ({len(summary['labels'])} classes: "
              f"{', '.join(summary['labels'])}); each corpus is tested by a model trained on all the others.", ""]
     head = (f"{'held out':<12} {'clips':>6} {'model UA [95% CI]':<24} {'baseline UA [95% CI]':<24} {'paired diff [95% CI]':<26} "
-            "recall per class")
+            f"{'no adaptation UA':<24} recall per class")
     lines += [head, "-" * len(head)]
     for name, h in summary["held_out"].items():
         m = h["model"]
         cell = lambda r: f"{r['ua']:.3f} [{r['ci']['ua']['low']:.3f}, {r['ci']['ua']['high']:.3f}]"  # noqa: E731
         base = cell(h["baseline"]) if "baseline" in h else "-"
+        plain = cell(h["unadapted"]) if "unadapted" in h else "-"
         p = h.get("paired_ua")
         diff = f"{p['difference']:+.3f} [{p['low']:+.3f}, {p['high']:+.3f}]" if p else "-"
         rec = " ".join(f"{c} {m['per_class'][c]['recall']:.2f}" for c in summary["labels"])
-        lines.append(f"{name:<12} {h['n']:>6} {cell(m):<24} {base:<24} {diff:<26} {rec}")
+        lines.append(f"{name:<12} {h['n']:>6} {cell(m):<24} {base:<24} {diff:<26} {plain:<24} {rec}")
+    lines += ["", "model: each test speaker standardised with their own unlabelled clips; no adaptation: with the "
+              "training population's statistics (what the model does when given no adaptation clips)"]
     mean = summary["mean_ua"]
     lines += ["", "mean UA over held-out corpora: " + ", ".join(f"{k} {v:.3f}" for k, v in mean.items())]
     return "\n".join(lines)
@@ -170,6 +183,7 @@ def loco_figures(summary: Mapping, out: Path) -> List[Path]:
     matrices are in each ``held_out_<name>/`` folder."""
     from .plots import corpus_bars
 
-    bars = {name: {k: (h[k]["ua"], h[k]["ci"]["ua"]["low"], h[k]["ci"]["ua"]["high"]) for k in ("model", "baseline") if k in h}
+    bars = {name: {k: (h[k]["ua"], h[k]["ci"]["ua"]["low"], h[k]["ci"]["ua"]["high"]) for k in ("model", "unadapted", "baseline")
+                   if k in h}
             for name, h in summary["held_out"].items()}
     return [corpus_bars(bars, out / "loco_ua.png", title="Leave one corpus out: UA on the held-out corpus")]

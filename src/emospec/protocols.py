@@ -139,7 +139,8 @@ def _fold_outputs(fold: Fold, fold_dir: Path, rows, data: CorpusData, y, labels,
         out = {"name": fold.name, **key, "test_speakers": sorted({rows[i].speaker for i in fold.test}),
                "model_pred": res.y_pred.tolist(), "probs": np.round(res.probs, 5).tolist(), "best_epoch": res.fit.best_epoch,
                "history": res.fit.history, "convergence": res.fit.convergence, "majority": _majority(y, fold.train, len(labels)),
-               "n_val": res.report["split"]["n_val"], "baseline": None}
+               "n_val": res.report["split"]["n_val"], "baseline": None,
+               "unadapted_pred": None if res.unadapted_pred is None else res.unadapted_pred.tolist()}
     wanted = to_dict(baseline) if baseline is not None else None
     if (out.get("baseline") or {}).get("config") != wanted:
         out["baseline"] = None
@@ -190,6 +191,8 @@ def _evaluate_folds(data: CorpusData, folds: List[Fold], labels: List[str], out:
                             feature_config=feature_config, model_config=model_config, baseline=baseline,
                             progress=progress, resume=resume)
         preds["model"][fold.test] = rec["model_pred"]
+        if rec.get("unadapted_pred") is not None:  # speaker/corpus models: also without the test speakers' statistics
+            preds.setdefault("unadapted", np.full(n, -1))[fold.test] = rec["unadapted_pred"]
         preds["chance"][fold.test] = rec["majority"]
         if baseline:
             preds["baseline"][fold.test] = rec["baseline"]["pred"]
@@ -219,13 +222,18 @@ def _best_val_ua(history: Sequence[Dict]) -> Optional[float]:
 
 
 def _summarise(idx, y, preds, labels, speakers, *, n_resamples, seed, cluster) -> Dict:
-    systems = _systems(idx, y, {k: v for k, v in preds.items() if k != "chance"}, labels, speakers,
+    scored = {k: v for k, v in preds.items() if k != "chance" and (k != "unadapted" or np.all(v[idx] >= 0))}
+    systems = _systems(idx, y, scored, labels, speakers,
                        n_resamples=n_resamples, seed=seed, cluster=cluster)
     chance = report(y[idx], preds["chance"][idx], labels)
     out = {"n": int(len(idx)), "model": systems["model"], "chance": {k: chance[k] for k in ("ua", "wa", "macro_f1")}}
+    if "unadapted" in systems:
+        out["unadapted"] = systems["unadapted"]
     if "baseline" in systems:
         out["baseline"] = systems["baseline"]
-        out["paired_ua"] = paired_bootstrap(y[idx], preds["model"][idx], preds["baseline"][idx], labels, metric="ua",
+        for key, system in (("paired_ua", "model"), ("paired_ua_unadapted", "unadapted")):
+            if system in out:
+                out[key] = paired_bootstrap(y[idx], preds[system][idx], preds["baseline"][idx], labels, metric="ua",
                                             n_resamples=n_resamples, seed=seed,
                                             groups=[speakers[i] for i in idx] if cluster else None)
     return out
@@ -431,7 +439,7 @@ def run_loco(
                                cluster=cluster, progress=progress, resume=resume, plots=plots)
         held[test.name] = {"train": train.name, "n_train": res.summary["n_train"], "best_epoch": res.summary["best_epoch"],
                            **res.summary["tests"][test.name]}
-    systems = [k for k in ("model", "baseline") if all(k in h for h in held.values())]
+    systems = [k for k in ("model", "unadapted", "baseline") if all(k in h for h in held.values())]
     summary = {
         "kind": "loco", "corpora": names, "labels": labels, "held_out": held,
         "mean_ua": {k: float(np.mean([h[k]["ua"] for h in held.values()])) for k in systems},

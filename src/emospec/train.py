@@ -180,6 +180,7 @@ def fit(
     progress: bool = True,
     meta: Optional[Dict] = None,
     train_groups: Optional[Sequence] = None,
+    train_versions: Optional[Sequence[Sequence[torch.Tensor]]] = None,
 ) -> FitResult:
     """Train an :class:`EmoAlexNet` and write the run directory.
 
@@ -209,6 +210,13 @@ def fit(
     train_groups
         The corpus (any group key) of each training clip, for
         ``TrainConfig.balance="corpus"``.
+    train_versions
+        Optional altered versions of each training clip, standardised like
+        ``train_feats`` (``train_versions[i]``: a list of ``(3, n_mels,
+        frames)`` tensors; :func:`emospec.augment.augmented_features`).
+        Each epoch draws every clip as itself or one of its versions
+        (:class:`~emospec.data.dataset.CropDataset`); the input statistics and
+        the convergence check use the originals only.
 
     Returns
     -------
@@ -236,7 +244,7 @@ def fit(
     try:
         return _fit(train_feats, train_y, val_feats, val_y, labels, Path(run_dir), ctx, feature_config=feature_config,
                     mcfg=mcfg, tcfg=train_config, resume=resume, progress=progress, meta=meta,
-                    train_groups=train_groups)
+                    train_groups=train_groups, train_versions=train_versions)
     finally:
         distributed.cleanup(ctx)
 
@@ -259,7 +267,8 @@ class _Parts:
 
 
 def _build(train_feats, train_y, n_classes: int, ctx: distributed.DistContext, *, feature_config: FeatureConfig,
-           mcfg: ModelConfig, tcfg: TrainConfig, train_groups: Optional[Sequence]) -> _Parts:
+           mcfg: ModelConfig, tcfg: TrainConfig, train_groups: Optional[Sequence],
+           train_versions: Optional[Sequence[Sequence[torch.Tensor]]] = None) -> _Parts:
     """Seeded model (with the training clips' per-bin statistics), data pipeline, optimiser and schedule."""
     device = ctx.device
     autocast_dtype = amp_dtype(tcfg.amp, device)
@@ -277,7 +286,7 @@ def _build(train_feats, train_y, n_classes: int, ctx: distributed.DistContext, *
         torch.manual_seed(tcfg.seed + 1 + ctx.rank)  # same initial weights, different dropout masks per rank
 
     crop_frames = max(1, int(round(tcfg.crop_s * 1000.0 / feature_config.hop_ms)))
-    ds = CropDataset(train_feats, train_y, crop_frames, mean[..., None], seed=tcfg.seed)
+    ds = CropDataset(train_feats, train_y, crop_frames, mean[..., None], seed=tcfg.seed, versions=train_versions)
     # The order depends only on (seed, epoch), and a world of N sees the same global batches as one process.
     sampler: object
     if tcfg.balance == "corpus" and train_groups is not None:
@@ -399,7 +408,8 @@ def _restore(p: _Parts, ck: Dict, run_dir: Path, main: bool) -> Dict[str, torch.
 
 def _fit(train_feats, train_y, val_feats, val_y, labels: List[str], run_dir: Path, ctx: distributed.DistContext, *,
          feature_config: FeatureConfig, mcfg: ModelConfig, tcfg: TrainConfig, resume: bool, progress: bool,
-         meta: Optional[Dict], train_groups: Optional[Sequence] = None) -> FitResult:
+         meta: Optional[Dict], train_groups: Optional[Sequence] = None,
+         train_versions: Optional[Sequence[Sequence[torch.Tensor]]] = None) -> FitResult:
     """The training loop of :func:`fit`, in the process described by ``ctx``: build -> resume -> epochs -> check."""
     from tqdm.auto import tqdm
 
@@ -407,7 +417,7 @@ def _fit(train_feats, train_y, val_feats, val_y, labels: List[str], run_dir: Pat
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
     p = _build(train_feats, train_y, len(labels), ctx, feature_config=feature_config, mcfg=mcfg, tcfg=tcfg,
-               train_groups=train_groups)
+               train_groups=train_groups, train_versions=train_versions)
     model = p.model
     cfg_dict = {"feature": to_dict(feature_config), "model": to_dict(mcfg), "train": to_dict(tcfg)}
     ckpt_path = run_dir / "checkpoint.pt"

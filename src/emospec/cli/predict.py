@@ -38,7 +38,11 @@ def add_predict(sub) -> None:
     p.add_argument("--batch-size", type=int, default=16, help="clips per model call (default 16)")
     p.add_argument("--adapt-norm", nargs="+", metavar="PATH",
                    help="standardise with statistics pooled over these clips (the same speaker or recording set; "
-                        "for models trained with per-speaker/corpus norm; default: each clip on its own)")
+                        "for models trained with per-speaker/corpus norm; default: the training population's); "
+                        "clips of several emotions work best")
+    p.add_argument("--adapt-weight", type=float, metavar="W",
+                   help="how far --adapt-norm moves from the training population's statistics to the clips' "
+                        "(0-1; 1: the clips' alone; default: emospec.norm.ADAPT_WEIGHT, halfway)")
     p.add_argument("--timeline", action="store_true", help="slide a window over each recording instead")
     p.add_argument("--window-s", type=float, default=3.0, help="timeline window in seconds (default 3)")
     p.add_argument("--hop-s", type=float, default=1.0, help="timeline hop in seconds (default 1)")
@@ -72,11 +76,14 @@ def _cmd_predict(args) -> int:
         adapt = audio_files(args.adapt_norm, args.recursive)
         if not adapt:
             raise ConfigError(f"--adapt-norm: no audio files in {', '.join(args.adapt_norm)}")
-        rec = rec.adapt(adapt)
+        from ..norm import ADAPT_WEIGHT
+
+        rec = rec.adapt(adapt, weight=ADAPT_WEIGHT if args.adapt_weight is None else args.adapt_weight)
         for line in rec.meta["adapted"]["skipped"]:
             print(f"skipped for --adapt-norm: {line}", file=sys.stderr)
         adapted = rec.meta["adapted"]
-        print(f"standardising with statistics of {adapted['clips']} clip(s) ({adapted['seconds']:.0f} s)", file=sys.stderr)
+        print(f"standardising with statistics of {adapted['clips']} clip(s) ({adapted['seconds']:.0f} s), weight "
+              f"{adapted['weight']:g} against the training population's", file=sys.stderr)
     results: Dict[int, Any] = {}  # file index -> Prediction, or Timeline with --timeline
     failed: List[Dict[str, str]] = []
     bar = tqdm(total=len(files), desc="predict", unit="file", disable=args.quiet, file=sys.stderr, leave=False)

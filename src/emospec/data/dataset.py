@@ -232,9 +232,19 @@ class CropDataset(Dataset):
     seed
         Crop positions for epoch ``e`` come from ``seed + e`` (set via
         :meth:`set_epoch`), so runs and resumed runs repeat exactly.
+    versions
+        Optional altered versions of each clip (``versions[i]``: a list of
+        tensors shaped like ``feats[i]`` up to length, e.g. from
+        :func:`emospec.augment.augmented_features`). Each epoch every clip is
+        drawn as itself or one of its versions, equally likely (seeded like
+        the crops), so an epoch keeps ``len(feats)`` items.
     """
 
-    def __init__(self, feats: Sequence[torch.Tensor], labels: Sequence[int], crop_frames: int, pad: torch.Tensor, *, seed: int = 0):
+    def __init__(self, feats: Sequence[torch.Tensor], labels: Sequence[int], crop_frames: int, pad: torch.Tensor, *, seed: int = 0,
+                 versions: Optional[Sequence[Sequence[torch.Tensor]]] = None):
+        if versions is not None and len(versions) != len(feats):
+            raise ValueError(f"CropDataset: {len(feats)} clips but versions for {len(versions)}")
+        self.choices = [[f, *(versions[i] if versions is not None else ())] for i, f in enumerate(feats)]
         self.feats = list(feats)
         self.labels = torch.as_tensor(np.asarray(labels, dtype=np.int64))
         self.crop = int(crop_frames)
@@ -244,6 +254,9 @@ class CropDataset(Dataset):
         self.set_epoch(0)
 
     def set_epoch(self, epoch: int) -> None:
+        if any(len(c) > 1 for c in self.choices):  # its own stream: without versions the crops stay as before
+            pick = np.random.default_rng([self.seed, epoch, 7]).random(len(self.choices))
+            self.feats = [c[int(u * len(c))] for c, u in zip(self.choices, pick)]
         rng = np.random.default_rng(self.seed * 100003 + epoch)
         spans = np.array([max(0, f.shape[-1] - self.crop) for f in self.feats])
         self.starts = (rng.random(len(self.feats)) * (spans + 1)).astype(np.int64)

@@ -1,0 +1,146 @@
+"""emospec.augment: audiomentations versions of real clips, seeded, standardised like their originals,
+drawn per epoch by CropDataset and used by experiment.train_on."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from emospec import audio, features
+from emospec.augment import AUGMENT_VERSION, augment_wave, augmented_features, standardised_versions
+from emospec.checkpoint import load_model
+from emospec.config import FeatureConfig, TrainConfig
+from emospec.data.dataset import CropDataset
+from emospec.data.manifest import Utterance
+from emospec.errors import ConfigError
+from emospec.experiment import train_on
+
+
+def test_augment_wave_is_seeded_and_leaves_the_global_streams_alone(ravdess_clips):
+    w = audio.load(ravdess_clips[0])
+    random.seed(5)
+    np.random.seed(5)
+    expect_py, expect_np = random.random(), np.random.random()
+    random.seed(5)
+    np.random.seed(5)
+    a = augment_wave(w, 16000, seed=3)
+    assert (random.random(), np.random.random()) == (expect_py, expect_np)  # callers' streams untouched
+    assert np.array_equal(a, augment_wave(w, 16000, seed=3))
+    outs = [augment_wave(w, 16000, seed=s) for s in range(8)]
+    assert all(o.dtype == np.float32 and np.all(np.isfinite(o)) and np.abs(o).max() <= 1.0 for o in outs)
+    changed = [o.shape != w.shape or np.abs(o - w).max() > 1e-3 for o in outs]
+    assert sum(changed) >= 6  # almost every version carries at least one change
+    assert len({o.tobytes() for o in outs}) >= 6  # seeds give different versions
+
+
+def test_versions_are_the_same_speech_recorded_differently(ravdess_clips):
+    cfg = FeatureConfig()
+    orig = features.extract(audio.load(ravdess_clips[1]), cfg)
+    versions = augmented_features([str(ravdess_clips[1])], 6, cfg, seed=0, progress=False)[0]
+    assert len(versions) == 6
+    spectrum = orig[0].mean(-1)  # long-term log-Mel spectrum, (n_mels,) dB
+    moved = []
+    for v in versions:
+        assert v.shape[:2] == orig.shape[:2] and torch.isfinite(v).all()
+        assert abs(v.shape[-1] - orig.shape[-1]) <= 0.1 * orig.shape[-1]  # tempo changes stay within 8 %
+        s = v[0].mean(-1)
+        assert np.corrcoef(spectrum.numpy(), s.numpy())[0, 1] > 0.6  # still this clip's speech
+        moved.append(float((s - spectrum).abs().mean()))
+    assert max(moved) > 1.0  # and at least one version is coloured or levelled by more than 1 dB a band
+
+
+def test_an_unreadable_clip_gets_no_versions_and_one_line(tmp_path, ravdess_clips, capsys):
+    bad = tmp_path / "broken.wav"
+    bad.write_bytes(b"RIFF not audio")
+    out = augmented_features([str(bad), str(ravdess_clips[0])], 2, seed=0, progress=False)
+    assert out[0] == [] and len(out[1]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "broken.wav" in err[0]
+    with pytest.raises(ConfigError):
+        TrainConfig(augment_copies=-1)
+
+
+def test_crop_dataset_draws_every_version_and_keeps_its_crops_without_them():
+    feats = [torch.zeros(3, 4, 50), torch.zeros(3, 4, 80)]
+    plain = CropDataset(feats, [0, 1], 20, torch.zeros(3, 4), seed=1)
+    again = CropDataset(feats, [0, 1], 20, torch.zeros(3, 4), seed=1, versions=None)
+    seen = set()
+    ds = CropDataset(feats, [0, 1], 20, torch.zeros(3, 4), seed=1,
+                     versions=[[torch.ones(3, 4, 50), torch.full((3, 4, 50), 2.0)], []])
+    for e in range(40):
+        for d in (plain, again, ds):
+            d.set_epoch(e)
+        assert np.array_equal(plain.starts, again.starts)
+        x0, _ = ds[0]
+        x1, _ = ds[1]
+        assert x0.shape == (3, 4, 20) and float(x1.abs().max()) == 0.0  # a clip without versions is itself
+        seen.add(float(x0[0, 0, 0]))
+    assert seen == {0.0, 1.0, 2.0} and len(ds) == 2
+
+
+def test_version_k_of_a_speaker_is_standardised_as_a_speaker_of_its_own():
+    rows = [Utterance(f"{i}.wav", "c", str(i), f"s{i % 2}", "f", "x", "neutral") for i in range(4)]
+    g = torch.Generator().manual_seed(0)
+    versions = [[torch.randn(3, 4, 30, generator=g) * 3 + 10 * (k + 1) for k in range(2)] for _ in rows]
+    normed = standardised_versions(rows, versions, "speaker")
+    for k in range(2):
+        for spk in (0, 1):
+            x = torch.cat([normed[i][k] for i in range(4) if i % 2 == spk], -1)
+            assert torch.allclose(x.mean(-1), torch.zeros(3, 4), atol=1e-4)
+            assert torch.allclose(x.std(-1, unbiased=False), torch.ones(3, 4), atol=1e-3)
+    raw = standardised_versions(rows, versions, "global")
+    assert torch.equal(raw[2][1], versions[2][1])
+
+
+def test_train_on_trains_on_augmented_versions_and_says_so(ravdess_clips, tmp_path):
+    classes = ["neutral", "happy", "angry", "sad"]
+    emotions = ["neutral", "happy", "sad", "angry"] * 2
+    rows = [Utterance(str(p), "ravdess", p.stem, f"a{i // 4}", "f", e, e) for i, (p, e) in enumerate(zip(ravdess_clips, emotions))]
+    feats = [features.extract(audio.load(p)) for p in ravdess_clips]
+    y = np.array([classes.index(e) for e in emotions])
+    cfg = TrainConfig(epochs=2, batch_size=4, crop_s=0.5, val_fraction=0.0, select="last", augment_copies=1)
+    trained = train_on(rows, feats, y, classes, np.arange(8), tmp_path / "run", name="aug", speaker_independent=True,
+                       train_config=cfg, progress=False)
+    assert trained.fit.best_epoch == 1
+    saved = load_model(tmp_path / "run")
+    assert saved.meta["augment"] == AUGMENT_VERSION
+    assert all(np.isfinite(h["train_loss"]) for h in trained.fit.history)
+
+
+def test_skewed_statistics_versions_standardise_a_speaker_with_an_unbalanced_subset():
+    from emospec.norm import _skewed_subset, skewed_subset_versions
+
+    # 2 speakers x 4 classes x 6 clips; class c sits 12*c dB up, so a subset's mean shows its class mix
+    rows, feats, y = [], [], []
+    g = torch.Generator().manual_seed(0)
+    for spk in ("s1", "s2"):
+        for c in range(4):
+            for k in range(6):
+                rows.append(Utterance(f"{spk}{c}{k}.wav", "x", f"{spk}{c}{k}", spk, "f", "e", "neutral"))
+                feats.append(torch.randn(3, 2, 40, generator=g) + 12.0 * c)
+                y.append(c)
+    versions = skewed_subset_versions(rows, feats, y, "speaker", 12, seed=3)
+    assert len(versions) == 48 and all(len(v) == 12 for v in versions)
+    again = skewed_subset_versions(rows, feats, y, "speaker", 12, seed=3)
+    assert all(torch.equal(a, b) for va, vb in zip(versions, again) for a, b in zip(va, vb))
+    shifts = []
+    for k in range(12):  # within a speaker one (mean, std) per bin maps every raw clip to its version
+        x = torch.stack([feats[i] for i in range(24)])
+        v = torch.stack([versions[i][k] for i in range(24)])
+        slope = (v[1] - v[0]).mean(-1) / (x[1] - x[0]).mean(-1)
+        assert torch.allclose(v, (x - x[0]) * slope[..., None] + v[0], atol=1e-3)
+        shifts.append(float(v[:, 0].mean()))  # standardised mean of the speaker: 0 only for a balanced subset
+    assert max(abs(s) for s in shifts) > 0.5 and len({round(s, 3) for s in shifts}) > 6
+    rng = np.random.default_rng(0)
+    by_class = {c: list(range(c * 10, c * 10 + 10)) for c in range(4)}
+    tops = []
+    for _ in range(200):
+        subset = _skewed_subset(rng, by_class, [0, 1, 2, 3], 20)
+        counts = np.bincount(np.array(subset) // 10, minlength=4)
+        assert 1 <= len(subset) <= 22 and counts.max() >= counts.sum() / 4 - 1
+        tops.append(int(counts.argmax()))
+    assert set(tops) == {0, 1, 2, 3}  # every class is sometimes the dominant one
+    assert skewed_subset_versions(rows, feats, y, "global", 3) == [[] for _ in rows]
