@@ -204,33 +204,36 @@ def test_cli_predict_adapt_norm(norm_model_path, random_model_path, tmp_path):
     assert r.returncode == 1 and "global" in r.stderr.decode() and len(r.stderr.decode().strip().splitlines()) == 1
 
 
+@pytest.mark.xfail(strict=True, reason="issue #16, not met yet: the shipped model loses 0.042 UA on nemo_SM0 adapted "
+                   "to 20 happy clips only (0.592 -> 0.550 at ADAPT_WEIGHT 0.5); every other case costs nothing. "
+                   "strict: once it passes, this marker must go")
 def test_adapting_the_bundled_model_to_unbalanced_clips_of_a_real_speaker_costs_little(shared_data):
-    """Two nEMO speakers: adapting to 20 clips of one emotion (or 60 % one emotion) costs at most 0.03 UA
-    against no adaptation, pooled over the two speakers' 60 test clips each (15 a class), for every emotion."""
+    """A real nEMO speaker the bundled model never trained on (held out for its early stopping, listed in its
+    card): adapting to 20 clips of one emotion, or to 60 % one emotion, costs at most 0.03 UA against no
+    adaptation on 30 other clips a class of that speaker, for every emotion."""
     from emospec.data.corpora import four_class, prepare_corpus
     from emospec.data.labels import CLASSES4
     from emospec.metrics import unweighted_accuracy
 
-    rows = four_class(prepare_corpus("nemo", shared_data / "nemo")[0], CLASSES4)
     rec = load(device="cpu")
+    unseen = [s for s in rec.meta["model_card"]["validation_speakers"] if s.startswith("nemo_")]
+    assert unseen, "the bundled model's card lists no held-out nEMO speaker"
+    rows = [r for r in four_class(prepare_corpus("nemo", shared_data / "nemo")[0], CLASSES4) if r.speaker == unseen[0]]
     rng = np.random.default_rng(0)
-    truth, preds = [], {}
-    for speaker in ("nemo_KS0", "nemo_MP0"):  # a woman and a man
-        mine = [r for r in rows if r.speaker == speaker]
-        by = {c: [r.path for r in mine if r.label4 == c] for c in CLASSES4}
-        test = {c: list(rng.choice(by[c], 15, replace=False)) for c in CLASSES4}
-        clips = [p for c in CLASSES4 for p in test[c]]
-        truth += [c for c in CLASSES4 for _ in test[c]]
-        sets = {"none": None}
-        for c in CLASSES4:
-            others = [p for o in CLASSES4 if o != c for p in by[o]]
-            sets[f"only-{c}"] = list(rng.choice(by[c], 20, replace=False))
-            sets[f"60%-{c}"] = list(rng.choice(by[c], 18, replace=False)) + list(rng.choice(others, 12, replace=False))
-        for name, adapt in sets.items():
-            model = rec if adapt is None else rec.adapt(adapt)
-            preds.setdefault(name, []).extend(p.label for p in model.predict_batch(clips))
-    ua = {name: unweighted_accuracy([CLASSES4.index(t) for t in truth], [CLASSES4.index(p) for p in got])
-          for name, got in preds.items()}
+    by = {c: list(rng.permutation([r.path for r in rows if r.label4 == c])) for c in CLASSES4}
+    test = {c: by[c][:30] for c in CLASSES4}  # scored; the adaptation clips come from the rest
+    spare = {c: by[c][30:] for c in CLASSES4}
+    clips = [p for c in CLASSES4 for p in test[c]]
+    truth = [CLASSES4.index(c) for c in CLASSES4 for _ in test[c]]
+    sets = {"none": None}
+    for c in CLASSES4:
+        others = [p for o in CLASSES4 if o != c for p in spare[o]]
+        sets[f"only-{c}"] = list(rng.choice(spare[c], 20, replace=False))
+        sets[f"60%-{c}"] = list(rng.choice(spare[c], 18, replace=False)) + list(rng.choice(others, 12, replace=False))
+    ua = {}
+    for name, adapt in sets.items():
+        model = rec if adapt is None else rec.adapt(adapt)
+        ua[name] = unweighted_accuracy(truth, [CLASSES4.index(p.label) for p in model.predict_batch(clips)])
     worst = min(ua, key=ua.get)
     assert ua[worst] >= ua["none"] - 0.03, ua
-    assert ua["none"] > 0.35, ua  # the model is not guessing on these speakers
+    assert ua["none"] > 0.4, ua  # the model is not guessing on this speaker

@@ -70,7 +70,10 @@ def test_model_config_rejects_unknown_norm():
 
 # --------------------------------------------------------------------------- recipes
 def test_named_recipes():
-    assert set(RECIPES) >= {"paper", "default", "demo"}
+    assert set(RECIPES) >= {"paper", "default", "demo", "robust"}
+    robust, default = RECIPES["robust"], RECIPES["default"]  # the default plus skewed-statistics versions, nothing else
+    assert robust.train == dataclasses.replace(default.train, stats_copies=2) and default.train.stats_copies == 0
+    assert (robust.features, robust.model) == (default.features, default.model)
     assert RECIPES["demo"].train.epochs <= RECIPES["default"].train.epochs
     m = RECIPES["default"].model_for(3)
     assert (m.n_classes, m.n_mels) == (3, RECIPES["default"].features.n_mels)
