@@ -24,8 +24,10 @@ from typing import List, Sequence
 import numpy as np
 import torch
 
+from .audio import load as load_audio
 from .config import FeatureConfig
 from .errors import ConfigError, EmospecError
+from .features import extract
 
 __all__ = ["AUGMENT_VERSION", "augmenter", "augment_wave", "augmented_features", "standardised_versions"]
 
@@ -95,9 +97,6 @@ def augmented_features(paths: Sequence[str], copies: int, feature_config: Featur
     Python's salted hash). A clip that cannot be read gets no versions (an
     empty list) and one line on stderr naming it; the others go on.
     """
-    from .audio import load as load_audio
-    from .features import extract
-
     if copies < 0:
         raise ConfigError(f"augment copies must be >= 0, got {copies}")
     from tqdm.auto import tqdm
@@ -105,11 +104,11 @@ def augmented_features(paths: Sequence[str], copies: int, feature_config: Featur
     chain = augmenter()
     out: List[List[torch.Tensor]] = []
     for i, path in enumerate(tqdm(paths, desc="augment", unit="clip", leave=False, disable=not progress or not copies)):
-        out.append(_versions(path, i, copies, chain, feature_config, seed, load_audio, extract))
+        out.append(_versions(path, i, copies, chain, feature_config, seed))
     return out
 
 
-def _versions(path: str, i: int, copies: int, chain, cfg: FeatureConfig, seed: int, load_audio, extract) -> List[torch.Tensor]:
+def _versions(path: str, i: int, copies: int, chain, cfg: FeatureConfig, seed: int) -> List[torch.Tensor]:
     """Clip ``i``'s ``copies`` versions; none (and one stderr line) when it cannot be read."""
     if not copies:
         return []
