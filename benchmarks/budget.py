@@ -49,6 +49,8 @@ ROWS: List[Tuple[str, str, Dict[str, object]]] = [
     ("e30", "one-cycle, 30 epochs (the old default)", {"epochs": 30, "patience": 30}),
     ("e60", "one-cycle, 60 epochs", {"epochs": 60, "patience": 60}),
     ("e100", "one-cycle, 100 epochs", {"epochs": 100, "patience": 100}),
+    ("e100-nopbn", "one-cycle, 100 epochs, BatchNorm statistics as training leaves them (no precise BN: the default before it)",
+     {"epochs": 100, "patience": 100, "precise_bn": 0}),
     ("e200", "one-cycle, 200 epochs", {"epochs": 200, "patience": 200}),
     ("cos100", "cosine with 5 warm-up epochs, 100 epochs", {"epochs": 100, "patience": 100, "schedule": "cosine", "warmup_epochs": 5}),
     ("plateau100", "constant 1e-3, halved after 5 epochs without a better val UA, 100 epochs",

@@ -99,8 +99,25 @@ def pooled_estimate(y_true, y_pred, labels, speakers, corpora, *, n: int, seed: 
     }
 
 
-def loco_summary(run_dir) -> dict:
-    """The card's leave-one-corpus-out block from an ``emospec evaluate --protocol loco`` run of the same recipe."""
+def recipe_differences(run_dir, tcfg) -> dict:
+    """Training settings in which the runs under ``run_dir`` differ from ``tcfg``: ``{field: {"run": v, "bundled": w}}``.
+
+    A field missing from a run's ``config.json`` (it predates the option) reads as None.
+    """
+    mine, diff = to_dict(tcfg), {}
+    for cfg in sorted(Path(run_dir).glob("*/*/config.json")):
+        theirs = load_json(cfg).get("train", {})
+        for key, value in mine.items():
+            if key not in ("device", "workers") and theirs.get(key) != value:
+                diff[key] = {"run": theirs.get(key), "bundled": value}
+    return diff
+
+
+def loco_summary(run_dir, tcfg=None) -> dict:
+    """The card's leave-one-corpus-out block from an ``emospec evaluate --protocol loco`` run of the recipe.
+
+    With ``tcfg`` (the bundled model's training settings) the block lists every setting the run trained otherwise.
+    """
     m = load_json(Path(run_dir) / "metrics.json")
     if m.get("kind") != "loco":
         raise EmospecError(f"{run_dir}: not a leave-one-corpus-out run (metrics.json kind {m.get('kind')!r})")
@@ -115,7 +132,8 @@ def loco_summary(run_dir) -> dict:
             held[name].update(baseline_ua=h["baseline"]["ua"], paired_ua=h.get("paired_ua"))
     return {"protocol": "each corpus tested by the recipe trained on the others; 'ua' standardises each test speaker "
                         "with their own clips, 'unadapted_ua' with the training population's statistics (no adaptation clips)",
-            "held_out": held, "mean_ua": m["mean_ua"], "run": str(run_dir)}
+            "held_out": held, "mean_ua": m["mean_ua"], "run": str(run_dir),
+            **({"recipe_differences": recipe_differences(run_dir, tcfg)} if tcfg is not None else {})}
 
 
 def cross_validate(rows, feats, y, labels, out: Path, fcfg, tcfg, mcfg, args) -> dict:
@@ -266,7 +284,7 @@ def main(argv=None) -> int:
                      f"validation UA {final.meta.get('best_val_ua', float('nan')):.3f}"),
         "validation_speakers": val_speakers,
         "evaluation": evaluation,
-        **({"leave_one_corpus_out": loco_summary(args.loco)} if args.loco else {}),
+        **({"leave_one_corpus_out": loco_summary(args.loco, tcfg)} if args.loco else {}),
         "inference_norm": "trained with per-speaker standardisation; given no adaptation clips it standardises with the "
                           "training population's statistics (stored in the file); `--adapt-norm` / `Recognizer.adapt` "
                           "uses the clips given instead",

@@ -206,3 +206,40 @@ def test_select_last_trains_on_every_clip_without_validation(real_feats, tmp_pat
     res = fit(feats, y, [], [], classes, tmp_path / "all", progress=False,
               train_config=TrainConfig(epochs=2, batch_size=4, crop_s=0.5, val_fraction=0.0, select="last"))
     assert res.best_epoch == 1 and np.isnan(res.best_val_ua)
+
+
+
+def test_precise_bn_leaves_the_plain_float32_statistics_of_the_epochs_crops(real_feats, tmp_path):
+    """After an epoch every BatchNorm layer holds the mean and variance of its input over the epoch's crops,
+    taken with the epoch's final weights in float32 (``precise_bn``); without it, training's lagging running average."""
+    import copy
+
+    from emospec.errors import ConfigError
+    from emospec.model import batchnorm_layers, recalibrate_batchnorm
+
+    feats, y, classes = real_feats
+    speech = torch.stack([f[..., 50:250] for f in feats])  # crop = clip: the epoch's crops are these 8 inputs
+    kept = {}
+    for batches in (10, 0):
+        cfg = TrainConfig(epochs=1, batch_size=8, crop_s=2.0, seed=0, patience=100, select="last", precise_bn=batches)
+        kept[batches] = fit(list(speech), y, list(speech[:4]), y[:4], classes, tmp_path / f"pbn{batches}",
+                            train_config=cfg, progress=False).model
+    assert all(torch.equal(a, b) for a, b in zip(kept[10].parameters(), kept[0].parameters()))  # only statistics differ
+    layers = batchnorm_layers(kept[10])
+    assert len(layers) == 5  # the default model: BatchNorm after each conv
+    with torch.no_grad():
+        a = kept[10].features[0](kept[10].normalize(speech))  # conv1's output: bn0's input
+    assert torch.allclose(layers[0].running_mean, a.mean((0, 2, 3)), atol=1e-4)
+    assert torch.allclose(layers[0].running_var, a.var((0, 2, 3)), rtol=1e-3)  # update_bn keeps the unbiased variance
+    stale = batchnorm_layers(kept[0])[0]
+    assert (stale.running_mean - a.mean((0, 2, 3))).abs().max() > 0.1 * a.std()  # one step of momentum 0.1: far off
+    again = copy.deepcopy(kept[0])  # recalibrating the stale model on the same crops gives the precise one, layer by layer
+    assert recalibrate_batchnorm(again, [speech]) == 8
+    for got, want in zip(batchnorm_layers(again), layers):
+        assert torch.allclose(got.running_mean, want.running_mean, atol=1e-4)
+        assert torch.allclose(got.running_var, want.running_var, rtol=1e-3)
+    assert recalibrate_batchnorm(again, [speech[:4], speech[4:]]) == 8  # two equal batches: still the plain mean
+    assert torch.allclose(batchnorm_layers(again)[0].running_mean, a.mean((0, 2, 3)), atol=1e-4)
+    assert recalibrate_batchnorm(again, []) == 0
+    with pytest.raises(ConfigError, match="precise_bn"):
+        TrainConfig(precise_bn=-1)

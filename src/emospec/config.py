@@ -190,6 +190,11 @@ class TrainConfig:
     a random, emotion-skewed subset of its speaker's training clips
     (:func:`emospec.norm.skewed_subset_versions`), as a user's unbalanced
     adaptation clips would (``speaker``/``corpus`` norms only).
+    ``precise_bn`` batches of each epoch's crops (in the sampler's order)
+    re-estimate the BatchNorm statistics in float32 with the epoch's weights
+    before validation ("precise BN"); the running averages that training
+    leaves lag the weights and were taken under autocast, and on held-out
+    speakers they cost whole classes (see the README). 0 keeps them.
     """
 
     epochs: int = 100
@@ -220,6 +225,7 @@ class TrainConfig:
     balance: str = "none"  # "none" or "corpus"
     augment_copies: int = 0
     stats_copies: int = 0
+    precise_bn: int = 10
 
     def __post_init__(self) -> None:
         if self.balance not in ("none", "corpus"):
@@ -251,6 +257,8 @@ class TrainConfig:
         if self.augment_copies < 0 or self.stats_copies < 0:
             raise ConfigError(f"TrainConfig.augment_copies and stats_copies must be >= 0, got {self.augment_copies}, "
                               f"{self.stats_copies}")
+        if self.precise_bn < 0:
+            raise ConfigError(f"TrainConfig.precise_bn must be >= 0 batches, got {self.precise_bn}")
         if self.workers < 0:
             raise ConfigError(f"TrainConfig.workers must be >= 0, got {self.workers}")
 

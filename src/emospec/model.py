@@ -25,10 +25,11 @@ follows each conv ``features.N``; the conv keys stay the same.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 from collections import OrderedDict
-from typing import Dict, List, Tuple
+from typing import Dict, Iterable, List, Tuple
 
 import torch
 import torch.nn as nn
@@ -37,7 +38,7 @@ import torch.nn.functional as F
 from .config import ModelConfig
 from .errors import CheckpointError
 
-__all__ = ["EmoAlexNet", "MIN_SIZE", "load_imagenet_weights"]
+__all__ = ["EmoAlexNet", "MIN_SIZE", "load_imagenet_weights", "recalibrate_batchnorm", "batchnorm_layers"]
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +189,39 @@ def load_imagenet_weights(model: EmoAlexNet, path: str | os.PathLike) -> Dict[st
 
 
 # --------------------------------------------------------------------------- inference helper
+def batchnorm_layers(model: nn.Module) -> List[nn.modules.batchnorm._BatchNorm]:
+    """The BatchNorm layers of ``model`` (none in the paper's configuration)."""
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+def recalibrate_batchnorm(model: EmoAlexNet, batches: Iterable[torch.Tensor]) -> int:
+    """Re-estimate every BatchNorm layer's statistics from ``batches`` in float32 ("precise BN").
+
+    ``batches`` are ``(batch, 3, n_mels, frames)`` dB crops as the model
+    trains on them; each is standardised (:meth:`EmoAlexNet.normalize`) and
+    run through the conv stack in training mode with cumulative averaging
+    (``torch.optim.swa_utils.update_bn``), so the running statistics become
+    the plain mean and variance over all of them, taken with the weights as
+    they are now. Returns the number of crops seen (0 leaves the model as it was).
+    """
+    it = (x for x in batches if len(x))
+    first = next(it, None)
+    if first is None or not batchnorm_layers(model):
+        return 0
+    seen = [0]
+
+    def standardised():
+        for x in itertools.chain([first], it):
+            seen[0] += len(x)
+            yield model.normalize(x.float())
+
+    was_training = model.training
+    with torch.no_grad():
+        torch.optim.swa_utils.update_bn(standardised(), model.features)
+    model.train(was_training)
+    return seen[0]
+
+
 @torch.no_grad()
 def infer(model: EmoAlexNet, feats: List[torch.Tensor], *, device: str | torch.device = "cpu",
           batch_size: int = 16) -> Tuple[torch.Tensor, torch.Tensor]:

@@ -164,6 +164,9 @@ def _loco_lines(loco: Optional[Mapping[str, Any]]) -> List[str]:
         lines.append(f"  {corpus}: " + "; ".join(parts))
     if loco.get("mean_ua"):
         lines.append("  mean UA: " + ", ".join(f"{k} {v:.3f}" for k, v in loco["mean_ua"].items()))
+    if loco.get("recipe_differences"):
+        lines.append("  trained otherwise than this model: " + ", ".join(
+            f"{k} {d['run']} (this model: {d['bundled']})" for k, d in loco["recipe_differences"].items()))
     return lines
 
 

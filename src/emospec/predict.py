@@ -34,10 +34,13 @@ from .features import extract, extract_batch
 from .norm import ADAPT_WEIGHT, POPULATION_KEY, blend_stats, fold_into_model, group_stats, inference_model, model_input, population_stats
 from .ragged import RaggedAlexNet, pad_waves
 
-__all__ = ["Prediction", "Timeline", "Recognizer", "load", "SILENCE_DBFS"]
+__all__ = ["Prediction", "Timeline", "Recognizer", "load", "SILENCE_DBFS", "SILENCE_FRAME_S"]
 
 SILENCE_DBFS = -60.0
-"""Clips whose RMS level is below this (dB full scale) are flagged ``silent`` and get no emotion."""
+"""Clips whose loudest :data:`SILENCE_FRAME_S` has an RMS level below this (dB full scale) are flagged ``silent``
+and get no emotion."""
+SILENCE_FRAME_S = 0.05
+"""The window (seconds) whose loudest RMS level decides silence: a word, not the clip's average with its pauses."""
 ENVELOPE_S = 0.02
 """Resolution of :attr:`Timeline.envelope_min` / ``envelope_max`` in seconds."""
 
@@ -50,7 +53,7 @@ class Prediction:
 
     ``scores`` maps class -> probability (sums to 1); ``embedding`` is the
     256-d FC6 embedding; ``duration_s`` the clip length in seconds; ``silent``
-    is true when the clip's RMS level (DC removed) is below ``SILENCE_DBFS``.
+    is true when even the clip's loudest 50 ms (RMS, DC removed) is below ``SILENCE_DBFS``.
     Silence is not an emotion: a silent clip has ``label=None`` and empty
     ``scores`` (so ``top()`` and ``to_dict()["predictions"]`` are empty too);
     its ``embedding`` is still given.
@@ -135,10 +138,21 @@ class Timeline:
                         duration_s=self.duration_s, title=title)
 
 
-def _level_dbfs(x: np.ndarray) -> float:
-    """RMS level in dB full scale of the sound in ``x``: its DC offset removed (a flat line is silence)."""
+def _level_dbfs(x: np.ndarray, sr: int) -> float:
+    """Level in dB full scale of the loudest :data:`SILENCE_FRAME_S` of ``x`` ``(samples,)`` at ``sr`` Hz.
+
+    RMS over each window of that length (sliding by one sample), the clip's DC
+    offset removed first (a flat line is silence). The loudest window, not the
+    whole clip: quiet speech between long pauses (a softly spoken sad
+    sentence) is sound, even when its average level is below the threshold.
+    """
     x = np.asarray(x, dtype=np.float64)
-    rms = float(np.sqrt(np.mean(np.square(x - x.mean())))) if x.size else 0.0
+    if not x.size:
+        return 20.0 * np.log10(1e-10)
+    x = x - x.mean()
+    n = min(x.size, max(1, int(round(SILENCE_FRAME_S * sr))))
+    energy = np.concatenate([[0.0], np.cumsum(np.square(x))])
+    rms = float(np.sqrt(max(0.0, float(np.max(energy[n:] - energy[:-n])) / n)))
     return 20.0 * np.log10(max(rms, 1e-10))
 
 
@@ -239,7 +253,7 @@ class Recognizer:
 
     def _prediction(self, probs: np.ndarray, emb: np.ndarray, wave: np.ndarray, source: str) -> Prediction:
         """The clip's Prediction; a silent ``wave`` (below ``SILENCE_DBFS``) gets no label and no scores."""
-        silent = bool(_level_dbfs(wave) < SILENCE_DBFS)
+        silent = bool(_level_dbfs(wave, self.sample_rate_hz) < SILENCE_DBFS)
         return Prediction(
             label=None if silent else self.labels[int(np.argmax(probs))],
             scores={} if silent else {c: float(p) for c, p in zip(self.labels, probs)},
@@ -408,7 +422,7 @@ class Recognizer:
             last = start + window_s >= total - 1e-9
             env.append(_envelope(block if last else block[:hop], start, self.sample_rate_hz))
             starts.append(start)
-            quiet.append(bool(_level_dbfs(block) < SILENCE_DBFS))
+            quiet.append(bool(_level_dbfs(block, self.sample_rate_hz) < SILENCE_DBFS))
             batch.append(block)
             if len(batch) == batch_size or last:
                 scores.append(self.engine.run(batch)[0])

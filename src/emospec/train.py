@@ -42,7 +42,7 @@ from .data.dataset import CropDataset, GroupBalancedSampler, feature_stats
 from .errors import CheckpointError, ConfigError, DataError
 from .files import save_json
 from .metrics import unweighted_accuracy, weighted_accuracy
-from .model import EmoAlexNet, infer
+from .model import EmoAlexNet, batchnorm_layers, infer, recalibrate_batchnorm
 from .versions import environment
 
 __all__ = ["FitResult", "fit", "convergence", "amp_dtype", "resolve_device", "seed_everything"]
@@ -377,6 +377,26 @@ def _step(p: _Parts, loss: torch.Tensor, tcfg: TrainConfig) -> None:
         p.sched.step()  # type: ignore[attr-defined]
 
 
+def _precise_bn(p: _Parts, tcfg: TrainConfig, ctx: distributed.DistContext) -> None:
+    """Re-estimate BatchNorm statistics on ``tcfg.precise_bn`` batches of this epoch's crops (sampler order).
+
+    Every process then holds the average of all processes' statistics, so
+    all ranks validate the same model and make the same decisions.
+    """
+    if tcfg.precise_bn <= 0 or not batchnorm_layers(p.model):
+        return
+    order = list(iter(p.sampler))[: tcfg.precise_bn * p.loader.batch_size]  # type: ignore[call-overload, operator]
+    bs = int(p.loader.batch_size or 1)
+    recalibrate_batchnorm(p.model, (torch.stack([p.ds[i][0] for i in order[s:s + bs]]).to(ctx.device)
+                                    for s in range(0, len(order), bs)))
+    if ctx.world_size > 1:
+        for bn in batchnorm_layers(p.model):
+            for buf in (bn.running_mean, bn.running_var):
+                if buf is not None:
+                    buf.copy_((distributed.all_reduce_sum(buf.detach().cpu(), ctx.device) / ctx.world_size)
+                              .reshape(buf.shape).to(buf))
+
+
 def _validate(model: EmoAlexNet, val_feats, val_y, ctx: distributed.DistContext) -> Dict[str, float]:
     """Validation loss, UA and WA on full-length clips (NaN without validation clips)."""
     if not len(val_feats):
@@ -453,8 +473,9 @@ def _fit(train_feats, train_y, val_feats, val_y, labels: List[str], run_dir: Pat
     for epoch in epochs:
         if stop:
             break
-        rec = {"epoch": epoch, **_train_one_epoch(p, tcfg, epoch, len(labels), ctx), **_validate(model, val_feats, val_y, ctx),
-               "lr": float(p.opt.param_groups[0]["lr"])}
+        trained = _train_one_epoch(p, tcfg, epoch, len(labels), ctx)
+        _precise_bn(p, tcfg, ctx)
+        rec = {"epoch": epoch, **trained, **_validate(model, val_feats, val_y, ctx), "lr": float(p.opt.param_groups[0]["lr"])}
         history.append(rec)
         val_ua = rec["val_ua"]
         if tcfg.schedule == "plateau" and len(val_feats):

@@ -15,8 +15,8 @@ _PREDICT_EPILOG = """\
 Folders contribute their audio files (by extension: .wav .flac .ogg .mp3 .opus .aiff ...; with
 --recursive also those of sub-folders); files named explicitly are always tried. Results go to
 stdout (a table, or JSON with --json); progress and one line per bad file (file: cause) go to
-stderr. Bad files are skipped and the rest processed. Silence is not an emotion: a clip below
--60 dBFS gets no label (table: "(silent)"; JSON: "label": null, "scores": {}; CSV: empty label and
+stderr. Bad files are skipped and the rest processed. Silence is not an emotion: a clip whose
+loudest 50 ms is below -60 dBFS gets no label (table: "(silent)"; JSON: "label": null, "scores": {}; CSV: empty label and
 scores, silent=true). Exit status: 0 when every file was classified, 1 when any failed (or the
 model could not be loaded), 2 on a usage error.
 """

@@ -13,7 +13,7 @@ Endpoints (all JSON; errors are ``{"error": short reason, "detail": one line}``)
 ``GET  /docs``           OpenAPI docs (Swagger UI loads its JS from a CDN)
 =======================  =====================================================
 
-A silent clip (``"silent": true``, below -60 dBFS) has no emotion: ``"label": null``, ``"scores": {}``,
+A silent clip (``"silent": true``: its loudest 50 ms below -60 dBFS) has no emotion: ``"label": null``, ``"scores": {}``,
 ``"predictions": []``.
 
 POST bodies are a multipart upload in the field ``file`` or the raw audio bytes.

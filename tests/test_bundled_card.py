@@ -1,0 +1,29 @@
+"""scripts/train_bundled.py: the card says where its leave-one-corpus-out figures were trained otherwise."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from emospec.config import TrainConfig, to_dict
+from emospec.modelcard import format_card
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+import train_bundled  # noqa: E402
+
+
+def test_the_card_lists_every_training_setting_in_which_its_loco_runs_differ(tmp_path):
+    old = to_dict(TrainConfig(stats_copies=2))
+    del old["precise_bn"]  # a run from before the option existed
+    for held in ("held_out_nemo/train_ravdess+emovo", "held_out_emovo/train_ravdess+nemo"):
+        (tmp_path / held).mkdir(parents=True)
+        (tmp_path / held / "config.json").write_text(json.dumps({"train": {**old, "device": "cuda"}}))
+    mine = TrainConfig(stats_copies=2, device="cpu")
+    assert train_bundled.recipe_differences(tmp_path, mine) == {"precise_bn": {"run": None, "bundled": mine.precise_bn}}
+    assert train_bundled.recipe_differences(tmp_path, replace(mine, epochs=50)) == {
+        "precise_bn": {"run": None, "bundled": mine.precise_bn}, "epochs": {"run": 100, "bundled": 50}}
+    card = {"name": "x", "labels": ["a"], "leave_one_corpus_out": {
+        "held_out": {"nemo": {"ua": 0.41}}, "recipe_differences": train_bundled.recipe_differences(tmp_path, mine)}}
+    assert f"trained otherwise than this model: precise_bn None (this model: {mine.precise_bn})" in format_card(card)
