@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import DATA  # noqa: E402
 from emospec.checkpoint import load_model  # noqa: E402
 from emospec.cv import load_corpus  # noqa: E402
+from emospec.data.dataset import CropDataset  # noqa: E402
 from emospec.data.labels import CLASSES4  # noqa: E402
 from emospec.metrics import paired_bootstrap, unweighted_accuracy  # noqa: E402
 from emospec.model import infer, recalibrate_batchnorm  # noqa: E402
@@ -35,16 +36,12 @@ from emospec.recipe import RECIPES  # noqa: E402
 
 
 def _crops(model, feats, idx, rng, n=320, frames=200):
-    """``n`` random ``frames``-long crops of ``feats[idx]``, short clips padded with the model's input mean."""
-    out = []
-    for i in rng.permutation(idx)[:n]:
-        f = feats[i]
-        s = int(rng.integers(0, max(1, f.shape[-1] - frames + 1)))
-        c = f[..., s:s + frames]
-        if c.shape[-1] < frames:
-            c = torch.cat([c, model.input_mean.expand(-1, -1, frames - c.shape[-1])], -1)
-        out.append(c)
-    return [torch.stack(out[k:k + 32]) for k in range(0, len(out), 32)]
+    """``n`` random 2 s crops of ``feats[idx]`` as training draws them (:class:`CropDataset`), in batches of 32."""
+    pick = rng.permutation(idx)[:n]
+    ds = CropDataset([feats[i] for i in pick], np.zeros(len(pick), np.int64), frames, model.input_mean,
+                     seed=int(rng.integers(2**31)))
+    crops = [ds[k][0] for k in range(len(ds))]
+    return [torch.stack(crops[k:k + 32]) for k in range(0, len(crops), 32)]
 
 
 def main(argv=None) -> int:

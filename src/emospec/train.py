@@ -385,8 +385,8 @@ def _precise_bn(p: _Parts, tcfg: TrainConfig, ctx: distributed.DistContext) -> N
     """
     if tcfg.precise_bn <= 0 or not batchnorm_layers(p.model):
         return
-    order = list(iter(p.sampler))[: tcfg.precise_bn * p.loader.batch_size]  # type: ignore[call-overload, operator]
     bs = int(p.loader.batch_size or 1)
+    order = list(iter(p.sampler))[: tcfg.precise_bn * bs]  # type: ignore[call-overload]
     recalibrate_batchnorm(p.model, (torch.stack([p.ds[i][0] for i in order[s:s + bs]]).to(ctx.device)
                                     for s in range(0, len(order), bs)))
     if ctx.world_size > 1:
