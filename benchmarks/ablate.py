@@ -50,6 +50,8 @@ ROWS: List[Tuple[str, str, str, Dict[str, object]]] = [
     ("128mels", "128 mel bands", "default", {"feature.n_mels": 128}),
     ("crop3s", "3 s crops", "default", {"crop_s": 3.0}),
     ("mixup", "+ mixup (alpha 0.2): row mix100 of budget.py", "default", {"mixup_alpha": 0.2}),
+    ("swa", "the weights of epochs 51-100 averaged (SWA) instead of the best validation epoch kept: row swa100 of budget.py",
+     "default", {"select": "swa", "swa_start": 0.5}),
     ("specaug", "+ SpecAugment (2 x <= 8 bands, 2 x <= 20 frames)", "default", AUG),
     ("dropout0.2", "dropout 0.2 (paper 0.5)", "default", {"model.dropout": 0.2}),
     ("stride2", "first conv stride 2 (keeps more frequency rows; 4x the conv1 output)", "default", {"model.first_stride": 2}),

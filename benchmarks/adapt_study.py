@@ -13,8 +13,11 @@ are only used to score):
 * ``only-X``: adapted to up to 20 clips of emotion X alone;
 * ``60%-X``: adapted to up to 18 clips of X and 12 of the others.
 
-Adaptation is :meth:`emospec.predict.Recognizer.adapt`'s: the clips'
-statistics folded into the model (:func:`emospec.norm.fold_into_model`).
+Adaptation is :meth:`emospec.predict.Recognizer.adapt`'s
+(:func:`emospec.predict.adapted_model`): the clips' statistics folded into
+the model (:func:`emospec.norm.fold_into_model`);
+``--bn`` also re-estimates the BatchNorm statistics on the adaptation clips
+(AdaBN, Li et al., 2017: ``adapt(batchnorm=True)``, ``--adapt-bn``).
 Printed: pooled UA over the corpus per condition, and the worst cost against
 ``none``. Clip draws are seeded (``--seed``).
 """
@@ -38,7 +41,8 @@ from emospec.data.dataset import compute_features  # noqa: E402
 from emospec.data.labels import CLASSES4  # noqa: E402
 from emospec.metrics import unweighted_accuracy  # noqa: E402
 from emospec.model import infer  # noqa: E402
-from emospec.norm import blend_stats, fold_into_model, group_stats, inference_model, population_stats  # noqa: E402
+from emospec.norm import inference_model, population_stats  # noqa: E402
+from emospec.predict import adapted_model  # noqa: E402
 
 
 def conditions(y: np.ndarray, labels, rng: np.random.Generator) -> dict:
@@ -55,8 +59,9 @@ def conditions(y: np.ndarray, labels, rng: np.random.Generator) -> dict:
     return sets
 
 
-def study(bundle, rows, feats, *, per_class: int, seed: int, weight: float = 1.0) -> dict:
-    """Pooled UA per condition over every speaker of ``rows``; adaptation ``weight`` (:func:`emospec.norm.blend_stats`)."""
+def study(bundle, rows, feats, *, per_class: int, seed: int, weight: float = 1.0, bn: bool = False) -> dict:
+    """Pooled UA per condition over every speaker of ``rows``; adaptation ``weight`` (:func:`emospec.norm.blend_stats`),
+    with ``bn`` the BatchNorm statistics re-estimated on the adaptation clips as well."""
     labels = list(bundle.labels)
     base = inference_model(bundle.model, bundle.meta)
     pop = population_stats(bundle.meta)
@@ -70,8 +75,7 @@ def study(bundle, rows, feats, *, per_class: int, seed: int, weight: float = 1.0
         test = np.concatenate([rng.choice(np.flatnonzero(y == k), min(per_class, int((y == k).sum())), replace=False)
                                for k in range(len(labels)) if (y == k).any()])
         clips = [feats[idx[j]] for j in test]
-        models = {"none": base, **{name: fold_into_model(bundle.model, blend_stats(group_stats([feats[idx[j]] for j in subset]),
-                                                                                   pop, weight))
+        models = {"none": base, **{name: adapted_model(bundle.model, [feats[idx[j]] for j in subset], pop, weight, batchnorm=bn)
                                    for name, subset in conditions(y, labels, rng).items()}}
         for name, model in models.items():
             truth[name].extend(y[test].tolist())
@@ -88,6 +92,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--weight", type=float, nargs="+", default=[1.0],
                     help="adaptation weights to compare (1: the clips' own statistics; default: %(default)s)")
+    ap.add_argument("--bn", action="store_true", help="also re-estimate BatchNorm statistics on the adaptation clips (AdaBN)")
     ap.add_argument("--out", help="write the figures as JSON here")
     args = ap.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -100,7 +105,7 @@ def main(argv=None) -> int:
     out = {}
     for w in args.weight:
         res = out[f"{w:g}"] = study(bundle, [rows[i] for i in keep], [feats[i] for i in keep], per_class=args.per_class,
-                                    seed=args.seed, weight=w)
+                                    seed=args.seed, weight=w, bn=args.bn)
         none = res["none"]
         worst = min((k for k in res if k not in ("none", "all")), key=res.get)
         print(f"{name}, weight {w:g}: no adaptation {none:.3f}; adapted to all clips {res['all']:.3f} ({res['all'] - none:+.3f}); "
@@ -108,7 +113,8 @@ def main(argv=None) -> int:
         print("  " + "  ".join(f"{k} {v:.3f}" for k, v in res.items() if k not in ("none", "all")))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps({"model": args.model, "corpus": args.corpus, "ua_by_weight": out, "skipped": bad}, indent=1))
+        Path(args.out).write_text(json.dumps({"model": args.model, "corpus": args.corpus, "bn": args.bn, "ua_by_weight": out,
+                                              "skipped": bad}, indent=1))
     return 0
 
 

@@ -45,12 +45,14 @@ BASE = ("paper", BN_SPK_FLOOR)
 
 AUG = {"freq_masks": 2, "freq_mask_bins": 8, "time_masks": 2, "time_mask_frames": 20}
 ROWS: List[Tuple[str, str, Dict[str, object]]] = [
-    # (row name, change against the default recipe, overrides); every row keeps the best validation epoch (no early stop)
+    # (row name, change against the default recipe, overrides); every row but swa100 keeps the best validation epoch (no early stop)
     ("e30", "one-cycle, 30 epochs (the old default)", {"epochs": 30, "patience": 30}),
     ("e60", "one-cycle, 60 epochs", {"epochs": 60, "patience": 60}),
     ("e100", "one-cycle, 100 epochs", {"epochs": 100, "patience": 100}),
     ("e100-nopbn", "one-cycle, 100 epochs, BatchNorm statistics as training leaves them (no precise BN: the default before it)",
      {"epochs": 100, "patience": 100, "precise_bn": 0}),
+    ("swa100", "one-cycle, 100 epochs, the weights of epochs 51-100 averaged (SWA) instead of the best validation epoch kept",
+     {"epochs": 100, "patience": 100, "select": "swa", "swa_start": 0.5}),
     ("e200", "one-cycle, 200 epochs", {"epochs": 200, "patience": 200}),
     ("cos100", "cosine with 5 warm-up epochs, 100 epochs", {"epochs": 100, "patience": 100, "schedule": "cosine", "warmup_epochs": 5}),
     ("plateau100", "constant 1e-3, halved after 5 epochs without a better val UA, 100 epochs",

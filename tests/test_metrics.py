@@ -231,3 +231,30 @@ def test_format_report_without_ci_and_side_by_side():
     assert "macro avg" in text and "weighted avg" in text and "UA (unweighted accuracy) 0.750" in text
     both = side_by_side({"A": "x\ny", "B": "z"})
     assert both.splitlines()[0].startswith("A") and "B" in both.splitlines()[0]
+
+
+def test_compare_runs_pairs_two_evaluations_on_the_clips_both_tested(tmp_path):
+    """benchmarks/compare_runs.py: UA of each run and the paired difference, on the shared clips only, per corpus."""
+    import csv
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("compare_runs", Path(__file__).resolve().parents[1] / "benchmarks" / "compare_runs.py")
+    cr = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cr)
+    truth = ["neutral", "happy", "angry", "sad"] * 2
+    runs = {"a": list(truth) + ["sad"], "b": ["neutral", "neutral", "angry", "sad", "neutral", "happy", "sad", "sad"]}
+    for name, pred in runs.items():
+        (tmp_path / name).mkdir()
+        with (tmp_path / name / "oof_predictions.csv").open("w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["path", "corpus", "speaker", "fold", "true", "model", "baseline"])
+            for i, p in enumerate(pred):  # run a has a ninth clip that b never tested
+                w.writerow([f"c{i}.wav", "x" if i < 4 else "y", f"s{i % 2}", "f", (truth + ["sad"])[i], p, "neutral"])
+    text = cr.compare(tmp_path / "a", tmp_path / "b", n_resamples=200)
+    assert "8 clips in both (9 in A, 8 in B)" in text
+    rows = {line.split()[0]: line.split() for line in text.splitlines()[4:]}
+    assert rows["all"][1:4] == ["8", "1.000", "0.750"] and rows["all"][4] == "+0.250"  # b: neutral 2/2, happy 1/2, angry 1/2, sad 2/2
+    assert rows["x"][1:4] == ["4", "1.000", "0.750"] and rows["y"][1:4] == ["4", "1.000", "0.750"]
+    with pytest.raises(SystemExit, match="no column 'unadapted'"):
+        cr.compare(tmp_path / "a", tmp_path / "b", column="unadapted")

@@ -6,6 +6,7 @@ the other runs follow the defaults (the default recipe) with a few epochs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import replace
 
@@ -75,12 +76,9 @@ def test_same_seed_same_result(real_feats, tmp_path):
     assert (saved.model.config, saved.feature_config) == (RECIPES["default"].model_for(4), FeatureConfig())
 
 
-def test_resume_continues_to_the_same_end(real_feats, tmp_path, monkeypatch):
-    feats, y, classes = real_feats
-    cfg = TrainConfig(epochs=3, batch_size=4, crop_s=0.5, seed=1, patience=100)
-    ref = fit(feats, y, feats[:2], y[:2], classes, tmp_path / "ref", train_config=cfg, progress=False)
-
-    # Crash right after the epoch-1 checkpoint is written (history.json is saved next).
+@contextlib.contextmanager
+def _killed_after_checkpoint(monkeypatch, nth: int):
+    """Inside: the run is killed (KeyboardInterrupt) right after its ``nth`` checkpoint, as history.json is about to be saved."""
     import emospec.train as T
 
     real_save_json, calls = T.save_json, {"history": 0}
@@ -88,14 +86,23 @@ def test_resume_continues_to_the_same_end(real_feats, tmp_path, monkeypatch):
     def crashing_save_json(path, obj):
         if str(path).endswith("history.json"):
             calls["history"] += 1
-            if calls["history"] == 2:
+            if calls["history"] == nth:
                 raise KeyboardInterrupt("simulated kill")
         return real_save_json(path, obj)
 
     monkeypatch.setattr(T, "save_json", crashing_save_json)
     with pytest.raises(KeyboardInterrupt):
-        fit(feats, y, feats[:2], y[:2], classes, tmp_path / "part", train_config=cfg, progress=False)
+        yield
     monkeypatch.setattr(T, "save_json", real_save_json)
+
+
+def test_resume_continues_to_the_same_end(real_feats, tmp_path, monkeypatch):
+    feats, y, classes = real_feats
+    cfg = TrainConfig(epochs=3, batch_size=4, crop_s=0.5, seed=1, patience=100)
+    ref = fit(feats, y, feats[:2], y[:2], classes, tmp_path / "ref", train_config=cfg, progress=False)
+
+    with _killed_after_checkpoint(monkeypatch, 2):  # right after the epoch-1 checkpoint (history.json is saved next)
+        fit(feats, y, feats[:2], y[:2], classes, tmp_path / "part", train_config=cfg, progress=False)
     assert torch.load(tmp_path / "part" / "checkpoint.pt", weights_only=True)["epoch"] == 1
     res = fit(feats, y, feats[:2], y[:2], classes, tmp_path / "part", train_config=cfg, progress=False, resume=True)
     assert [h["train_loss"] for h in res.history] == [h["train_loss"] for h in ref.history]
@@ -154,6 +161,13 @@ def test_convergence_warns_when_a_class_is_not_fit_on_its_own_training_clips():
     assert len(out["warnings"]) == 2
     assert "best validation epoch 20 of 30) has a training-set UA of 0.70" in out["warnings"][0]
     assert out["warnings"][1].endswith("sad 0.08")
+    from emospec.convergence import format_convergence
+
+    averaged = [dict(h, swa_val_ua=0.6) if h["epoch"] >= 15 else h for h in _hist([0.7] * 30, peak)]
+    swa = convergence(averaged, epochs=30, patience=30, labels=["a", "b"], train_recall_full=[0.5, 0.6], select="swa")
+    assert (swa["kept_epoch"], swa["averaged_epochs"], swa["best_epoch"]) == (30, [16, 30], 20)
+    assert "(weights averaged up to epoch 30 of 30) has a training-set UA of 0.55" in swa["warnings"][0]
+    assert format_convergence(swa).startswith("weights of epochs 16-30 averaged (best validation epoch 20)")
 
 
 def test_plateau_schedule_halves_the_rate_when_validation_stalls(real_feats, tmp_path):
@@ -243,3 +257,45 @@ def test_precise_bn_leaves_the_plain_float32_statistics_of_the_epochs_crops(real
     assert recalibrate_batchnorm(again, []) == 0
     with pytest.raises(ConfigError, match="precise_bn"):
         TrainConfig(precise_bn=-1)
+
+
+def test_select_swa_keeps_the_average_of_the_late_epochs_with_its_own_statistics(real_feats, tmp_path, monkeypatch):
+    """``select="swa"``: the kept weights are the mean of the weights after each epoch from ``swa_start`` on,
+    with BatchNorm statistics re-estimated for those averaged weights; an interrupted run resumes to the same average."""
+    from emospec.errors import ConfigError
+    from emospec.model import batchnorm_layers
+
+    feats, y, classes = real_feats
+    speech = list(torch.stack([f[..., 50:250] for f in feats]))  # crop = clip: one full-batch step an epoch
+    base = TrainConfig(epochs=4, batch_size=8, crop_s=2.0, seed=0, patience=100, schedule="constant", lr=1e-3)
+
+    def run(name, **change):
+        return fit(speech, y, speech[:4], y[:4], classes, tmp_path / name, train_config=replace(base, **change), progress=False)
+
+    after3, after4 = (run(f"last{n}", epochs=n, select="last").model for n in (3, 4))  # the weights after epochs 3 and 4
+    res = run("swa", select="swa", swa_start=0.5)  # epochs 3 and 4 (0-based 2, 3) join the average
+    for name, got in res.model.named_parameters():
+        want = (dict(after3.named_parameters())[name] + dict(after4.named_parameters())[name]) / 2
+        assert torch.allclose(got, want, atol=1e-6), name
+    assert not torch.allclose(res.model.features[0].weight, after4.features[0].weight)  # not the last epoch's weights
+    with torch.no_grad():  # the average's own statistics, not either epoch's
+        a = res.model.features[0](res.model.normalize(torch.stack(speech)))
+    bn0 = batchnorm_layers(res.model)[0]
+    assert torch.allclose(bn0.running_mean, a.mean((0, 2, 3)), atol=1e-4)
+    assert torch.allclose(bn0.running_var, a.var((0, 2, 3)), rtol=1e-3)
+
+    assert [("swa_val_ua" in h) for h in res.history] == [False, False, True, True]
+    assert res.best_val_ua == res.history[-1]["swa_val_ua"]
+    conv = res.convergence
+    assert (conv["select"], conv["kept_epoch"], conv["averaged_epochs"]) == ("swa", 4, [3, 4])
+    saved = load_model(tmp_path / "swa")
+    assert (saved.meta["select"], saved.meta["swa_epochs"]) == ("swa", 2)
+    assert all(torch.equal(v, res.model.state_dict()[k]) for k, v in saved.model.state_dict().items())
+
+    with _killed_after_checkpoint(monkeypatch, 3):  # after epoch 3's checkpoint (one epoch averaged), then resumed
+        run("part", select="swa", swa_start=0.5)
+    resumed = fit(speech, y, speech[:4], y[:4], classes, tmp_path / "part", train_config=replace(base, select="swa", swa_start=0.5),
+                  progress=False, resume=True)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(resumed.model.parameters(), res.model.parameters()))
+    with pytest.raises(ConfigError, match="swa_start"):
+        TrainConfig(select="swa", swa_start=1.0)

@@ -153,8 +153,8 @@ SCHEDULES = ("cosine", "onecycle", "constant", "plateau")
 validation UA has not improved for ``plateau_patience`` epochs)."""
 
 
-SELECTS = ("best", "last")
-"""Which epoch's model :func:`emospec.train.fit` keeps (:attr:`TrainConfig.select`)."""
+SELECTS = ("best", "last", "swa")
+"""Which model :func:`emospec.train.fit` keeps (:attr:`TrainConfig.select`)."""
 
 
 @dataclass(frozen=True)
@@ -171,8 +171,13 @@ class TrainConfig:
     are padded with the normalised mean, i.e. zeros); evaluation uses the full
     clip. Early stopping watches validation unweighted accuracy (UA).
     ``select`` is the model kept: ``"best"``, the epoch of the best
-    validation UA, or ``"last"``, the final epoch (validation is then only
-    watched, and ``val_fraction=0`` trains on every training clip).
+    validation UA, ``"last"``, the final epoch, or ``"swa"``, the average of
+    the weights of every epoch from ``swa_start`` (a fraction of ``epochs``)
+    to the last (stochastic weight averaging, Izmailov et al., 2018, through
+    ``torch.optim.swa_utils.AveragedModel``), its BatchNorm statistics
+    re-estimated on ``precise_bn`` batches of crops (10 when that is 0). With
+    ``last`` and ``swa`` validation is only watched, and ``val_fraction=0``
+    trains on every training clip.
 
     ``batch_size`` is the global batch: under ``torchrun`` with N processes
     each takes ``batch_size / N`` clips per step (N must divide it), so a
@@ -211,7 +216,8 @@ class TrainConfig:
     label_smoothing: float = 0.0
     patience: int = 100
     val_fraction: float = 0.1
-    select: str = "best"  # "best" (validation UA) or "last"
+    select: str = "best"  # "best" (validation UA), "last" or "swa"
+    swa_start: float = 0.5
     seed: int = 0
     freq_masks: int = 0
     freq_mask_bins: int = 16
@@ -248,8 +254,11 @@ class TrainConfig:
             raise ConfigError(f"TrainConfig.label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.select not in SELECTS:
             raise ConfigError(f"TrainConfig.select must be one of {', '.join(SELECTS)}, got {self.select!r}")
-        if not 0.0 <= self.val_fraction < 0.5 or (self.val_fraction == 0.0 and self.select != "last"):
-            raise ConfigError(f"TrainConfig.val_fraction must be in (0, 0.5) ([0, 0.5) with select='last'), got {self.val_fraction}")
+        if not 0.0 <= self.val_fraction < 0.5 or (self.val_fraction == 0.0 and self.select == "best"):
+            raise ConfigError(f"TrainConfig.val_fraction must be in (0, 0.5) ([0, 0.5) with select='last' or 'swa'), "
+                              f"got {self.val_fraction}")
+        if not 0.0 <= self.swa_start < 1.0:
+            raise ConfigError(f"TrainConfig.swa_start must be in [0, 1) (a fraction of the epochs), got {self.swa_start}")
         if self.patience < 1:
             raise ConfigError(f"TrainConfig.patience must be >= 1, got {self.patience}")
         if self.amp not in ("auto", "bf16", "fp16", "off"):

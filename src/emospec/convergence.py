@@ -38,7 +38,8 @@ def convergence(history: Sequence[Dict], *, epochs: int, patience: int, labels: 
         Per-class recall of the kept model on full training clips.
     select
         Which model was kept (:attr:`~emospec.config.TrainConfig.select`):
-        the best validation epoch's or the last one's.
+        the best validation epoch's, the last one's, or the average of the
+        weights from the epochs whose records hold ``swa_val_ua`` to the last.
 
     Returns
     -------
@@ -63,18 +64,22 @@ def convergence(history: Sequence[Dict], *, epochs: int, patience: int, labels: 
     losses = [h["train_loss"] for h in history]
     q = max(1, run // 4)
     drop = (losses[-q - 1] - losses[-1]) / losses[-q - 1] if run > q and losses[-q - 1] > 0 else float("nan")
-    kept = run if select == "last" else best
+    kept = best if select == "best" else run
     out: Dict = {"best_epoch": best, "kept_epoch": kept, "select": select, "epochs_run": run, "epochs": epochs, "early_stopped": early,
                  "final_train_loss": float(losses[-1]), "final_train_ua_crops": float(history[-1].get("train_ua", float("nan"))),
                  "loss_drop_last_quarter": float(drop), "warnings": []}
+    averaged = [int(h["epoch"]) + 1 for h in history if "swa_val_ua" in h]
+    if select == "swa" and averaged:
+        out["averaged_epochs"] = [averaged[0], averaged[-1]]
     if train_recall_full is not None:
         rec = {str(c): float(r) for c, r in zip(labels, train_recall_full)}
         present = [r for r in rec.values() if np.isfinite(r)]
         out["train_recall_full"] = rec
         out["train_ua_full"] = float(np.mean(present)) if present else float("nan")
         if present and out["train_ua_full"] < LOW_TRAIN_UA:
-            kind = "last" if select == "last" else "best validation"
-            out["warnings"].append(f"the kept model ({kind} epoch {kept} of {run}) has a training-set UA of "
+            kind = {"last": f"last epoch {kept}", "swa": f"weights averaged up to epoch {kept}"}.get(select,
+                                                                                               f"best validation epoch {kept}")
+            out["warnings"].append(f"the kept model ({kind} of {run}) has a training-set UA of "
                                    f"{out['train_ua_full']:.2f} (< {LOW_TRAIN_UA}): it has not fit its own training clips; "
                                    "train longer, or check that the validation speakers are enough to choose an epoch")
         weak = [f"{c} {r:.2f}" for c, r in rec.items() if np.isfinite(r) and r < LOW_CLASS_RECALL]
@@ -97,6 +102,9 @@ def format_convergence(conv: Mapping) -> str:
         return "convergence: not recorded"
     if conv.get("select") == "last":
         text = f"last epoch kept ({conv['epochs_run']}; best validation epoch {conv['best_epoch']})"
+    elif conv.get("select") == "swa":
+        first, last = conv.get("averaged_epochs") or (conv["epochs_run"], conv["epochs_run"])
+        text = f"weights of epochs {first}-{last} averaged (best validation epoch {conv['best_epoch']})"
     else:
         text = f"best epoch {conv['best_epoch']} of {conv['epochs_run']}"
     text += f", final training loss {conv['final_train_loss']:.3f}"

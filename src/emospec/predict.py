@@ -31,6 +31,7 @@ from .audio import describe_source, info as audio_info, load as load_audio, resa
 from .checkpoint import ModelBundle, load_model
 from .errors import AudioError, CheckpointError, ConfigError, EmospecError
 from .features import extract, extract_batch
+from .model import batchnorm_layers, recalibrate_batchnorm
 from .norm import ADAPT_WEIGHT, POPULATION_KEY, blend_stats, fold_into_model, group_stats, inference_model, model_input, population_stats
 from .ragged import RaggedAlexNet, pad_waves
 
@@ -189,6 +190,24 @@ class _TorchEngine:
         return probs.float().cpu().numpy(), emb.float().cpu().numpy()
 
 
+def adapted_model(model, feats: Sequence[torch.Tensor], population, weight: float = ADAPT_WEIGHT, *, batchnorm: bool = False):
+    """A copy of ``model`` adapted to the clips whose dB features are ``feats`` (each ``(3, n_mels, frames)``).
+
+    Their statistics, moved ``weight`` of the way from ``population``'s
+    (:func:`emospec.norm.blend_stats`; the clips' own when ``population`` is
+    None), fold into the copy (:func:`emospec.norm.fold_into_model`); with
+    ``batchnorm`` its BatchNorm statistics are then re-estimated on the same
+    clips, each one batch (AdaBN, :func:`emospec.model.recalibrate_batchnorm`).
+    The copy is in eval mode; ``model`` is left as it was.
+    """
+    stats = group_stats(list(feats))
+    out = fold_into_model(model, stats if population is None else blend_stats(stats, population, weight))
+    if batchnorm:
+        where = next(out.parameters()).device
+        recalibrate_batchnorm(out, [f[None].to(where) for f in feats])
+    return out.eval()
+
+
 class Recognizer:
     """A loaded model plus its feature front end (build it with :func:`load`).
 
@@ -263,7 +282,8 @@ class Recognizer:
             source=source,
         )
 
-    def adapt(self, inputs: Sequence[Item], *, sr: Optional[int] = None, weight: float = ADAPT_WEIGHT) -> "Recognizer":
+    def adapt(self, inputs: Sequence[Item], *, sr: Optional[int] = None, weight: float = ADAPT_WEIGHT,
+              batchnorm: bool = False) -> "Recognizer":
         """A Recognizer standardising every input with statistics pooled over ``inputs``.
 
         For a model trained with ``norm="speaker"`` or ``"corpus"``: pass
@@ -279,6 +299,13 @@ class Recognizer:
         the adapted model behave the same. Without it the training
         population's statistics stand in (:func:`emospec.norm.inference_model`;
         each clip alone for models saved without them). Torch backend only.
+
+        ``batchnorm=True`` also re-estimates the BatchNorm statistics on the
+        clips, with the adapted standardisation (AdaBN; each clip one batch,
+        :func:`emospec.model.recalibrate_batchnorm`). It helps most when the
+        recordings differ most from the training corpora, and it is off by
+        default because clips of one emotion can cost accuracy (README,
+        issue #16's adaptation study).
 
         Raises
         ------
@@ -304,13 +331,13 @@ class Recognizer:
             feats.append(extract(torch.from_numpy(wave), self.feature_config).cpu())
         if not feats:
             raise AudioError(f"adapt(): none of the {len(skipped)} clip(s) could be read; first: {skipped[0]}")
-        stats = group_stats(feats)
         population = population_stats(self.bundle.meta)
         used = weight if population is not None else 1.0
-        model = fold_into_model(trained, stats if population is None else blend_stats(stats, population, weight))
+        model = adapted_model(trained, feats, population, weight, batchnorm=batchnorm)
+        recalibrated = len(feats) if batchnorm and batchnorm_layers(model) else 0
         meta = {k: v for k, v in self.bundle.meta.items() if k != POPULATION_KEY}
-        meta["adapted"] = {"clips": len(feats), "seconds": stats.frames * self.feature_config.hop_ms / 1000.0,
-                           "norm": trained.config.norm, "weight": used, "skipped": skipped}
+        meta["adapted"] = {"clips": len(feats), "seconds": sum(f.shape[-1] for f in feats) * self.feature_config.hop_ms / 1000.0,
+                           "norm": trained.config.norm, "weight": used, "batchnorm_clips": recalibrated, "skipped": skipped}
         bundle = ModelBundle(model, self.feature_config, list(self.labels), meta, self.bundle.path)
         return Recognizer(bundle, device=self.device)
 

@@ -216,7 +216,13 @@ def _fold_table(records: List[Dict], y: np.ndarray, folds: List[Fold], labels, p
 
 
 def _best_val_ua(history: Sequence[Dict]) -> Optional[float]:
-    """The best validation UA of a fold's training history (the model-selection figure), or None."""
+    """The best validation UA of a fold's training history (the model-selection figure), or None.
+
+    With weight averaging (``select="swa"``) it is the kept average's: the last ``swa_val_ua``.
+    """
+    averaged = [h["swa_val_ua"] for h in history if "swa_val_ua" in h and h["swa_val_ua"] == h["swa_val_ua"]]
+    if averaged:
+        return averaged[-1]
     vals = [h["val_ua"] for h in history if h.get("val_ua") == h.get("val_ua")]
     return max(vals) if vals else None
 

@@ -6,13 +6,13 @@ The same loop runs data-parallel under ``torchrun`` (DDP, one process per
 device, rank 0 writes) and in mixed precision on CUDA (``TrainConfig.amp``).
 The run directory holds::
 
-    model.pt         best model (self-describing, see emospec.checkpoint)
+    model.pt         kept model (TrainConfig.select; self-describing, see emospec.checkpoint)
     checkpoint.pt    last epoch: model, optimiser, scheduler, RNG, epoch, best (for --resume)
     config.json      feature, model and train configs
     labels.json      class names in output order
     norm_stats.json  per-bin mean/std (dB) from the training clips
     history.json     per-epoch training loss and UA / per-class recall (on the training crops),
-                     validation loss and UA/WA (full clips), learning rate
+                     validation loss and UA/WA (full clips), learning rate; swa_val_* for the average
     convergence.json training-set recall per class of the best model (full clips), best
                      epoch, warnings when the budget looks too short (see :func:`convergence`)
     versions.json    python, torch, emospec, git commit ...
@@ -377,24 +377,40 @@ def _step(p: _Parts, loss: torch.Tensor, tcfg: TrainConfig) -> None:
         p.sched.step()  # type: ignore[attr-defined]
 
 
-def _precise_bn(p: _Parts, tcfg: TrainConfig, ctx: distributed.DistContext) -> None:
-    """Re-estimate BatchNorm statistics on ``tcfg.precise_bn`` batches of this epoch's crops (sampler order).
+def _precise_bn(p: _Parts, n_batches: int, ctx: distributed.DistContext, model: Optional[EmoAlexNet] = None) -> None:
+    """Re-estimate the BatchNorm statistics of ``model`` (default: the one training) on ``n_batches`` of this epoch's crops.
 
-    Every process then holds the average of all processes' statistics, so
-    all ranks validate the same model and make the same decisions.
+    The crops are the first of the epoch in the sampler's order. Every process
+    then holds the average of all processes' statistics, so all ranks
+    validate the same model and make the same decisions.
     """
-    if tcfg.precise_bn <= 0 or not batchnorm_layers(p.model):
+    model = p.model if model is None else model
+    if n_batches <= 0 or not batchnorm_layers(model):
         return
     bs = int(p.loader.batch_size or 1)
-    order = list(iter(p.sampler))[: tcfg.precise_bn * bs]  # type: ignore[call-overload]
-    recalibrate_batchnorm(p.model, (torch.stack([p.ds[i][0] for i in order[s:s + bs]]).to(ctx.device)
-                                    for s in range(0, len(order), bs)))
+    order = list(iter(p.sampler))[: n_batches * bs]  # type: ignore[call-overload]
+    recalibrate_batchnorm(model, (torch.stack([p.ds[i][0] for i in order[s:s + bs]]).to(ctx.device)
+                                  for s in range(0, len(order), bs)))
     if ctx.world_size > 1:
-        for bn in batchnorm_layers(p.model):
+        for bn in batchnorm_layers(model):
             for buf in (bn.running_mean, bn.running_var):
                 if buf is not None:
                     buf.copy_((distributed.all_reduce_sum(buf.detach().cpu(), ctx.device) / ctx.world_size)
                               .reshape(buf.shape).to(buf))
+
+
+SWA_BN_BATCHES = 10
+"""Batches that re-estimate the averaged model's BatchNorm statistics when ``TrainConfig.precise_bn`` is 0."""
+
+
+def _average(swa: torch.optim.swa_utils.AveragedModel, p: _Parts, tcfg: TrainConfig, val_feats, val_y,
+             ctx: distributed.DistContext) -> Dict[str, float]:
+    """Add this epoch's weights to the average, give it fresh BatchNorm statistics, validate it (``swa_val_*``)."""
+    swa.update_parameters(p.model)
+    avg: EmoAlexNet = swa.module  # type: ignore[assignment]
+    _precise_bn(p, tcfg.precise_bn or SWA_BN_BATCHES, ctx, avg)
+    avg.eval()
+    return {f"swa_{k}": v for k, v in _validate(avg, val_feats, val_y, ctx).items()}
 
 
 def _validate(model: EmoAlexNet, val_feats, val_y, ctx: distributed.DistContext) -> Dict[str, float]:
@@ -460,8 +476,12 @@ def _fit(train_feats, train_y, val_feats, val_y, labels: List[str], run_dir: Pat
     history: List[Dict] = []
     start_epoch, best_ua, best_epoch, bad_epochs, kept_ua = 0, -1.0, -1, 0, float("nan")
     best_state: Dict[str, torch.Tensor] = {}
+    swa = torch.optim.swa_utils.AveragedModel(model) if tcfg.select == "swa" else None
+    swa_from = int(tcfg.swa_start * tcfg.epochs)  # the first epoch (0-based) whose weights join the average
     if ck is not None:
         best_state = _restore(p, ck, run_dir, main)
+        if swa is not None:
+            swa.load_state_dict(ck["swa"])
         start_epoch, best_ua, best_epoch, bad_epochs = ck["epoch"] + 1, ck["best_ua"], ck["best_epoch"], ck["bad_epochs"]
         kept_ua = ck.get("kept_ua", best_ua)
         history = list(ck["history"])
@@ -474,8 +494,10 @@ def _fit(train_feats, train_y, val_feats, val_y, labels: List[str], run_dir: Pat
         if stop:
             break
         trained = _train_one_epoch(p, tcfg, epoch, len(labels), ctx)
-        _precise_bn(p, tcfg, ctx)
+        _precise_bn(p, tcfg.precise_bn, ctx)
         rec = {"epoch": epoch, **trained, **_validate(model, val_feats, val_y, ctx), "lr": float(p.opt.param_groups[0]["lr"])}
+        if swa is not None and epoch >= swa_from:
+            rec.update(_average(swa, p, tcfg, val_feats, val_y, ctx))
         history.append(rec)
         val_ua = rec["val_ua"]
         if tcfg.schedule == "plateau" and len(val_feats):
@@ -489,17 +511,25 @@ def _fit(train_feats, train_y, val_feats, val_y, labels: List[str], run_dir: Pat
             if main:
                 save_model(run_dir / "model.pt", model, feature_config, labels,
                            {**model_meta, "best_epoch": epoch, "best_val_ua": val_ua})
-        elif tcfg.select == "last" and (stop or epoch == tcfg.epochs - 1):  # the final epoch, written once
-            best_epoch, kept_ua, best_state = epoch, val_ua, {}
+        elif tcfg.select != "best" and (stop or epoch == tcfg.epochs - 1):  # the final model, written once
+            kept, kept_meta = model, {"best_epoch": epoch, "best_val_ua": val_ua, "select": tcfg.select}
+            if swa is not None:
+                if not int(swa.n_averaged):  # stopped before the averaging began: the average is this epoch
+                    rec.update(_average(swa, p, tcfg, val_feats, val_y, ctx))
+                kept = swa.module  # type: ignore[assignment]
+                val_ua = rec["swa_val_ua"]
+                kept_meta.update(best_val_ua=val_ua, swa_epochs=int(swa.n_averaged))
+            best_epoch, kept_ua = epoch, val_ua
+            best_state = {k: v.detach().clone() for k, v in kept.state_dict().items()}
             if main:
-                save_model(run_dir / "model.pt", model, feature_config, labels,
-                           {**model_meta, "best_epoch": epoch, "best_val_ua": val_ua, "select": "last"})
+                save_model(run_dir / "model.pt", kept, feature_config, labels, {**model_meta, **kept_meta})
         if main:
             save_state(ckpt_path, {
                 "config": cfg_dict, "model": model.state_dict(), "optimizer": p.opt.state_dict(),
                 "scheduler": p.sched.state_dict(), "scaler": p.scaler.state_dict() if p.scaler is not None else None,  # type: ignore[attr-defined]
                 "rng_torch": torch.get_rng_state(), "rng_aug": p.aug_gen.get_state(), "epoch": epoch,
                 "best_ua": best_ua, "best_epoch": best_epoch, "kept_ua": kept_ua, "bad_epochs": bad_epochs, "history": history,
+                "swa": swa.state_dict() if swa is not None else None,
             })
             save_json(run_dir / "history.json", history)
         epochs.set_postfix(loss=f"{rec['train_loss']:.3f}", train_ua=f"{rec['train_ua']:.3f}", val_ua=f"{val_ua:.3f}",
@@ -508,7 +538,7 @@ def _fit(train_feats, train_y, val_feats, val_y, labels: List[str], run_dir: Pat
     epochs.close()
     distributed.barrier()  # rank 0 has written its files
     best = EmoAlexNet(config=mcfg)  # from memory: every rank holds the same weights, no shared disk needed
-    best.load_state_dict(best_state or model.state_dict())  # select="last" keeps the model as it ended
+    best.load_state_dict(best_state or model.state_dict())
     best.eval().to(ctx.device)
     conv = convergence(history, epochs=tcfg.epochs, patience=tcfg.patience, labels=labels, select=tcfg.select,
                        train_recall_full=_full_clip_recall(best, train_feats, train_y, len(labels), ctx, seed=tcfg.seed))

@@ -43,6 +43,9 @@ def add_predict(sub) -> None:
     p.add_argument("--adapt-weight", type=float, metavar="W",
                    help="how far --adapt-norm moves from the training population's statistics to the clips' "
                         "(0-1; 1: the clips' alone; default: emospec.norm.ADAPT_WEIGHT, halfway)")
+    p.add_argument("--adapt-bn", action="store_true",
+                   help="also re-estimate the model's BatchNorm statistics on the --adapt-norm clips (AdaBN): helps most "
+                        "on recordings unlike the training corpora, but clips of one emotion can cost accuracy (README)")
     p.add_argument("--timeline", action="store_true", help="slide a window over each recording instead")
     p.add_argument("--window-s", type=float, default=3.0, help="timeline window in seconds (default 3)")
     p.add_argument("--hop-s", type=float, default=1.0, help="timeline hop in seconds (default 1)")
@@ -72,18 +75,22 @@ def _cmd_predict(args) -> int:
         print("exporting the model to ONNX first (run `emospec export --onnx FILE` once and pass --model FILE to skip this)",
               file=sys.stderr)
     rec = load(args.model, device=args.device, backend=args.backend)
+    if args.adapt_bn and not args.adapt_norm:
+        raise ConfigError("--adapt-bn needs --adapt-norm PATH...: the clips to re-estimate the BatchNorm statistics on")
     if args.adapt_norm:
         adapt = audio_files(args.adapt_norm, args.recursive)
         if not adapt:
             raise ConfigError(f"--adapt-norm: no audio files in {', '.join(args.adapt_norm)}")
         from ..norm import ADAPT_WEIGHT
 
-        rec = rec.adapt(adapt, weight=ADAPT_WEIGHT if args.adapt_weight is None else args.adapt_weight)
+        rec = rec.adapt(adapt, weight=ADAPT_WEIGHT if args.adapt_weight is None else args.adapt_weight, batchnorm=args.adapt_bn)
         for line in rec.meta["adapted"]["skipped"]:
             print(f"skipped for --adapt-norm: {line}", file=sys.stderr)
         adapted = rec.meta["adapted"]
         print(f"standardising with statistics of {adapted['clips']} clip(s) ({adapted['seconds']:.0f} s), weight "
-              f"{adapted['weight']:g} against the training population's", file=sys.stderr)
+              f"{adapted['weight']:g} against the training population's"
+              + (f"; BatchNorm statistics re-estimated on {adapted['batchnorm_clips']} clip(s)" if args.adapt_bn else ""),
+              file=sys.stderr)
     results: Dict[int, Any] = {}  # file index -> Prediction, or Timeline with --timeline
     failed: List[Dict[str, str]] = []
     bar = tqdm(total=len(files), desc="predict", unit="file", disable=args.quiet, file=sys.stderr, leave=False)
