@@ -38,7 +38,7 @@ def read_oof(run: Path, column: str) -> Dict[str, Tuple[str, str, str, str]]:
 def compare(a: Path, b: Path, *, column: str = "model", by: str = "clip", n_resamples: int = 1000) -> str:
     """The comparison table of runs ``a`` and ``b`` (``a - b``) on the clips both tested."""
     ra, rb = read_oof(a, column), read_oof(b, column)
-    common = sorted(set(ra) & set(rb))
+    common = sorted(p for p in set(ra) & set(rb) if ra[p][3] and rb[p][3])  # an empty cell: not predicted that way
     if not common:
         raise SystemExit(f"{a} and {b} share no tested clips")
     lines = [f"A = {a}\nB = {b}\n{len(common)} clips in both ({len(ra)} in A, {len(rb)} in B); column {column!r}; "

@@ -254,6 +254,11 @@ def test_cross_corpus(subsets, tmp_path):
     assert part["n"] == 16 and part["n_speakers"] == 2 and part["model"]["n"] == 16 and "paired_ua" in part
     oof = _oof(out / "oof_predictions.csv")
     assert len(oof) == 16 and {r["corpus"] for r in oof} == {"emovo"}
+    assert all(r["unadapted"] in CLASSES for r in oof)  # a per-speaker model: also the predictions without adaptation
+    from emospec.metrics import unweighted_accuracy
+
+    got = unweighted_accuracy([CLASSES.index(r["true"]) for r in oof], [CLASSES.index(r["unadapted"]) for r in oof])
+    assert got == pytest.approx(part["unadapted"]["ua"])
     split = json.loads((out / "train_ravdess" / "split.json").read_text())
     assert all(i.startswith("03-01-") for i in split["train"] + split["val"])
     assert "=== test on emovo: 16 clips, 2 speakers ===" in r.stdout.decode()

@@ -18,7 +18,8 @@ their shared classes. The protocols' folds come from the one fold builder,
   such splits (10 by default, so every clip is tested once).
 
 A run directory holds ``fold_XX/`` (one run_split each), ``metrics.json``,
-``report.txt``, ``oof_predictions.csv``, ``egemaps_cache.npz`` and the plots
+``report.txt``, ``oof_predictions.csv`` (per clip: true label, the model's, the baseline's and, for
+per-speaker models, the model's without the test speakers' statistics), ``egemaps_cache.npz`` and the plots
 (see :mod:`emospec.protocol_report`).
 """
 
@@ -335,10 +336,12 @@ def _write_oof(path: Path, rows, tested, y, preds, labels, folds) -> None:
             fold_of[int(i)] = fold.name
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["path", "corpus", "speaker", "fold", "true", "model", "baseline"])
+    w.writerow(["path", "corpus", "speaker", "fold", "true", "model", "baseline", "unadapted"])
+    unadapted = preds.get("unadapted")  # speaker/corpus models: without the test speakers' statistics (-1: not run)
     for i in tested:
         w.writerow([rows[i].path, rows[i].corpus, rows[i].speaker, fold_of[int(i)], labels[y[i]], labels[preds["model"][i]],
-                    labels[preds["baseline"][i]] if "baseline" in preds else ""])
+                    labels[preds["baseline"][i]] if "baseline" in preds else "",
+                    labels[unadapted[i]] if unadapted is not None and unadapted[i] >= 0 else ""])
     atomic_write_bytes(path, buf.getvalue().encode("utf-8"))
 
 
