@@ -14,30 +14,30 @@ each clip's prediction is the one made while it was held out.
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 from pathlib import Path
 from typing import Dict, List, Tuple
 
 from emospec.data.labels import CLASSES4
+from emospec.errors import DataError
 from emospec.metrics import paired_bootstrap
+from emospec.protocols import read_oof
 
 
-def read_oof(run: Path, column: str) -> Dict[str, Tuple[str, str, str, str]]:
-    """path -> (corpus, speaker, true label, predicted label) from ``run/oof_predictions.csv``."""
-    f = run / "oof_predictions.csv"
-    if not f.is_file():
-        raise SystemExit(f"{f}: not found (is {run} a finished emospec evaluate run?)")
-    with f.open(newline="") as fh:
-        rows = list(csv.DictReader(fh))
+def _oof(run: Path, column: str) -> Dict[str, Tuple[str, str, str, str]]:
+    """path -> (corpus, speaker, true label, predicted label in ``column``) of one finished evaluation."""
+    try:
+        rows = read_oof(run)
+    except DataError as e:
+        raise SystemExit(str(e)) from e
     if rows and column not in rows[0]:
-        raise SystemExit(f"{f}: no column {column!r} (has {', '.join(rows[0])})")
+        raise SystemExit(f"{run / 'oof_predictions.csv'}: no column {column!r} (has {', '.join(rows[0])})")
     return {r["path"]: (r["corpus"], r["speaker"], r["true"], r[column]) for r in rows}
 
 
 def compare(a: Path, b: Path, *, column: str = "model", by: str = "clip", n_resamples: int = 1000) -> str:
     """The comparison table of runs ``a`` and ``b`` (``a - b``) on the clips both tested."""
-    ra, rb = read_oof(a, column), read_oof(b, column)
+    ra, rb = _oof(a, column), _oof(b, column)
     common = sorted(p for p in set(ra) & set(rb) if ra[p][3] and rb[p][3])  # an empty cell: not predicted that way
     if not common:
         raise SystemExit(f"{a} and {b} share no tested clips")

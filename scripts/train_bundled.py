@@ -56,6 +56,7 @@ from emospec.files import load_json, save_json
 from emospec.metrics import bootstrap_ci, unweighted_accuracy, weighted_accuracy
 from emospec.modelcard import CORPUS_TERMS, licence_for, sha256_of
 from emospec.norm import POPULATION_KEY
+from emospec.protocols import read_oof
 from emospec.recipe import parse_overrides, recipe_from
 from emospec.versions import environment
 
@@ -159,12 +160,7 @@ def cross_validate(rows, feats, y, labels, out: Path, fcfg, tcfg, mcfg, args) ->
 def evaluation_from_loco(run_dir, *, n: int, seed: int) -> dict:
     """The card's estimate from a leave-one-corpus-out run of the recipe: every corpus's clips predicted by the
     model trained on the other corpora, pooled (:func:`pooled_estimate`; UA per held-out corpus in ``per_corpus``)."""
-    import csv
-
-    rows = []
-    for d in sorted(Path(run_dir).glob("held_out_*")):
-        with open(d / "oof_predictions.csv", newline="", encoding="utf-8") as f:
-            rows += list(csv.DictReader(f))
+    rows = [r for d in sorted(Path(run_dir).glob("held_out_*")) for r in read_oof(d)]
     if not rows:
         raise EmospecError(f"{run_dir}: no held_out_*/oof_predictions.csv (not a leave-one-corpus-out run?)")
     labels = [c for c in CLASSES4 if any(r["true"] == c for r in rows)]
@@ -183,12 +179,7 @@ def evaluation_from_runs(run_dirs, *, n: int, seed: int) -> dict:
     Pools their out-of-fold predictions (``oof_predictions.csv``): UA/WA with 95 % CIs from the
     speaker-level bootstrap of :func:`emospec.metrics.bootstrap_ci`, and UA per corpus (:func:`pooled_estimate`).
     """
-    import csv
-
-    rows = []
-    for d in run_dirs:
-        with open(Path(d) / "oof_predictions.csv", newline="", encoding="utf-8") as f:
-            rows += list(csv.DictReader(f))
+    rows = [r for d in run_dirs for r in read_oof(d)]
     labels = [c for c in CLASSES4 if any(r["true"] == c for r in rows)]
     y_true = np.array([labels.index(r["true"]) for r in rows])
     y_pred = np.array([labels.index(r["model"]) for r in rows])

@@ -299,7 +299,7 @@ def run_protocol(
         "problems": data.problems, "versions": environment(),
     }
     summary["fold_summary"] = {k: fold_summary([f[k] for f in summary["folds"]]) for k in ("model", "baseline") if k in summary}
-    _write_oof(out / "oof_predictions.csv", data.rows, tested, y, preds, labels, fold_list)
+    _write_oof(out / OOF_NAME, data.rows, tested, y, preds, labels, fold_list)
     made = protocol_figures(summary, main, records, out) if plots else []
     return _finish(out, summary, made, protocol_text, t0)
 
@@ -343,6 +343,28 @@ def _write_oof(path: Path, rows, tested, y, preds, labels, folds) -> None:
                     labels[preds["baseline"][i]] if "baseline" in preds else "",
                     labels[unadapted[i]] if unadapted is not None and unadapted[i] >= 0 else ""])
     atomic_write_bytes(path, buf.getvalue().encode("utf-8"))
+
+
+OOF_NAME = "oof_predictions.csv"
+"""Each evaluation's per-clip predictions (written by :func:`_write_oof`, read by :func:`read_oof`)."""
+
+
+def read_oof(run_dir: str | Path) -> List[Dict[str, str]]:
+    """The rows of ``run_dir/oof_predictions.csv``: ``path``, ``corpus``, ``speaker``, ``fold``, ``true``, ``model``,
+    ``baseline`` and ``unadapted`` (empty where not predicted that way; absent in files written before it).
+
+    Raises
+    ------
+    DataError
+        No such file: ``run_dir`` is not a finished evaluation.
+    """
+    import csv
+
+    f = Path(run_dir) / OOF_NAME
+    if not f.is_file():
+        raise DataError(f"{f}: not found (is {run_dir} a finished emospec evaluate run?)")
+    with f.open(newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
 
 
 def run_cross_corpus(
@@ -394,7 +416,7 @@ def run_cross_corpus(
         "model_config": to_dict(model_config or ModelConfig()),
         "baseline_config": to_dict(baseline) if use_baseline else None, "problems": merged.problems, "versions": environment(),
     }
-    _write_oof(out / "oof_predictions.csv", rows, test_idx, y, preds, labels, [fold])
+    _write_oof(out / OOF_NAME, rows, test_idx, y, preds, labels, [fold])
     made = cross_corpus_figures(summary, records, out) if plots else []
     return _finish(out, summary, made, cross_corpus_text, t0)
 
