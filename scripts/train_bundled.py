@@ -69,6 +69,16 @@ MAPPINGS = {
 }
 
 
+INFERENCE_NORM = {
+    "speaker": "trained with per-speaker standardisation; given no adaptation clips it standardises with the training "
+               "population's statistics (stored in the file); `--adapt-norm` / `Recognizer.adapt` uses the clips given instead",
+    "utterance": "trained and run with per-utterance standardisation (each clip with its own statistics); needs no "
+                 "adaptation clips and takes none",
+    "global": "the training set's statistics (the paper's); takes no adaptation clips",
+}
+"""The card's ``inference_norm`` for each :attr:`emospec.config.ModelConfig.norm` the bundled model may have."""
+
+
 def four_class_clips(data, fcfg: FeatureConfig, *, progress: bool, corpora=CORPORA):
     """``(rows, feats)``: the four-class clips of every corpus in ``corpora`` that decode; the others reported on stderr."""
     found = []
@@ -276,9 +286,7 @@ def main(argv=None) -> int:
         "validation_speakers": val_speakers,
         "evaluation": evaluation,
         **({"leave_one_corpus_out": loco_summary(args.loco, tcfg)} if args.loco else {}),
-        "inference_norm": "trained with per-speaker standardisation; given no adaptation clips it standardises with the "
-                          "training population's statistics (stored in the file); `--adapt-norm` / `Recognizer.adapt` "
-                          "uses the clips given instead",
+        "inference_norm": INFERENCE_NORM.get(final.model.config.norm, final.model.config.norm),
         "train_config": final.meta.get("config", {}).get("train", to_dict(tcfg)),
         "feature_config": to_dict(fcfg),
         "model_config": to_dict(final.model.config),

@@ -144,3 +144,35 @@ def test_skewed_statistics_versions_standardise_a_speaker_with_an_unbalanced_sub
         tops.append(int(counts.argmax()))
     assert set(tops) == {0, 1, 2, 3}  # every class is sometimes the dominant one
     assert skewed_subset_versions(rows, feats, y, "global", 3) == [[] for _ in rows]
+
+
+def test_population_versions_leave_each_speakers_offset_in_as_inference_without_adaptation_does(tmp_path):
+    from emospec.norm import inference_model, population_versions
+
+    # two speakers 20 dB apart: standardised per speaker they look alike; with the pooled statistics they do not
+    g = torch.Generator().manual_seed(1)
+    feats = [torch.randn(3, 64, 60, generator=g) + (20.0 if i >= 4 else 0.0) for i in range(8)]
+    versions = population_versions(feats, "speaker")
+    assert all(len(v) == 1 for v in versions)
+    pooled = torch.cat(feats, -1)
+    mean, std = pooled.mean(-1, keepdim=True), pooled.std(-1, unbiased=False, keepdim=True)
+    for f, (v,) in zip(feats, versions):
+        assert torch.allclose(v, (f - mean) / std, atol=1e-4)
+    low, high = (float(torch.stack([versions[i][0] for i in idx]).mean()) for idx in (range(4), range(4, 8)))
+    assert low < -0.9 and high > 0.9  # the speakers' offsets stay in, about one pooled std each way
+    assert population_versions(feats, "global") == [[] for _ in feats] == population_versions(feats, "utterance")
+
+    rows = [Utterance(f"c{i}.wav", "x", f"c{i}", f"s{i // 4}{i % 2}", "f", "e", "neutral") for i in range(8)]
+    y = np.array([0, 1] * 4)
+    cfg = TrainConfig(epochs=1, batch_size=4, crop_s=0.3, val_fraction=0.0, select="last", population_copy=True, precise_bn=0)
+    train_on(rows, feats, y, ["neutral", "sad"], np.arange(8), tmp_path / "run", name="pop", speaker_independent=True,
+             feature_config=FeatureConfig(n_mels=64), train_config=cfg, progress=False)
+    saved = load_model(tmp_path / "run")
+    assert saved.meta["population_copy"] is True
+    from emospec.experiment import _versions  # what train_on hands fit (drawn per epoch by CropDataset)
+
+    handed = _versions(rows, feats, y, np.arange(8), "speaker", FeatureConfig(n_mels=64), cfg, False)
+    assert handed is not None and all(torch.equal(a[0], b[0]) for a, b in zip(handed, versions))
+    folded = inference_model(saved.model, saved.meta)  # the population statistics the versions were standardised with
+    assert torch.allclose(folded.input_mean.reshape(3, 64) - saved.model.input_mean.reshape(3, 64) * std.reshape(3, 64),
+                          mean.reshape(3, 64), atol=1e-3)

@@ -27,3 +27,12 @@ def test_the_card_lists_every_training_setting_in_which_its_loco_runs_differ(tmp
     card = {"name": "x", "labels": ["a"], "leave_one_corpus_out": {
         "held_out": {"nemo": {"ua": 0.41}}, "recipe_differences": train_bundled.recipe_differences(tmp_path, mine)}}
     assert f"trained otherwise than this model: precise_bn None (this model: {mine.precise_bn})" in format_card(card)
+
+
+def test_the_card_says_how_inputs_are_standardised_for_each_norm():
+    utterance = format_card({"name": "x", "labels": ["a"], "model_config": {"norm": "utterance", "batch_norm": True}})
+    speaker = format_card({"name": "x", "labels": ["a"], "model_config": {"norm": "speaker", "batch_norm": True}})
+    assert "per utterance" in utterance and "none can be given" in utterance and "--adapt-norm" not in utterance
+    assert "per speaker" in speaker and "--adapt-norm" in speaker
+    assert "none can be given" not in format_card({"name": "x", "labels": ["a"], "model_config": {"norm": "global"}})
+    assert set(train_bundled.INFERENCE_NORM) == {"speaker", "utterance", "global"}

@@ -10,7 +10,7 @@ from emospec.checkpoint import save_model
 from emospec.config import FeatureConfig, ModelConfig
 from emospec.errors import ConfigError
 from emospec.features import extract
-from emospec.model import EmoAlexNet
+from emospec.model import EmoAlexNet, infer
 from emospec.norm import apply_stats, fold_into_model, group_keys, group_stats, normalize_groups, standardize_clips
 from emospec.predict import load
 from emospec.ragged import RaggedAlexNet
@@ -139,6 +139,19 @@ def test_adapt_batchnorm_re_estimates_the_statistics_on_the_adaptation_clips(nor
 def test_adapt_refuses_a_global_model(random_model_path):
     with pytest.raises(ConfigError, match="global"):
         load(random_model_path, device="cpu").adapt([np.zeros(16000, np.float32)], sr=16000)
+
+
+def test_adapt_refuses_a_per_utterance_model(tmp_path):
+    """Each clip is its own group there: folding a speaker's statistics in would feed the model inputs it never saw."""
+    path = tmp_path / "utt.pt"
+    save_model(path, _model("utterance"), FC, LABELS, {})
+    rec = load(path, device="cpu")
+    with pytest.raises(ConfigError, match="utterance.*nothing to adapt"):
+        rec.adapt(_waves(), sr=16000)
+    alone = [rec.predict(w, sr=16000).scores for w in _waves()]  # the model still standardises each clip by itself
+    feats = [extract(w, FC) for w in _waves()]
+    direct = torch.softmax(infer(rec.model, normalize_groups(feats, list(range(len(feats)))))[0], 1)
+    assert np.allclose([[a[c] for c in LABELS] for a in alone], direct.numpy(), atol=1e-4)
 
 
 def test_onnx_export_of_a_per_clip_model_keeps_parity(norm_model_path, tmp_path):

@@ -376,6 +376,20 @@ def test_leave_one_corpus_out_tests_each_corpus_with_a_model_of_the_others(tmp_p
         assert sum(line.startswith(f"{name} ") for line in text.splitlines()) == 1
 
 
+def test_the_loco_table_says_how_test_clips_were_standardised():
+    from emospec.protocol_report import loco_text
+
+    part = {"ua": 0.5, "ci": {"ua": {"low": 0.4, "high": 0.6}},
+            "per_class": {c: {"recall": 0.5} for c in CLASSES}}
+    held = {"A": {"n": 8, "model": part, "unadapted": part}}
+    summary = {"corpora": ["A", "B"], "labels": CLASSES, "held_out": held, "mean_ua": {"model": 0.5}}
+    speaker = loco_text({**summary, "model_config": {"norm": "speaker"}})
+    assert "model: each test speaker standardised with their own unlabelled clips; no adaptation: with the training" in speaker
+    utterance = loco_text({**summary, "held_out": {"A": {"n": 8, "model": part}}, "model_config": {"norm": "utterance"}})
+    assert "model: each clip standardised with its own statistics alone\n" in utterance + "\n"
+    assert "own unlabelled clips" not in utterance and "no adaptation:" not in utterance
+
+
 @pytest.mark.slow
 def test_leave_one_corpus_out_with_the_baseline_on_real_clips(subsets, tmp_path):
     out = tmp_path / "loco-real"

@@ -129,7 +129,7 @@ def test_paper_recipe_values():
         "label_smoothing": 0.0, "patience": 8, "val_fraction": 0.1, "select": "best", "swa_start": 0.5, "seed": 0, "freq_masks": 0,
         "freq_mask_bins": 16, "time_masks": 0, "time_mask_frames": 30, "mixup_alpha": 0.0, "grad_clip": 5.0,
         "device": "auto", "amp": "auto", "workers": 0, "balance": "none", "augment_copies": 0, "stats_copies": 0,
-        "precise_bn": 10}  # no BatchNorm in the paper's model: nothing to re-estimate
+        "population_copy": False, "precise_bn": 10}  # no BatchNorm in the paper's model: nothing to re-estimate
 
 
 def test_overrides_reach_each_part():

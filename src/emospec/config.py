@@ -195,6 +195,10 @@ class TrainConfig:
     a random, emotion-skewed subset of its speaker's training clips
     (:func:`emospec.norm.skewed_subset_versions`), as a user's unbalanced
     adaptation clips would (``speaker``/``corpus`` norms only).
+    ``population_copy`` adds one more version of each clip standardised
+    with the statistics of all training clips pooled, as a clip of an
+    unknown speaker is when no adaptation clips are given
+    (:func:`emospec.norm.population_versions`; ``speaker``/``corpus`` only).
     ``precise_bn`` batches of each epoch's crops (in the sampler's order)
     re-estimate the BatchNorm statistics in float32 with the epoch's weights
     before validation ("precise BN"); the running averages that training
@@ -231,6 +235,7 @@ class TrainConfig:
     balance: str = "none"  # "none" or "corpus"
     augment_copies: int = 0
     stats_copies: int = 0
+    population_copy: bool = False
     precise_bn: int = 10
 
     def __post_init__(self) -> None:

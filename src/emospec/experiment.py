@@ -31,7 +31,7 @@ from .data.splits import paper_split, speaker_holdout
 from .files import atomic_write_bytes, save_json
 from .metrics import bootstrap_ci, format_report, report
 from .model import infer
-from .norm import inference_model, normalize_for, population_meta, skewed_subset_versions
+from .norm import inference_model, normalize_for, population_meta, population_versions, skewed_subset_versions
 from .train import FitResult, fit
 
 __all__ = ["SplitResult", "Trained", "run_split", "train_on", "validation_split"]
@@ -133,8 +133,9 @@ def _versions(rows, feats, y, fit_idx, norm: str, feature_config: FeatureConfig,
               progress: bool) -> Optional[List[List[torch.Tensor]]]:
     """The training clips' altered versions (standardised like them), or None when the recipe asks for none:
     ``augment_copies`` from the audio (:mod:`emospec.augment`), then ``stats_copies`` standardised with
-    emotion-skewed subsets of their speaker's clips (:func:`emospec.norm.skewed_subset_versions`)."""
-    if not (train_config.augment_copies or train_config.stats_copies):
+    emotion-skewed subsets of their speaker's clips (:func:`emospec.norm.skewed_subset_versions`), then with
+    ``population_copy`` one standardised with all training clips' statistics (:func:`emospec.norm.population_versions`)."""
+    if not (train_config.augment_copies or train_config.stats_copies or train_config.population_copy):
         return None
     fit_rows = [rows[i] for i in fit_idx]
     versions: List[List[torch.Tensor]] = [[] for _ in fit_idx]
@@ -148,13 +149,17 @@ def _versions(rows, feats, y, fit_idx, norm: str, feature_config: FeatureConfig,
                                         seed=train_config.seed)
         for mine, more in zip(versions, skewed):
             mine += more
+    if train_config.population_copy:
+        for mine, more in zip(versions, population_versions([feats[i] for i in fit_idx], norm)):
+            mine += more
     return versions
 
 
 def _augment_meta(train_config: TrainConfig) -> Dict[str, object]:
     """What the model's training clips were altered with (``augment``, ``stats_copies``); ``{}`` when nothing."""
     return {**({"augment": AUGMENT_VERSION} if train_config.augment_copies else {}),
-            **({"stats_copies": train_config.stats_copies} if train_config.stats_copies else {})}
+            **({"stats_copies": train_config.stats_copies} if train_config.stats_copies else {}),
+            **({"population_copy": True} if train_config.population_copy else {})}
 
 
 def _predictions_csv(rows: Sequence[Utterance], idx: np.ndarray, labels: Sequence[str], y_true, y_pred, probs) -> bytes:

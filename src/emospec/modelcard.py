@@ -212,7 +212,10 @@ def format_card(card: Mapping[str, Any]) -> str:
             + (f", floored {fc['top_db']:g} dB below each clip's peak" if fc.get("top_db") else "")
         )
     mc = card.get("model_config") or {}
-    if mc.get("norm", "global") != "global":
+    if mc.get("norm") == "utterance":
+        lines.append("input standardisation: per utterance (each clip with its own statistics, per band; trained that "
+                     "way): no other clips of the speaker are needed, and none can be given")
+    elif mc.get("norm", "global") != "global":
         lines.append(f"input standardisation: per {mc['norm']} (trained that way); at inference the statistics of the "
                      f"training population stand in unless clips of the same {mc['norm']} are given "
                      "(`emospec predict --adapt-norm PATH...`, `Recognizer.adapt`): more accurate when those clips span "

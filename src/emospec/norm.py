@@ -27,6 +27,7 @@ from .errors import ConfigError
 
 __all__ = ["GroupStats", "group_stats", "group_keys", "normalize_groups", "normalize_rows", "normalize_for", "apply_stats",
            "standardize_clips", "model_input", "fold_into_model", "population_meta", "inference_model", "skewed_subset_versions",
+           "population_versions",
            "blend_stats", "population_stats", "ADAPT_WEIGHT",
            "POPULATION_KEY", "NORMS"]
 
@@ -253,6 +254,22 @@ def skewed_subset_versions(rows: Sequence, feats: Sequence[torch.Tensor], y: Seq
             for i in idx:
                 out[i].append(apply_stats(feats[i], stats))
     return out
+
+
+def population_versions(feats: Sequence[torch.Tensor], mode: str) -> List[List[torch.Tensor]]:
+    """One version of each clip standardised with the statistics of all of ``feats`` pooled.
+
+    ``feats`` are the raw dB training clips ``(3, n_mels, frames_i)``; their
+    pooled statistics are the ones :func:`population_meta` stores in the model
+    file and :func:`inference_model` applies to a clip of a speaker the model
+    has no other clips of. Training on these versions shows a ``speaker`` or
+    ``corpus`` model inputs as it gets them then: with the speaker's (and
+    microphone's) offsets left in. ``global``/``utterance``: no versions.
+    """
+    if mode not in ("speaker", "corpus") or not feats:
+        return [[] for _ in feats]
+    stats = group_stats(feats)
+    return [[apply_stats(f, stats)] for f in feats]
 
 
 def _skewed_subset(rng: np.random.Generator, by_class: Dict[int, List[int]], classes: List[int], size: int) -> List[int]:

@@ -310,7 +310,7 @@ class Recognizer:
         Raises
         ------
         ConfigError
-            An ONNX backend, a model trained with ``norm="global"``, or no inputs.
+            An ONNX backend, a model trained with ``norm="global"`` or ``"utterance"``, or no inputs.
         AudioError
             No input can be read (unreadable ones are otherwise left out and
             listed in ``meta["adapted"]["skipped"]``, one line each).
@@ -318,8 +318,9 @@ class Recognizer:
         if self.bundle is None:
             raise ConfigError("adapt() needs the torch backend (adapt the .pt model, then export it)")
         trained = self.bundle.model  # as trained: inference_model() may have folded population statistics in
-        if trained.config.norm == "global":
-            raise ConfigError(f"{self.path}: trained with norm='global' (training statistics); nothing to adapt")
+        if trained.config.norm in ("global", "utterance"):
+            what = "training statistics" if trained.config.norm == "global" else "each clip standardised with its own statistics"
+            raise ConfigError(f"{self.path}: trained with norm={trained.config.norm!r} ({what}); nothing to adapt")
         if not inputs:
             raise ConfigError("adapt(): no clips given")
         feats, skipped = [], []

@@ -88,7 +88,7 @@ def cross_corpus_text(summary: Mapping) -> str:
     n_val = summary.get("n_val")
     held = f", {n_val} of them from held-out speakers for early stopping" if n_val is not None else ""
     lines = [f"cross-corpus: train on {summary['train']} ({summary['n_train']} clips{held}), "
-             f"classes {', '.join(summary['labels'])}; best epoch {summary['best_epoch'] + 1}", _training(True)]
+             f"classes {', '.join(summary['labels'])}; model kept from epoch {summary['best_epoch'] + 1}", _training(True)]
     if summary.get("baseline_fit"):
         lines.append(f"baseline: C = {summary['baseline_fit']['c']:g} (inner speaker-grouped CV UA "
                      f"{summary['baseline_fit']['inner_ua']:.3f})")
@@ -155,6 +155,15 @@ def cross_corpus_figures(summary: Mapping, records: Sequence[Dict], out: Path) -
     return made
 
 
+TEST_NORM = {
+    "speaker": "each test speaker standardised with their own unlabelled clips",
+    "corpus": "each test corpus standardised with its own unlabelled clips",
+    "utterance": "each clip standardised with its own statistics alone",
+    "global": "every clip standardised with the training set's statistics",
+}
+"""How :func:`loco_text` says test clips were standardised, per :attr:`emospec.config.ModelConfig.norm`."""
+
+
 def loco_text(summary: Mapping) -> str:
     """The leave-one-corpus-out table: per held-out corpus, model and baseline UA with CIs and the paired Δ."""
     lines = [f"Leave one corpus out: {', '.join(summary['corpora'])} ({len(summary['labels'])} classes: "
@@ -171,8 +180,9 @@ def loco_text(summary: Mapping) -> str:
         diff = f"{p['difference']:+.3f} [{p['low']:+.3f}, {p['high']:+.3f}]" if p else "-"
         rec = " ".join(f"{c} {m['per_class'][c]['recall']:.2f}" for c in summary["labels"])
         lines.append(f"{name:<12} {h['n']:>6} {cell(m):<24} {base:<24} {diff:<26} {plain:<24} {rec}")
-    lines += ["", "model: each test speaker standardised with their own unlabelled clips; no adaptation: with the "
-              "training population's statistics (what the model does when given no adaptation clips)"]
+    norm = (summary.get("model_config") or {}).get("norm", "speaker")
+    lines += ["", f"model: {TEST_NORM.get(norm, norm)}" + ("; no adaptation: with the training population's statistics (what "
+              "the model does when given no adaptation clips)" if any("unadapted" in h for h in summary["held_out"].values()) else "")]
     mean = summary["mean_ua"]
     lines += ["", "mean UA over held-out corpora: " + ", ".join(f"{k} {v:.3f}" for k, v in mean.items())]
     return "\n".join(lines)
