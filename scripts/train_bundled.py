@@ -54,7 +54,7 @@ from emospec.errors import EmospecError
 from emospec.experiment import run_split, train_on, validation_split
 from emospec.files import load_json, save_json
 from emospec.metrics import bootstrap_ci, unweighted_accuracy, weighted_accuracy
-from emospec.modelcard import CORPUS_TERMS, licence_for, sha256_of
+from emospec.modelcard import CORPUS_TERMS, INFERENCE_NORM, licence_for, sha256_of
 from emospec.norm import POPULATION_KEY
 from emospec.protocols import read_oof
 from emospec.recipe import parse_overrides, recipe_from
@@ -67,16 +67,6 @@ MAPPINGS = {
     "emovo": "EMOVO neu->neutral, gio (joy)->happy, rab (anger)->angry, tri (sadness)->sad",
     "nemo": "nEMO neutral->neutral, happiness->happy, anger->angry, sadness->sad",
 }
-
-
-INFERENCE_NORM = {
-    "speaker": "trained with per-speaker standardisation; given no adaptation clips it standardises with the training "
-               "population's statistics (stored in the file); `--adapt-norm` / `Recognizer.adapt` uses the clips given instead",
-    "utterance": "trained and run with per-utterance standardisation (each clip with its own statistics); needs no "
-                 "adaptation clips and takes none",
-    "global": "the training set's statistics (the paper's); takes no adaptation clips",
-}
-"""The card's ``inference_norm`` for each :attr:`emospec.config.ModelConfig.norm` the bundled model may have."""
 
 
 def four_class_clips(data, fcfg: FeatureConfig, *, progress: bool, corpora=CORPORA):

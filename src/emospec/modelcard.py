@@ -20,7 +20,7 @@ from .checkpoint import ModelBundle
 from .config import to_dict
 from .files import load_json
 
-__all__ = ["CORPUS_TERMS", "bundled_paths", "card_for", "describe", "format_card", "licence_for", "sha256_of"]
+__all__ = ["CORPUS_TERMS", "INFERENCE_NORM", "bundled_paths", "card_for", "describe", "format_card", "licence_for", "sha256_of"]
 
 CORPUS_TERMS: Dict[str, Dict[str, str]] = {
     "ravdess": {
@@ -170,6 +170,16 @@ def _loco_lines(loco: Optional[Mapping[str, Any]]) -> List[str]:
     return lines
 
 
+INFERENCE_NORM = {
+    "speaker": "trained with per-speaker standardisation; given no adaptation clips it standardises with the training "
+               "population's statistics (stored in the file); `--adapt-norm` / `Recognizer.adapt` uses the clips given instead",
+    "utterance": "trained and run with per-utterance standardisation (each clip with its own statistics); needs no "
+                 "adaptation clips and takes none",
+    "global": "the training set's statistics (the paper's); takes no adaptation clips",
+}
+"""The card's ``inference_norm`` for each :attr:`emospec.config.ModelConfig.norm` the bundled model may have."""
+
+
 def format_card(card: Mapping[str, Any]) -> str:
     """Render a card (from :func:`card_for` or ``model_card.json``) as plain text."""
     lines = [f"model: {card.get('name', '?')}"]
@@ -213,8 +223,7 @@ def format_card(card: Mapping[str, Any]) -> str:
         )
     mc = card.get("model_config") or {}
     if mc.get("norm") == "utterance":
-        lines.append("input standardisation: per utterance (each clip with its own statistics, per band; trained that "
-                     "way): no other clips of the speaker are needed, and none can be given")
+        lines.append(f"input standardisation: {INFERENCE_NORM['utterance']}")
     elif mc.get("norm", "global") != "global":
         lines.append(f"input standardisation: per {mc['norm']} (trained that way); at inference the statistics of the "
                      f"training population stand in unless clips of the same {mc['norm']} are given "
