@@ -70,9 +70,12 @@ def main(argv=None) -> int:
     for corpus in corpora:
         rows = read_oof(args.runs[0] / f"held_out_{corpus}")
         cache: dict = {}
-        single, probs = {}, []
+        single, probs, labels = {}, [], None
         for run in args.runs:
-            labels, p = unadapted_probs(held_out(run, corpus), [r["path"] for r in rows], cache)
+            mine, p = unadapted_probs(held_out(run, corpus), [r["path"] for r in rows], cache)
+            if labels is not None and mine != labels:  # averaging needs one class order
+                raise SystemExit(f"{run}: classes {mine} differ from {labels} of {args.runs[0]}")
+            labels = mine
             y = np.array([labels.index(r["true"]) for r in rows])
             single[str(run)] = unweighted_accuracy(y, p.argmax(1))
             probs.append(p)

@@ -75,3 +75,14 @@ def test_each_model_runs_as_without_adaptation_and_the_ensemble_averages_probabi
     assert res["ensemble_ua"] == pytest.approx(unweighted_accuracy(y, mean.argmax(1)))
     assert res["baseline_ua"] == pytest.approx(0.75)  # sad always called happy
     assert res["paired_vs_baseline"]["difference"] == pytest.approx(res["ensemble_ua"] - 0.75)
+
+
+def test_models_with_another_class_order_are_not_averaged(tmp_path):
+    wave = (0.3 * np.sin(2 * np.pi * 200 * np.arange(8000) / 16000)).astype(np.float32)
+    sf.write(tmp_path / "c.wav", wave, 16000)
+    for run, labels in (("a", LABELS), ("b", LABELS[::-1])):
+        held = tmp_path / run / "held_out_x"
+        save_model(held / "train_y" / "model.pt", _model("utterance", 3), FC, labels, {})
+        (held / "oof_predictions.csv").write_text(f"path,corpus,speaker,fold,true,model\n{tmp_path / 'c.wav'},x,s,f,sad,sad\n")
+    with pytest.raises(SystemExit, match="classes .* differ"):
+        _script().main([str(tmp_path / "a"), str(tmp_path / "b")])
