@@ -72,6 +72,39 @@ def test_waveform_graph_matches_torch(random_model_path, real_waves, tmp_path):
     assert emospec.load(random_model_path, device="cpu").predict(real_waves[1], sr=SR).label == ref[1].label
 
 
+@pytest.mark.slow
+def test_waveform_graph_floors_digital_silence_as_torch_does(ravdess_clips, tmp_path):
+    """The default front end floors each clip 60 dB below its peak (``top_db``); RAVDESS clips open with digital
+    silence, so a waveform graph that skipped the floor disagreed with torch by up to 0.9 in probability."""
+    import torch
+
+    from emospec.checkpoint import save_model
+    from emospec.config import FeatureConfig
+    from emospec.export import PARITY_SILENCE_S, _parity_waves
+    from emospec.model import EmoAlexNet
+    from emospec.recipe import RECIPES
+
+    cfg = RECIPES["default"].features
+    assert cfg.top_db == 60.0
+    torch.manual_seed(0)
+    model = EmoAlexNet(config=RECIPES["default"].model_for(len(LABELS4))).eval()
+    model.set_normalization(torch.full((3, cfg.n_mels), -40.0), torch.full((3, cfg.n_mels), 10.0))
+    with torch.no_grad():
+        model.classifier[4].weight.mul_(1000.0)
+    src = tmp_path / "floored.pt"
+    save_model(src, model, cfg, LABELS4, {"note": "random weights for tests"})
+    waves = [sf.read(p, dtype="float32")[0] for p in ravdess_clips[:4]]
+    assert all(np.abs(w[:1600]).max() < 1e-3 * np.abs(w).max() for w in waves)  # silence > 60 dB below the peak
+    res = export_onnx(src, tmp_path / "floored.onnx", input_kind="waveform")  # its own parity waves open with silence
+    assert res["parity"]["max_abs_diff_probs"] < 1e-4
+    assert all(np.abs(w[: int(PARITY_SILENCE_S * cfg.sample_rate_hz)]).max() == 0
+               for w in _parity_waves(FeatureConfig(), (1.0,)))
+    ref = emospec.load(src, device="cpu").predict_batch(waves, sr=SR)
+    got = emospec.load(tmp_path / "floored.onnx", device="cpu").predict_batch(waves, sr=SR)
+    assert max(max(r.scores.values()) for r in ref) > 0.5  # not uniform: the comparison can tell
+    assert _max_diff(ref, got) < 1e-4
+
+
 def test_bad_onnx_files_raise_checkpoint_error(tmp_path, onnx_features_path):
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"not a protobuf at all")

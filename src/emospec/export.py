@@ -36,7 +36,7 @@ import torch
 from .checkpoint import ModelBundle, load_model
 from .config import FeatureConfig, from_dict, to_dict
 from .errors import CheckpointError, ConfigError, ExportError
-from .features import _constants, _deltas, _log_mel, extract, extract_batch, frames_for
+from .features import _constants, _deltas, _log_mel, _top_db, extract, extract_batch, frames_for
 from .files import atomic_write_bytes
 from .norm import inference_model, model_input
 from .ragged import RaggedAlexNet, pad_waves
@@ -49,7 +49,9 @@ ONNX_FORMAT = "emospec-onnx"
 ONNX_FORMAT_VERSION = 1
 DEFAULT_OPSET = 18
 PARITY_DURATIONS_S = (0.3, 1.0, 3.7, 12.0)
-"""Clip lengths the parity check runs (0.3 s is < 63 frames, so it is padded)."""
+"""Clip lengths the parity check runs (0.3 s is < 63 frames, so it is padded); each signal's first
+:data:`PARITY_SILENCE_S` are digital silence, which a front end that skips the floor (``top_db``) gets wrong."""
+PARITY_SILENCE_S = 0.2
 
 
 class _WaveformGraph(torch.nn.Module):
@@ -63,7 +65,7 @@ class _WaveformGraph(torch.nn.Module):
     def forward(self, waveform: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         keep = torch.arange(waveform.shape[1], device=waveform.device)[None, :] < lengths[:, None]
         frames = frames_for(lengths, self.cfg)
-        static = _log_mel(waveform * keep, self.cfg, torch.float64)
+        static = _top_db(_log_mel(waveform * keep, self.cfg, torch.float64), frames, self.cfg)
         return self.net(_deltas(static, frames, self.cfg), frames)
 
 
@@ -243,13 +245,13 @@ class OnnxModel:
 
 
 def _parity_waves(cfg: FeatureConfig, durations_s: Sequence[float], seed: int = 0) -> List[np.ndarray]:
-    """Seeded speech-like test signals: noise through a slowly varying envelope, ``(samples,)`` float32."""
+    """Seeded speech-like test signals: digital silence, then noise through a slowly varying envelope, ``(samples,)`` float32."""
     rng = np.random.default_rng(seed)
     out = []
     for d in durations_s:
         n = max(1, int(round(d * cfg.sample_rate_hz)))
         t = np.arange(n) / cfg.sample_rate_hz
-        env = 0.5 + 0.5 * np.sin(2 * np.pi * 3.0 * t) ** 2
+        env = (0.5 + 0.5 * np.sin(2 * np.pi * 3.0 * t) ** 2) * (t >= min(PARITY_SILENCE_S, d / 2))
         out.append((0.2 * env * rng.standard_normal(n)).astype(np.float32))
     return out
 
