@@ -41,7 +41,7 @@ from emospec.data.dataset import compute_features  # noqa: E402
 from emospec.data.labels import CLASSES4  # noqa: E402
 from emospec.metrics import unweighted_accuracy  # noqa: E402
 from emospec.model import infer  # noqa: E402
-from emospec.norm import inference_model, population_stats  # noqa: E402
+from emospec.norm import inference_model, population_stats, raw_inputs  # noqa: E402
 from emospec.predict import adapted_model  # noqa: E402
 
 
@@ -79,7 +79,7 @@ def study(bundle, rows, feats, *, per_class: int, seed: int, weight: float = 1.0
                                    for name, subset in conditions(y, labels, rng).items()}}
         for name, model in models.items():
             truth[name].extend(y[test].tolist())
-            pred[name].extend(infer(model, clips)[0].argmax(1).tolist())
+            pred[name].extend(infer(model, raw_inputs(model, clips))[0].argmax(1).tolist())
         print(f"{spk}: done", file=sys.stderr)
     return {name: unweighted_accuracy(np.array(truth[name]), np.array(pred[name])) for name in truth}
 

@@ -29,7 +29,7 @@ from emospec.checkpoint import load_model
 from emospec.data.dataset import compute_features
 from emospec.metrics import bootstrap_ci, paired_bootstrap, unweighted_accuracy
 from emospec.model import infer
-from emospec.norm import inference_model, model_input
+from emospec.norm import inference_model, raw_inputs
 from emospec.protocols import read_oof
 
 
@@ -46,7 +46,7 @@ def unadapted_probs(model_dir: Path, paths, cache: dict) -> tuple:
             raise SystemExit("\n".join(bad))
         cache[key] = feats
     model = inference_model(bundle.model, bundle.meta)
-    inputs = [model_input(model, f[None])[0] for f in cache[key]]
+    inputs = raw_inputs(model, cache[key])
     return list(bundle.labels), torch.softmax(infer(model, inputs)[0], 1).numpy()
 
 

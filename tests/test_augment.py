@@ -176,3 +176,22 @@ def test_population_versions_leave_each_speakers_offset_in_as_inference_without_
     folded = inference_model(saved.model, saved.meta)  # the population statistics the versions were standardised with
     assert torch.allclose(folded.input_mean.reshape(3, 64) - saved.model.input_mean.reshape(3, 64) * std.reshape(3, 64),
                           mean.reshape(3, 64), atol=1e-3)
+
+
+def test_train_on_chooses_the_clip_weight_on_the_validation_speakers_and_saves_it(tmp_path):
+    """A per-speaker model's file says how far each clip's own statistics move the population's without
+    adaptation clips: the weight :func:`choose_clip_weight` picks on the validation speakers' raw clips."""
+    from emospec.norm import CLIP_WEIGHT_KEY, CLIP_WEIGHTS, choose_clip_weight
+
+    g = torch.Generator().manual_seed(2)
+    feats = [torch.randn(3, 64, 60, generator=g) - 40.0 + 10.0 * (i % 2) for i in range(16)]
+    rows = [Utterance(f"c{i}.wav", "x", f"c{i}", f"s{i // 4}", "f", "e", "neutral") for i in range(16)]
+    y = np.array([0, 1] * 8)
+    cfg = TrainConfig(epochs=1, batch_size=4, crop_s=0.3, val_fraction=0.25, precise_bn=0)
+    trained = train_on(rows, feats, y, ["neutral", "sad"], np.arange(16), tmp_path / "run", name="w", speaker_independent=True,
+                       feature_config=FeatureConfig(n_mels=64), train_config=cfg, progress=False)
+    saved = load_model(tmp_path / "run")
+    assert len(trained.val_idx) == 4 and saved.meta[CLIP_WEIGHT_KEY] in CLIP_WEIGHTS
+    again = choose_clip_weight(saved.model, saved.meta, [feats[i] for i in trained.val_idx], y[trained.val_idx])
+    assert {k: saved.meta[k] for k in again} == again and len(again["clip_weight_val_ua"]) == len(CLIP_WEIGHTS)
+    assert trained.population[CLIP_WEIGHT_KEY] == saved.meta[CLIP_WEIGHT_KEY]

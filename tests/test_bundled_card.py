@@ -33,6 +33,17 @@ def test_the_card_says_how_inputs_are_standardised_for_each_norm():
     utterance = format_card({"name": "x", "labels": ["a"], "model_config": {"norm": "utterance", "batch_norm": True}})
     speaker = format_card({"name": "x", "labels": ["a"], "model_config": {"norm": "speaker", "batch_norm": True}})
     assert "per-utterance standardisation" in utterance and "takes none" in utterance and "--adapt-norm" not in utterance
-    assert "per speaker" in speaker and "--adapt-norm" in speaker
+    assert "per speaker" in speaker and "--adapt-norm" in speaker and "towards its own" not in speaker
+    moved = format_card({"name": "x", "labels": ["a"], "model_config": {"norm": "speaker"}, "clip_weight": 0.75})
+    assert "each clip moved 0.75 of the way towards its own (chosen on the validation speakers)" in moved
     assert "takes none" not in format_card({"name": "x", "labels": ["a"], "model_config": {"norm": "global"}})
     assert set(train_bundled.INFERENCE_NORM) == set(NORMS) - {"corpus"}  # the card's text for each norm a bundled model may have
+
+
+def test_the_card_says_when_features_are_relative_to_each_clips_peak():
+    from emospec.config import FeatureConfig
+
+    for rel in (False, True):
+        card = format_card({"name": "x", "labels": ["a"], "feature_config": to_dict(FeatureConfig(relative_to_peak=rel))})
+        assert "floored 60 dB below each clip's peak" in card
+        assert ("relative to that peak" in card) is rel

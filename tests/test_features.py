@@ -41,6 +41,31 @@ def test_default_features():
     assert paper.shape == (3, 128, 101) and float(paper[0, :, 70:].max()) == pytest.approx(-100.0, abs=1e-4)
 
 
+def test_relative_to_peak_features_do_not_change_with_the_recordings_gain(ravdess_clips):
+    """``relative_to_peak``: 0 dB at the clip's loudest band and frame, the floor at -60 dB, and a clip 20 dB
+    quieter (another microphone gain) gives the same features (librosa's ``power_to_db(ref=np.max, top_db=60)``
+    on channel 0); without it channel 0 moves by the 20 dB. Padded batches give what each clip gives alone."""
+    import librosa
+
+    rel = FeatureConfig(relative_to_peak=True)
+    y = audio.load(ravdess_clips[2])
+    loud, quiet = features.extract(y, rel), features.extract(0.1 * y, rel)
+    assert float(loud[0].max()) == pytest.approx(0.0, abs=1e-6) and float(loud[0].min()) == pytest.approx(-60.0, abs=1e-4)
+    assert torch.allclose(loud, quiet, atol=1e-3)
+    absolute = features.extract(y) - features.extract(0.1 * y)
+    assert float(absolute[0].mean()) == pytest.approx(20.0, abs=0.5) and torch.allclose(absolute[1:], torch.zeros(1), atol=0.05)
+    S = librosa.power_to_db(librosa.feature.melspectrogram(
+        y=y, sr=16000, n_fft=512, hop_length=160, win_length=400, window="hann", center=True, pad_mode="constant",
+        power=2.0, n_mels=64, fmin=0.0, fmax=8000.0), ref=np.max, amin=1e-10, top_db=60.0)
+    assert np.abs(loud[0].numpy() - S).max() < 1e-3
+    short = 0.3 * y[: len(y) // 3]
+    batch, frames = features.extract_batch(np.stack([y, np.pad(short, (0, len(y) - len(short)))]), rel,
+                                           lengths=[len(y), len(short)])
+    alone = features.extract(short, rel)
+    assert torch.allclose(batch[1, :, :, : int(frames[1])], alone, atol=1e-4)
+    assert torch.allclose(batch[0], loud, atol=1e-4)
+
+
 def test_1khz_sine_peaks_in_the_right_mel_band():
     f = features.extract(sine(1000.0, 1.0), CFG)
     band = int(torch.argmax(f[0, :, 50]))

@@ -211,6 +211,72 @@ def test_population_statistics_stand_in_for_an_unknown_speaker(tmp_path):
         rec.adapt([waves[3]], sr=16000, weight=1.5)
 
 
+def test_a_clip_weight_moves_each_clip_towards_its_own_statistics_everywhere_the_model_runs(tmp_path):
+    """``meta["clip_weight"] = w``: with no adaptation clips each clip is standardised with statistics ``w`` of the
+    way from the population's to its own (``blend_stats`` with the clip as its own adaptation set), one clip or a
+    ragged batch, in torch and ONNX; adaptation replaces it with the adaptation clips' statistics."""
+    from emospec.export import export_onnx
+    from emospec.norm import CLIP_WEIGHT_KEY, blend_clips, blend_stats, population_meta, population_stats
+
+    waves = _waves(4, seed=3)
+    train = [extract(w, FC) for w in waves[:3]]
+    meta = population_meta("speaker", train)
+    pop = population_stats(meta)
+    trained = _model("speaker")
+    feats = [extract(w, FC) for w in waves]
+    t = max(f.shape[-1] for f in feats)
+    batch = torch.stack([torch.nn.functional.pad(f, (0, t - f.shape[-1]), value=7.0) for f in feats])
+    frames = torch.tensor([f.shape[-1] for f in feats])
+    pm, ps = pop.mean[..., None], pop.std[..., None]
+    assert torch.equal(blend_clips(batch, frames, 0.0, pm, ps), batch)
+    for w in (0.5, 1.0):
+        moved = blend_clips(batch, frames, w, pm, ps)
+        for i, f in enumerate(feats):
+            ref = apply_stats(f, blend_stats(group_stats([f]), pop, w))
+            assert torch.allclose(apply_stats(moved[i, ..., : frames[i]], pop), ref, atol=1e-4)
+    n = int(frames.min())  # weight 1 is per-utterance standardisation
+    assert torch.allclose((blend_clips(batch, frames, 1.0, pm, ps)[..., :n] - pm) / ps, standardize_clips(batch, frames)[..., :n],
+                          atol=1e-4)
+    path = tmp_path / "clipw.pt"
+    save_model(path, trained, FC, LABELS, {**meta, CLIP_WEIGHT_KEY: 0.5})
+    rec = load(path, device="cpu")
+    single = [rec.predict(w, sr=16000).scores for w in waves]
+    for f, got in zip(feats, single):
+        ref = torch.softmax(trained(apply_stats(f, blend_stats(group_stats([f]), pop, 0.5))[None]), 1)[0].detach().numpy()
+        assert np.allclose([got[c] for c in LABELS], ref, atol=1e-4)
+    batched = rec.predict_batch(waves, sr=16000)
+    assert max(abs(a[c] - b.scores[c]) for a, b in zip(single, batched) for c in LABELS) < 1e-4
+    save_model(tmp_path / "plain.pt", trained, FC, LABELS, meta)
+    plain = load(tmp_path / "plain.pt", device="cpu").predict_batch(waves, sr=16000)
+    assert max(abs(a[c] - b.scores[c]) for a, b in zip(single, plain) for c in LABELS) > 1e-3  # the weight changes answers
+    export_onnx(path, tmp_path / "clipw.onnx")  # its parity check runs the blended model through onnxruntime
+    onnx = load(tmp_path / "clipw.onnx", device="cpu").predict_batch(waves, sr=16000)
+    assert max(abs(a[c] - b.scores[c]) for a, b in zip(single, onnx) for c in LABELS) < 1e-4
+    adapted = rec.adapt([waves[3]], sr=16000, weight=1.0)
+    ref = torch.softmax(trained(apply_stats(feats[0], group_stats([feats[3]]))[None]), 1)[0].detach().numpy()
+    assert np.allclose([adapted.predict(waves[0], sr=16000).scores[c] for c in LABELS], ref, atol=1e-4)
+
+
+def test_choose_clip_weight_takes_the_best_weight_on_the_validation_clips():
+    from emospec.norm import CLIP_WEIGHT_KEY, CLIP_WEIGHTS, choose_clip_weight, inference_model, population_meta, raw_inputs
+
+    waves = _waves(4, seed=3)
+    feats = [extract(w, FC) for w in waves]
+    meta = population_meta("speaker", feats[:3])
+    model = _model("speaker")
+    y = [0, 1, 2, 3]
+    chosen = choose_clip_weight(model, meta, feats, y)
+    ua = {}
+    for w in CLIP_WEIGHTS:
+        net = inference_model(model, {**meta, CLIP_WEIGHT_KEY: w})
+        pred = infer(net, raw_inputs(net, feats))[0].argmax(1).tolist()
+        ua[w] = float(np.mean([p == t for p, t in zip(pred, y)]))  # one clip a class: UA is accuracy
+    best = max(ua.values())
+    assert chosen[CLIP_WEIGHT_KEY] == min(w for w in CLIP_WEIGHTS if ua[w] == best)
+    assert chosen["clip_weight_val_ua"] == {f"{w:g}": round(v, 4) for w, v in ua.items()}
+    assert choose_clip_weight(model, {}, feats, y) == {} and choose_clip_weight(_model("utterance"), meta, feats, y) == {}
+
+
 def test_cli_predict_adapt_norm(norm_model_path, random_model_path, tmp_path):
     import json
 

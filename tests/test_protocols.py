@@ -388,6 +388,11 @@ def test_the_loco_table_says_how_test_clips_were_standardised():
     utterance = loco_text({**summary, "held_out": {"A": {"n": 8, "model": part}}, "model_config": {"norm": "utterance"}})
     assert "model: each clip standardised with its own statistics alone\n" in utterance + "\n"
     assert "own unlabelled clips" not in utterance and "no adaptation:" not in utterance
+    moved = loco_text({**summary, "held_out": {"A": {"n": 8, "model": part, "unadapted": {**part, "clip_weight": 0.75}},
+                                              "B": {"n": 8, "model": part, "unadapted": {**part, "clip_weight": 0.0}}},
+                       "model_config": {"norm": "speaker"}})
+    assert "each clip moved towards its own statistics by the weight chosen on the validation speakers (A 0.75, B 0)" in moved
+    assert "towards its own" not in speaker
 
 
 @pytest.mark.slow
@@ -410,6 +415,11 @@ def test_leave_one_corpus_out_with_the_baseline_on_real_clips(subsets, tmp_path)
     truth = [{"neu": "neutral", "gio": "happy", "rab": "angry", "tri": "sad"}[p.name[:3]] for p in clips]
     got = [p.label for p in load(out / "held_out_emovo" / "train_ravdess").predict_batch(clips)]
     assert m["held_out"]["emovo"]["unadapted"]["ua"] == pytest.approx(report(truth, got, m["labels"])["ua"])
+    from emospec.checkpoint import load_model  # the clip weight that run used is the one its model file runs with
+    from emospec.norm import CLIP_WEIGHT_KEY, CLIP_WEIGHTS
+
+    saved = load_model(out / "held_out_emovo" / "train_ravdess").meta
+    assert m["held_out"]["emovo"]["unadapted"]["clip_weight"] == saved[CLIP_WEIGHT_KEY] in CLIP_WEIGHTS
 
 
 def test_leave_one_corpus_out_usage_errors(tmp_path):

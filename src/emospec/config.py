@@ -43,7 +43,10 @@ class FeatureConfig:
     use 128 mel bands and no floor (the ``paper`` recipe). ``top_db`` (None:
     no floor) floors each clip's log-Mel at its peak minus ``top_db`` dB, as
     ``librosa.power_to_db(top_db=...)`` does: digital silence (-100 dB at
-    ``amin``) and faint noise then read the same.
+    ``amin``) and faint noise then read the same. ``relative_to_peak`` reads
+    each clip's log-Mel in dB below its peak (``librosa.power_to_db(ref=np.max)``):
+    the features no longer change with the recording's gain (microphone,
+    distance, normalisation), only the deltas did not before.
     """
 
     sample_rate_hz: int = 16000
@@ -59,6 +62,7 @@ class FeatureConfig:
     amin: float = 1e-10
     delta_width: int = 5
     top_db: Optional[float] = 60.0
+    relative_to_peak: bool = False
 
     def __post_init__(self) -> None:
         if self.top_db is not None and not self.top_db > 0:

@@ -25,13 +25,23 @@ import torch
 
 from . import distributed
 from .augment import AUGMENT_VERSION, augmented_features, standardised_versions
+from .checkpoint import load_model, save_model
 from .config import FeatureConfig, ModelConfig, TrainConfig
 from .data.manifest import Utterance
 from .data.splits import paper_split, speaker_holdout
 from .files import atomic_write_bytes, save_json
 from .metrics import bootstrap_ci, format_report, report
 from .model import infer
-from .norm import inference_model, normalize_for, population_meta, population_versions, skewed_subset_versions
+from .norm import (
+    CLIP_WEIGHT_KEY,
+    choose_clip_weight,
+    inference_model,
+    normalize_for,
+    population_meta,
+    population_versions,
+    raw_inputs,
+    skewed_subset_versions,
+)
 from .train import FitResult, fit
 
 __all__ = ["SplitResult", "Trained", "run_split", "train_on", "validation_split"]
@@ -84,7 +94,7 @@ class Trained:
     ``feats[i]`` is row ``i``'s input as the model expects it,
     ``(3, n_mels, frames_i)`` float32 (dB, standardised per group unless
     ``norm="global"``), for every row, test rows included. ``population``
-    is the model file's ``{POPULATION_KEY: ...}`` (empty for other modes).
+    is the model file's ``{POPULATION_KEY: ...}`` and chosen ``clip_weight`` (empty for other modes).
     """
 
     fit: FitResult
@@ -126,7 +136,19 @@ def train_on(
         progress=progress, resume=resume, meta={"split": name, **population, **_augment_meta(train_config)},
         train_groups=[rows[i].corpus for i in fit_idx], train_versions=versions,
     )
+    population = {**population, **_clip_weight(result.model, population, [feats[i] for i in val_idx], y[val_idx], run_dir)}
     return Trained(result, fit_idx, val_idx, normed, population)
+
+
+def _clip_weight(model, population: Dict[str, object], val_feats, y_val, run_dir: str | Path) -> Dict[str, object]:
+    """Choose how far each clip's own statistics move the population's without adaptation clips
+    (:func:`emospec.norm.choose_clip_weight`, on the validation speakers) and add it to the saved model's meta."""
+    chosen = choose_clip_weight(model, population, val_feats, y_val, device=next(model.parameters()).device)
+    path = Path(run_dir) / "model.pt"
+    if chosen and distributed.is_main() and path.exists():
+        saved = load_model(path)
+        save_model(path, saved.model, saved.feature_config, list(saved.labels), {**saved.meta, **chosen})
+    return chosen
 
 
 def _versions(rows, feats, y, fit_idx, norm: str, feature_config: FeatureConfig, train_config: TrainConfig,
@@ -217,9 +239,11 @@ def run_split(
     rep["ci"] = bootstrap_ci(y_true, y_pred, labels, seed=train_config.seed)
     unadapted = None
     if trained.population:  # as a user runs it without adaptation clips: raw features, training statistics
-        plain, _ = infer(inference_model(result.model, trained.population), [feats[i] for i in test_idx], device=device)
+        net = inference_model(result.model, trained.population)
+        plain, _ = infer(net, raw_inputs(net, [feats[i] for i in test_idx]), device=device)
         unadapted = plain.argmax(1).numpy()
         rep["unadapted"] = {k: v for k, v in report(y_true, unadapted, labels).items() if k in ("ua", "wa", "per_class")}
+        rep["unadapted"]["clip_weight"] = float(trained.population.get(CLIP_WEIGHT_KEY) or 0.0)
     rep["split"] = {"name": name, "speaker_independent": speaker_independent, "n_train": int(len(fit_idx)),
                     "n_val": int(len(val_idx)), "n_test": int(len(test_idx)),
                     "test_speakers": sorted({rows[i].speaker for i in test_idx})}

@@ -9,7 +9,8 @@ For a waveform ``(samples,)`` at ``FeatureConfig.sample_rate_hz`` the result is
   ref=1.0, amin=1e-10, top_db=None)``;
   with ``FeatureConfig.top_db`` set (60 dB by default; None in the
   ``paper`` recipe), floored at the clip's peak minus ``top_db``
-  (``librosa.power_to_db(..., top_db=60)`` is its librosa twin);
+  (``librosa.power_to_db(..., top_db=60)`` is its librosa twin), and with
+  ``relative_to_peak`` read in dB below that peak (``ref=np.max``);
 * channel 1: its delta, the regression formula
   ``d_t = Σ_{n=1..N} n (c_{t+n} - c_{t-n}) / (2 Σ n²)`` with ``N = (width-1)/2``
   and edge frames repeated (``librosa.feature.delta(width=5, mode='nearest')``);
@@ -284,15 +285,17 @@ def _deltas(static: torch.Tensor, frames: Optional[torch.Tensor], cfg: FeatureCo
 
 
 def _top_db(static: torch.Tensor, frames: Optional[torch.Tensor], cfg: FeatureConfig) -> torch.Tensor:
-    """Floor ``(batch, n_mels, T)`` dB at each clip's peak (over its valid frames) minus ``cfg.top_db``."""
-    if cfg.top_db is None:
+    """Floor ``(batch, n_mels, T)`` dB at each clip's peak (over its valid frames) minus ``cfg.top_db``;
+    with ``cfg.relative_to_peak`` also subtract that peak (0 dB at each clip's loudest band and frame)."""
+    if cfg.top_db is None and not cfg.relative_to_peak:
         return static
     x = static
     if frames is not None:
         valid = torch.arange(x.shape[-1], device=x.device)[None, :] < frames[:, None]
         x = x.masked_fill(~valid[:, None, :], float("-inf"))
     peak = x.amax(dim=(1, 2), keepdim=True)
-    return torch.maximum(static, peak - cfg.top_db)
+    out = static if cfg.top_db is None else torch.maximum(static, peak - cfg.top_db)
+    return out - peak if cfg.relative_to_peak else out
 
 
 def _as_tensor(x, name: str) -> torch.Tensor:

@@ -220,13 +220,16 @@ def format_card(card: Mapping[str, Any]) -> str:
             f"{fc.get('fmin_hz'):g}-{fc.get('fmax_hz'):g} Hz, {fc.get('win_ms'):g} ms window, {fc.get('hop_ms'):g} ms hop, "
             f"{fc.get('sample_rate_hz')} Hz, delta width {fc.get('delta_width')}"
             + (f", floored {fc['top_db']:g} dB below each clip's peak" if fc.get("top_db") else "")
+            + (", in dB relative to that peak (the recording's gain does not matter)" if fc.get("relative_to_peak") else "")
         )
     mc = card.get("model_config") or {}
     if mc.get("norm") == "utterance":
         lines.append(f"input standardisation: {INFERENCE_NORM['utterance']}")
     elif mc.get("norm", "global") != "global":
+        w = card.get("clip_weight") or 0
+        moved = f", each clip moved {w:g} of the way towards its own (chosen on the validation speakers)" if w else ""
         lines.append(f"input standardisation: per {mc['norm']} (trained that way); at inference the statistics of the "
-                     f"training population stand in unless clips of the same {mc['norm']} are given "
+                     f"training population stand in{moved} unless clips of the same {mc['norm']} are given "
                      "(`emospec predict --adapt-norm PATH...`, `Recognizer.adapt`): more accurate when those clips span "
                      "several emotions, less when one emotion dominates them (README, speaker adaptation)")
     if mc:

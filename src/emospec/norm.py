@@ -26,10 +26,11 @@ from .config import NORMS
 from .errors import ConfigError
 
 __all__ = ["GroupStats", "group_stats", "group_keys", "normalize_groups", "normalize_rows", "normalize_for", "apply_stats",
-           "standardize_clips", "model_input", "fold_into_model", "population_meta", "inference_model", "skewed_subset_versions",
+           "standardize_clips", "model_input", "raw_inputs",
+           "fold_into_model", "population_meta", "inference_model", "skewed_subset_versions",
            "population_versions",
-           "blend_stats", "population_stats", "ADAPT_WEIGHT",
-           "POPULATION_KEY", "NORMS"]
+           "blend_stats", "population_stats", "ADAPT_WEIGHT", "blend_clips", "choose_clip_weight",
+           "POPULATION_KEY", "CLIP_WEIGHT_KEY", "CLIP_WEIGHTS", "NORMS"]
 
 
 @dataclass(frozen=True)
@@ -65,11 +66,15 @@ def blend_stats(own: GroupStats, population: GroupStats, weight: float) -> Group
     In between, a speaker's clips move the standardisation only part of the
     way, which bounds what a biased set of clips (one emotion only) can do.
     """
+    mean, std = _blend(own.mean, own.std, population.mean, population.std, weight)
+    return GroupStats(mean.float(), std.float(), own.frames)
+
+
+def _blend(mean, std, pop_mean, pop_std, weight: float):
+    """Mean ``weight`` of the way from ``pop_mean`` to ``mean`` (linearly), std likewise (geometrically)."""
     if not 0.0 <= weight <= 1.0:
         raise ConfigError(f"adaptation weight must be in [0, 1], got {weight}")
-    mean = population.mean + weight * (own.mean - population.mean)
-    std = population.std * (own.std / population.std) ** weight
-    return GroupStats(mean.float(), std.float(), own.frames)
+    return pop_mean + weight * (mean - pop_mean), pop_std * (std / pop_std) ** weight
 
 
 def population_stats(meta: Optional[Dict]) -> Optional[GroupStats]:
@@ -136,6 +141,17 @@ def normalize_rows(x: np.ndarray, groups: Optional[Sequence[Hashable]]) -> np.nd
     return out
 
 
+def _clip_moments(x: torch.Tensor, frames: Optional[torch.Tensor]):
+    """Mean and std ``(batch, 3, n_mels, 1)`` over each clip's valid frames, and the ``(batch, 1, 1, T)`` mask."""
+    t = x.shape[-1]
+    n = torch.full((x.shape[0],), t, device=x.device) if frames is None else frames.to(x.device)
+    valid = (torch.arange(t, device=x.device)[None, :] < n[:, None])[:, None, None, :]
+    cnt = n.clamp(min=1).double()[:, None, None, None]
+    mean = (x * valid).sum(-1, keepdim=True) / cnt
+    var = (((x - mean) * valid) ** 2).sum(-1, keepdim=True) / cnt
+    return mean, var.sqrt().clamp(min=1e-3), valid
+
+
 def standardize_clips(feats: torch.Tensor, frames: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Per-utterance standardisation of a batch ``(batch, 3, n_mels, T)`` over each clip's valid frames.
 
@@ -144,24 +160,45 @@ def standardize_clips(feats: torch.Tensor, frames: Optional[torch.Tensor] = None
     ``group_keys("utterance", ...)`` on each clip alone.
     """
     x = feats.double()
-    t = x.shape[-1]
-    n = torch.full((x.shape[0],), t, device=x.device) if frames is None else frames.to(x.device)
-    valid = (torch.arange(t, device=x.device)[None, :] < n[:, None])[:, None, None, :]
-    cnt = n.clamp(min=1).double()[:, None, None, None]
-    mean = (x * valid).sum(-1, keepdim=True) / cnt
-    var = (((x - mean) * valid) ** 2).sum(-1, keepdim=True) / cnt
-    return (((x - mean) / var.sqrt().clamp(min=1e-3)) * valid).to(feats.dtype)
+    mean, std, valid = _clip_moments(x, frames)
+    return (((x - mean) / std) * valid).to(feats.dtype)
+
+
+def blend_clips(feats: torch.Tensor, frames: Optional[torch.Tensor], weight: float, pop_mean: torch.Tensor,
+                pop_std: torch.Tensor) -> torch.Tensor:
+    """Raw dB ``(batch, 3, n_mels, T)`` -> the raw dB that, standardised with the population's statistics
+    ``pop_mean`` / ``pop_std`` ``(3, n_mels, 1)``, equals each clip standardised with statistics ``weight`` of
+    the way from the population's to its own (:func:`blend_stats` with the clip as its own adaptation set).
+
+    ``weight=0`` returns the features unchanged; 1 is per-utterance standardisation. Frames past ``frames``
+    are left as they were (the model masks them).
+    """
+    x = feats.double()
+    mean, std, valid = _clip_moments(x, frames)
+    pm, ps = pop_mean.double(), pop_std.double()
+    m, s = _blend(mean, std, pm, ps, weight)
+    return torch.where(valid, pm + ps * (x - m) / s, x).to(feats.dtype)
 
 
 def model_input(model, feats: torch.Tensor, frames: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Raw dB features ``(batch, 3, n_mels, T)`` -> what ``model`` was trained on.
 
     The one place inference turns raw features into model input: unchanged
-    for ``model.config.norm == "global"``; otherwise each clip is its own
-    group (:func:`standardize_clips`), as no speaker's other clips are known
+    for ``model.config.norm == "global"``, unless :func:`inference_model` gave
+    the model a ``clip_weight`` (each clip moved that far towards its own
+    statistics, :func:`blend_clips`); otherwise each clip is its own group
+    (:func:`standardize_clips`), as no speaker's other clips are known
     (:func:`fold_into_model` uses them when they are).
     """
-    return feats if model.config.norm == "global" else standardize_clips(feats, frames)
+    if model.config.norm != "global":
+        return standardize_clips(feats, frames)
+    weight = getattr(model, "clip_weight", 0.0)
+    return feats if not weight else blend_clips(feats, frames, weight, model.clip_mean, model.clip_std)
+
+
+def raw_inputs(model, feats: Sequence[torch.Tensor]) -> List[torch.Tensor]:
+    """:func:`model_input` of each raw dB clip ``(3, n_mels, frames_i)`` alone, for :func:`emospec.model.infer`."""
+    return [model_input(model, f[None])[0] for f in feats]
 
 
 def fold_into_model(model, stats: GroupStats):
@@ -210,13 +247,54 @@ def population_meta(mode: str, train_feats: Sequence[torch.Tensor]) -> Dict[str,
                              "what": "raw dB statistics pooled over the training clips, per channel and mel band"}}
 
 
+CLIP_WEIGHT_KEY = "clip_weight"
+"""Model-file meta key: how far each clip's own statistics move the population's when a ``speaker``/``corpus``
+model runs with no adaptation clips (:func:`inference_model`, :func:`blend_clips`); chosen on the validation
+speakers when the model is trained (:func:`choose_clip_weight`). Absent: 0, the population's statistics alone."""
+
+CLIP_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+"""The weights :func:`choose_clip_weight` tries."""
+
+
 def inference_model(model, meta: Dict):
     """The model to run on raw dB features: a ``speaker``/``corpus`` model with its training population's
-    statistics folded in (:func:`fold_into_model`) when its file has them; otherwise ``model`` itself."""
+    statistics folded in (:func:`fold_into_model`) when its file has them; otherwise ``model`` itself.
+
+    With ``meta[CLIP_WEIGHT_KEY] = w > 0`` the folded model also moves each clip ``w`` of the way towards its
+    own statistics (:func:`model_input`, :func:`blend_clips`): non-persistent buffers ``clip_mean`` /
+    ``clip_std`` hold the population's, so ``.to(device)``, ragged batches and ONNX export carry them.
+    """
     stats = population_stats(meta)
     if model.config.norm not in ("speaker", "corpus") or stats is None:
         return model
-    return fold_into_model(model, stats)
+    out = fold_into_model(model, stats)
+    weight = float((meta or {}).get(CLIP_WEIGHT_KEY) or 0.0)
+    if weight:
+        _blend(stats.mean, stats.std, stats.mean, stats.std, weight)  # validates the weight
+        out.register_buffer("clip_mean", stats.mean.reshape(model.input_mean.shape).to(model.input_mean), persistent=False)
+        out.register_buffer("clip_std", stats.std.reshape(model.input_std.shape).to(model.input_std), persistent=False)
+        out.clip_weight = weight
+    return out
+
+
+def choose_clip_weight(model, meta: Dict, feats: Sequence[torch.Tensor], y: Sequence[int], *,
+                       device: str | torch.device = "cpu") -> Dict[str, object]:
+    """``{CLIP_WEIGHT_KEY: w, "clip_weight_val_ua": {w: UA}}``: the :data:`CLIP_WEIGHTS` entry with the highest
+    UA on ``feats`` (raw dB clips of the validation speakers, ``(3, n_mels, frames_i)``; labels ``y``) run as
+    without adaptation clips (:func:`inference_model`); ties go to the smaller weight. ``{}`` for a model with no
+    population statistics or no clips."""
+    from .metrics import unweighted_accuracy
+    from .model import infer
+
+    if population_stats(meta) is None or model.config.norm not in ("speaker", "corpus") or not len(feats):
+        return {}
+    ua = {}
+    for w in CLIP_WEIGHTS:
+        net = inference_model(model, {**meta, CLIP_WEIGHT_KEY: w})
+        logits, _ = infer(net, raw_inputs(net, feats), device=device)
+        ua[w] = unweighted_accuracy(np.asarray(y), logits.argmax(1).numpy())
+    best = max(CLIP_WEIGHTS, key=lambda w: (ua[w], -w))
+    return {CLIP_WEIGHT_KEY: best, "clip_weight_val_ua": {f"{w:g}": round(v, 4) for w, v in ua.items()}}
 
 
 def skewed_subset_versions(rows: Sequence, feats: Sequence[torch.Tensor], y: Sequence[int], mode: str, copies: int, *,

@@ -50,7 +50,9 @@ def _unadapted_line(part: Mapping) -> str:
     """The model as users run it without adaptation clips (training population's statistics)."""
     u, p = part["unadapted"], part.get("paired_ua_unadapted")
     diff = f"; vs baseline {p['difference']:+.3f} [{p['low']:+.3f}, {p['high']:+.3f}]" if p else ""
-    return (f"model without the test speakers' statistics (the inference default, no adaptation clips): "
+    w = u.get("clip_weight") or 0
+    how = f", each clip moved {w:g} of the way towards its own statistics" if w else ""
+    return (f"model without the test speakers' statistics (the inference default, no adaptation clips{how}): "
             f"UA {u['ua']:.3f} [{u['ci']['ua']['low']:.3f}, {u['ci']['ua']['high']:.3f}]{diff}")
 
 
@@ -181,8 +183,11 @@ def loco_text(summary: Mapping) -> str:
         rec = " ".join(f"{c} {m['per_class'][c]['recall']:.2f}" for c in summary["labels"])
         lines.append(f"{name:<12} {h['n']:>6} {cell(m):<24} {base:<24} {diff:<26} {plain:<24} {rec}")
     norm = (summary.get("model_config") or {}).get("norm", "speaker")
+    weights = {c: h["unadapted"].get("clip_weight") or 0 for c, h in summary["held_out"].items() if "unadapted" in h}
+    moved = ("; each clip moved towards its own statistics by the weight chosen on the validation speakers ("
+             + ", ".join(f"{c} {w:g}" for c, w in weights.items()) + ")") if any(weights.values()) else ""
     lines += ["", f"model: {TEST_NORM.get(norm, norm)}" + ("; no adaptation: with the training population's statistics (what "
-              "the model does when given no adaptation clips)" if any("unadapted" in h for h in summary["held_out"].values()) else "")]
+              f"the model does when given no adaptation clips){moved}" if weights else "")]
     mean = summary["mean_ua"]
     lines += ["", "mean UA over held-out corpora: " + ", ".join(f"{k} {v:.3f}" for k, v in mean.items())]
     return "\n".join(lines)

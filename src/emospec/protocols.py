@@ -141,7 +141,8 @@ def _fold_outputs(fold: Fold, fold_dir: Path, rows, data: CorpusData, y, labels,
                "model_pred": res.y_pred.tolist(), "probs": np.round(res.probs, 5).tolist(), "best_epoch": res.fit.best_epoch,
                "history": res.fit.history, "convergence": res.fit.convergence, "majority": _majority(y, fold.train, len(labels)),
                "n_val": res.report["split"]["n_val"], "baseline": None,
-               "unadapted_pred": None if res.unadapted_pred is None else res.unadapted_pred.tolist()}
+               "unadapted_pred": None if res.unadapted_pred is None else res.unadapted_pred.tolist(),
+               "clip_weight": (res.report.get("unadapted") or {}).get("clip_weight")}
     wanted = to_dict(baseline) if baseline is not None else None
     if (out.get("baseline") or {}).get("config") != wanted:
         out["baseline"] = None
@@ -416,6 +417,9 @@ def run_cross_corpus(
         "model_config": to_dict(model_config or ModelConfig()),
         "baseline_config": to_dict(baseline) if use_baseline else None, "problems": merged.problems, "versions": environment(),
     }
+    for part in summary["tests"].values():  # one model: the clip weight it runs with when given no adaptation clips
+        if "unadapted" in part:
+            part["unadapted"]["clip_weight"] = records[0].get("clip_weight") or 0.0
     _write_oof(out / OOF_NAME, rows, test_idx, y, preds, labels, [fold])
     made = cross_corpus_figures(summary, records, out) if plots else []
     return _finish(out, summary, made, cross_corpus_text, t0)
