@@ -55,7 +55,7 @@ from emospec.experiment import run_split, train_on, validation_split
 from emospec.files import load_json, save_json
 from emospec.metrics import bootstrap_ci, unweighted_accuracy, weighted_accuracy
 from emospec.modelcard import CORPUS_TERMS, INFERENCE_NORM, licence_for, sha256_of
-from emospec.norm import CLIP_WEIGHT_KEY, POPULATION_KEY
+from emospec.norm import ADAPT_WEIGHT_KEY, CLIP_WEIGHT_KEY, POPULATION_KEY
 from emospec.protocols import read_oof
 from emospec.recipe import parse_overrides, recipe_from
 from emospec.versions import environment
@@ -213,6 +213,9 @@ def main(argv=None) -> int:
     ap.add_argument("--recipe", default="default", help="recipe name or JSON file (default: default)")
     ap.add_argument("--epochs", type=int, help="override the recipe's epochs")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="change one recipe field (repeatable)")
+    ap.add_argument("--adapt-weight", type=float, metavar="W",
+                    help="the model's default weight for --adapt-norm / Recognizer.adapt, saved in its file "
+                         "(default: none saved, so emospec.norm.ADAPT_WEIGHT)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quiet", action="store_true")
@@ -278,6 +281,7 @@ def main(argv=None) -> int:
         **({"leave_one_corpus_out": loco_summary(args.loco, tcfg)} if args.loco else {}),
         "inference_norm": INFERENCE_NORM.get(final.model.config.norm, final.model.config.norm),
         **{k: final.meta[k] for k in (CLIP_WEIGHT_KEY, "clip_weight_val_ua") if k in final.meta},
+        **({ADAPT_WEIGHT_KEY: args.adapt_weight} if args.adapt_weight is not None else {}),
         "train_config": final.meta.get("config", {}).get("train", to_dict(tcfg)),
         "feature_config": to_dict(fcfg),
         "model_config": to_dict(final.model.config),
@@ -296,6 +300,8 @@ def main(argv=None) -> int:
     model_path = assets / "model.pt"
     # the fallback statistics for unknown speakers, and how far each clip moves them towards its own
     keep = {k: final.meta[k] for k in (POPULATION_KEY, CLIP_WEIGHT_KEY) if k in final.meta}
+    if args.adapt_weight is not None:
+        keep[ADAPT_WEIGHT_KEY] = args.adapt_weight
     save_model(model_path, final.model.cpu(), final.feature_config, final.labels, {"model_card": card, **keep}, half=True)
     card["model_file_sha256"] = sha256_of(model_path)
     card["model_file_bytes"] = model_path.stat().st_size

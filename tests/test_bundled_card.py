@@ -36,6 +36,9 @@ def test_the_card_says_how_inputs_are_standardised_for_each_norm():
     assert "per speaker" in speaker and "--adapt-norm" in speaker and "towards its own" not in speaker
     moved = format_card({"name": "x", "labels": ["a"], "model_config": {"norm": "speaker"}, "clip_weight": 0.75})
     assert "each clip moved 0.75 of the way towards its own (chosen on the validation speakers)" in moved
+    assert "(moved 1 of the way to theirs)" in format_card({"name": "x", "labels": ["a"], "model_config": {"norm": "speaker"},
+                                                            "adapt_weight": 1.0})
+    assert "of the way to theirs" not in moved
     assert "takes none" not in format_card({"name": "x", "labels": ["a"], "model_config": {"norm": "global"}})
     assert set(train_bundled.INFERENCE_NORM) == set(NORMS) - {"corpus"}  # the card's text for each norm a bundled model may have
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
 from emospec.checkpoint import save_model
@@ -257,6 +258,22 @@ def test_a_clip_weight_moves_each_clip_towards_its_own_statistics_everywhere_the
     assert np.allclose([adapted.predict(waves[0], sr=16000).scores[c] for c in LABELS], ref, atol=1e-4)
 
 
+def test_a_model_file_can_carry_its_own_default_adaptation_weight(tmp_path):
+    from emospec.norm import ADAPT_WEIGHT, ADAPT_WEIGHT_KEY, population_meta
+
+    waves = _waves(4, seed=3)
+    meta = population_meta("speaker", [extract(w, FC) for w in waves[:3]])
+    for own, expected in ((None, ADAPT_WEIGHT), (1.0, 1.0), (0.25, 0.25)):
+        path = tmp_path / f"m{own}.pt"
+        save_model(path, _model("speaker"), FC, LABELS, {**meta, **({} if own is None else {ADAPT_WEIGHT_KEY: own})})
+        rec = load(path, device="cpu")
+        ad = rec.adapt([waves[3]], sr=16000)
+        assert ad.meta["adapted"]["weight"] == expected
+        explicit = rec.adapt([waves[3]], sr=16000, weight=expected).predict(waves[0], sr=16000).scores
+        assert ad.predict(waves[0], sr=16000).scores == pytest.approx(explicit, abs=1e-6)
+    assert rec.adapt([waves[3]], sr=16000, weight=0.5).meta["adapted"]["weight"] == 0.5  # an explicit weight wins
+
+
 def test_choose_clip_weight_takes_the_best_weight_on_the_validation_clips():
     from emospec.norm import CLIP_WEIGHT_KEY, CLIP_WEIGHTS, choose_clip_weight, inference_model, population_meta, raw_inputs
 
@@ -313,10 +330,6 @@ def test_cli_predict_adapt_norm(norm_model_path, random_model_path, tmp_path):
     assert r.returncode != 0 and "--adapt-bn needs --adapt-norm" in r.stderr.decode()
 
 
-@pytest.mark.xfail(strict=True, reason="issue #16, not met yet: the shipped model loses 0.042 UA on nemo_SM0 adapted "
-                   "to 20 happy clips only (0.592 -> 0.550 at ADAPT_WEIGHT 0.5); every other case costs nothing. A "
-                   "candidate with precise BatchNorm statistics passed (every case gained) but was not shipped: without "
-                   "adaptation it was worse (README). strict: once it passes, this marker must go")
 def test_adapting_the_bundled_model_to_unbalanced_clips_of_a_real_speaker_costs_little(shared_data):
     """A real nEMO speaker the bundled model never trained on (held out for its early stopping, listed in its
     card): adapting to 20 clips of one emotion, or to 60 % one emotion, costs at most 0.03 UA against no
@@ -347,3 +360,16 @@ def test_adapting_the_bundled_model_to_unbalanced_clips_of_a_real_speaker_costs_
     worst = min(ua, key=ua.get)
     assert ua[worst] >= ua["none"] - 0.03, ua
     assert ua["none"] > 0.4, ua  # the model is not guessing on this speaker
+
+
+def test_the_bundled_model_answers_the_same_whatever_the_recording_gain(ravdess_clips):
+    """The shipped model reads features relative to each clip's peak: the same clips 6 and 12 dB quieter get the
+    same labels and scores (the floor 60 dB below the peak stays above the -100 dB ``amin``)."""
+    rec = load(device="cpu")
+    assert rec.feature_config.relative_to_peak
+    waves = [sf.read(p, dtype="float32")[0] for p in ravdess_clips]
+    ref = rec.predict_batch(waves, sr=16000)
+    for gain_db in (-6.0, -12.0):
+        got = rec.predict_batch([w * 10 ** (gain_db / 20) for w in waves], sr=16000)
+        assert [g.label for g in got] == [r.label for r in ref]
+        assert max(abs(g.scores[c] - r.scores[c]) for g, r in zip(got, ref) for c in LABELS) < 1e-3

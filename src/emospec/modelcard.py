@@ -230,7 +230,8 @@ def format_card(card: Mapping[str, Any]) -> str:
         moved = f", each clip moved {w:g} of the way towards its own (chosen on the validation speakers)" if w else ""
         lines.append(f"input standardisation: per {mc['norm']} (trained that way); at inference the statistics of the "
                      f"training population stand in{moved} unless clips of the same {mc['norm']} are given "
-                     "(`emospec predict --adapt-norm PATH...`, `Recognizer.adapt`): more accurate when those clips span "
+                     + (f"(moved {card['adapt_weight']:g} of the way to theirs) " if card.get("adapt_weight") is not None else "")
+                     + "(`emospec predict --adapt-norm PATH...`, `Recognizer.adapt`): more accurate when those clips span "
                      "several emotions, less when one emotion dominates them (README, speaker adaptation)")
     if mc:
         lines.append(f"architecture: BatchNorm {'on (deviation from the paper)' if mc.get('batch_norm') else 'off'}, "

@@ -30,7 +30,7 @@ __all__ = ["GroupStats", "group_stats", "group_keys", "normalize_groups", "norma
            "fold_into_model", "population_meta", "inference_model", "skewed_subset_versions",
            "population_versions",
            "blend_stats", "population_stats", "ADAPT_WEIGHT", "blend_clips", "choose_clip_weight",
-           "POPULATION_KEY", "CLIP_WEIGHT_KEY", "CLIP_WEIGHTS", "NORMS"]
+           "POPULATION_KEY", "CLIP_WEIGHT_KEY", "ADAPT_WEIGHT_KEY", "CLIP_WEIGHTS", "NORMS"]
 
 
 @dataclass(frozen=True)
@@ -227,6 +227,11 @@ ADAPT_WEIGHT = 0.5
 given clips' (:func:`blend_stats`). Measured on nEMO, a corpus the model never heard (``benchmarks/adapt_study.py``):
 with the clips' own statistics (1.0) clips of one emotion only cost up to 0.09 UA against no adaptation; halfway
 they cost at most 0.04 (0.012 for a model trained with ``stats_copies``) and balanced clips gain more than at 1.0."""
+
+ADAPT_WEIGHT_KEY = "adapt_weight"
+"""Model-file meta key: the model's own default for :meth:`emospec.predict.Recognizer.adapt`'s ``weight`` (absent:
+:data:`ADAPT_WEIGHT`). The bundled model's is 1: with features relative to each clip's peak, the clips' own statistics
+cost nothing with unbalanced clips on leave-one-corpus-out and gained more with balanced ones (README, session 9)."""
 
 POPULATION_KEY = "input_stats"
 """Model-file meta key of the training population's statistics (models trained per speaker or corpus)."""

@@ -32,7 +32,17 @@ from .checkpoint import ModelBundle, load_model
 from .errors import AudioError, CheckpointError, ConfigError, EmospecError
 from .features import extract, extract_batch
 from .model import batchnorm_layers, recalibrate_batchnorm
-from .norm import ADAPT_WEIGHT, POPULATION_KEY, blend_stats, fold_into_model, group_stats, inference_model, model_input, population_stats
+from .norm import (
+    ADAPT_WEIGHT,
+    ADAPT_WEIGHT_KEY,
+    POPULATION_KEY,
+    blend_stats,
+    fold_into_model,
+    group_stats,
+    inference_model,
+    model_input,
+    population_stats,
+)
 from .ragged import RaggedAlexNet, pad_waves
 
 __all__ = ["Prediction", "Timeline", "Recognizer", "load", "SILENCE_DBFS", "SILENCE_FRAME_S"]
@@ -282,7 +292,7 @@ class Recognizer:
             source=source,
         )
 
-    def adapt(self, inputs: Sequence[Item], *, sr: Optional[int] = None, weight: float = ADAPT_WEIGHT,
+    def adapt(self, inputs: Sequence[Item], *, sr: Optional[int] = None, weight: Optional[float] = None,
               batchnorm: bool = False) -> "Recognizer":
         """A Recognizer standardising every input with statistics pooled over ``inputs``.
 
@@ -292,7 +302,8 @@ class Recognizer:
         are better: clips of one emotion shift the statistics the way that
         emotion does). ``weight`` is how far the statistics move from the
         training population's towards the clips' (:func:`emospec.norm.blend_stats`;
-        default :data:`emospec.norm.ADAPT_WEIGHT`, 1 uses the clips' alone;
+        default: the model file's ``meta["adapt_weight"]`` (:data:`emospec.norm.ADAPT_WEIGHT_KEY`), else
+        :data:`emospec.norm.ADAPT_WEIGHT`; 1 uses the clips' alone;
         models saved without population statistics always use 1). The
         statistics fold into a copy of the model
         (:func:`emospec.norm.fold_into_model`), so batches and ONNX export of
@@ -333,6 +344,8 @@ class Recognizer:
         if not feats:
             raise AudioError(f"adapt(): none of the {len(skipped)} clip(s) could be read; first: {skipped[0]}")
         population = population_stats(self.bundle.meta)
+        if weight is None:
+            weight = float(self.bundle.meta.get(ADAPT_WEIGHT_KEY, ADAPT_WEIGHT))
         used = weight if population is not None else 1.0
         model = adapted_model(trained, feats, population, weight, batchnorm=batchnorm)
         recalibrated = len(feats) if batchnorm and batchnorm_layers(model) else 0

@@ -42,7 +42,7 @@ def add_predict(sub) -> None:
                         "clips of several emotions work best")
     p.add_argument("--adapt-weight", type=float, metavar="W",
                    help="how far --adapt-norm moves from the training population's statistics to the clips' "
-                        "(0-1; 1: the clips' alone; default: emospec.norm.ADAPT_WEIGHT, halfway)")
+                        "(0-1; 1: the clips' alone; default: the model's own, else emospec.norm.ADAPT_WEIGHT, halfway)")
     p.add_argument("--adapt-bn", action="store_true",
                    help="also re-estimate the model's BatchNorm statistics on the --adapt-norm clips (AdaBN): helps most "
                         "on recordings unlike the training corpora, but clips of one emotion can cost accuracy (README)")
@@ -81,9 +81,7 @@ def _cmd_predict(args) -> int:
         adapt = audio_files(args.adapt_norm, args.recursive)
         if not adapt:
             raise ConfigError(f"--adapt-norm: no audio files in {', '.join(args.adapt_norm)}")
-        from ..norm import ADAPT_WEIGHT
-
-        rec = rec.adapt(adapt, weight=ADAPT_WEIGHT if args.adapt_weight is None else args.adapt_weight, batchnorm=args.adapt_bn)
+        rec = rec.adapt(adapt, weight=args.adapt_weight, batchnorm=args.adapt_bn)
         for line in rec.meta["adapted"]["skipped"]:
             print(f"skipped for --adapt-norm: {line}", file=sys.stderr)
         adapted = rec.meta["adapted"]
