@@ -4,8 +4,8 @@
     python scripts/train_bundled.py --metrics cv.json    # take the estimate from elsewhere (no CV)
     python scripts/train_bundled.py --metrics-from runs/ablate/default/ravdess runs/ablate/default/emovo
                                                          # the recipe's per-corpus CV runs, pooled (no CV here)
-    python scripts/train_bundled.py --loco runs/loco/augment-stats --set augment_copies=2 --set stats_copies=2
-                                                         # the shipped model: three corpora, estimate from a LOCO run
+    python scripts/train_bundled.py --recipe robust --set feature.relative_to_peak=true --loco runs/loco/robust-peak \
+        --adapt-weight 1                                 # the shipped model: three corpora, estimate from a LOCO run
 
 ``--stage cv|final|card`` runs one step (the default ``all`` runs the three in
 order), so the CV and the final training can run in parallel before ``card``.

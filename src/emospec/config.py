@@ -45,8 +45,8 @@ class FeatureConfig:
     ``librosa.power_to_db(top_db=...)`` does: digital silence (-100 dB at
     ``amin``) and faint noise then read the same. ``relative_to_peak`` reads
     each clip's log-Mel in dB below its peak (``librosa.power_to_db(ref=np.max)``):
-    the features no longer change with the recording's gain (microphone,
-    distance, normalisation), only the deltas did not before.
+    the static channel no longer changes with the recording's gain
+    (microphone, distance, normalisation); the deltas never did.
     """
 
     sample_rate_hz: int = 16000

@@ -175,7 +175,7 @@ def blend_clips(feats: torch.Tensor, frames: Optional[torch.Tensor], weight: flo
     """
     x = feats.double()
     mean, std, valid = _clip_moments(x, frames)
-    pm, ps = pop_mean.double(), pop_std.double()
+    pm, ps = pop_mean.to(x.device).double(), pop_std.to(x.device).double()  # a model on CUDA may blend CPU clips
     m, s = _blend(mean, std, pm, ps, weight)
     return torch.where(valid, pm + ps * (x - m) / s, x).to(feats.dtype)
 
