@@ -103,8 +103,8 @@ def test_default_recipe_values():
     """The default recipe spelled out (README: 64 floored mels, BN + per-speaker norm, one-cycle 2e-3, 100 epochs)."""
     d = RECIPES["default"]
     f, m, t = dataclasses.asdict(d.features), dataclasses.asdict(d.model), dataclasses.asdict(d.train)
-    assert (f["n_mels"], f["top_db"], f["sample_rate_hz"], f["win_ms"], f["hop_ms"], f["n_fft"], f["delta_width"]) == (
-        64, 60.0, 16000, 25.0, 10.0, 512, 5)
+    assert (f["n_mels"], f["top_db"], f["sample_rate_hz"], f["win_ms"], f["hop_ms"], f["n_fft"], f["delta_width"],
+            f["relative_to_peak"]) == (64, 60.0, 16000, 25.0, 10.0, 512, 5, False)
     assert (m["n_mels"], m["lrn"], m["batch_norm"], m["norm"], m["first_stride"], m["embed_dim"], m["dropout"]) == (
         64, True, True, "speaker", 4, 256, 0.5)
     assert (t["epochs"], t["patience"], t["optimizer"], t["lr"], t["weight_decay"], t["schedule"], t["crop_s"],
@@ -119,7 +119,7 @@ def test_paper_recipe_values():
     assert dataclasses.asdict(p.features) == {
         "sample_rate_hz": 16000, "win_ms": 25.0, "hop_ms": 10.0, "n_fft": 512, "n_mels": 128, "fmin_hz": 0.0,
         "fmax_hz": 8000.0, "mel_scale": "slaney", "mel_norm": "slaney", "power": 2.0, "amin": 1e-10, "delta_width": 5,
-        "top_db": None}
+        "top_db": None, "relative_to_peak": False}  # absolute dB (ref=1.0), as the paper's
     assert dataclasses.asdict(p.model) == {
         "n_classes": 4, "embed_dim": 256, "dropout": 0.5, "lrn": True, "batch_norm": False, "first_stride": 4,
         "in_channels": 3, "n_mels": 128, "norm": "global"}
