@@ -7,7 +7,8 @@ For each speaker of ``--corpus`` (a corpus the model never heard, for an
 honest figure), ``--per-class`` clips of each class are classified (labels
 are only used to score):
 
-* ``none``: no adaptation clips, the training population's statistics (the
+* ``none``: no adaptation clips, the training population's statistics moved
+  towards each clip's own by the model's clip weight, if it has one (the
   inference default, :func:`emospec.norm.inference_model`);
 * ``all``: adapted to all of the speaker's clips (balanced as the corpus is);
 * ``only-X``: adapted to up to 20 clips of emotion X alone;

@@ -6,6 +6,7 @@ Each argument is a finished ``emospec evaluate --protocol loco`` run. For
 every corpus held out in all of them, each run's model for that corpus
 (``held_out_C/train_*``) classifies the corpus's clips as a user runs it
 with no adaptation clips: the training population's statistics folded in
+and moved towards each clip's own by the model's clip weight, if any
 (:func:`emospec.norm.inference_model`), or each clip standardised alone for
 ``norm="utterance"`` models (:func:`emospec.norm.model_input`). The ensemble
 averages the models' class probabilities. Printed per held-out corpus: each

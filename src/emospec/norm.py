@@ -70,10 +70,15 @@ def blend_stats(own: GroupStats, population: GroupStats, weight: float) -> Group
     return GroupStats(mean.float(), std.float(), own.frames)
 
 
-def _blend(mean, std, pop_mean, pop_std, weight: float):
-    """Mean ``weight`` of the way from ``pop_mean`` to ``mean`` (linearly), std likewise (geometrically)."""
+def _check_weight(weight: float) -> float:
     if not 0.0 <= weight <= 1.0:
         raise ConfigError(f"adaptation weight must be in [0, 1], got {weight}")
+    return weight
+
+
+def _blend(mean, std, pop_mean, pop_std, weight: float):
+    """Mean ``weight`` of the way from ``pop_mean`` to ``mean`` (linearly), std likewise (geometrically)."""
+    _check_weight(weight)
     return pop_mean + weight * (mean - pop_mean), pop_std * (std / pop_std) ** weight
 
 
@@ -273,9 +278,8 @@ def inference_model(model, meta: Dict):
     if model.config.norm not in ("speaker", "corpus") or stats is None:
         return model
     out = fold_into_model(model, stats)
-    weight = float((meta or {}).get(CLIP_WEIGHT_KEY) or 0.0)
+    weight = _check_weight(float((meta or {}).get(CLIP_WEIGHT_KEY) or 0.0))
     if weight:
-        _blend(stats.mean, stats.std, stats.mean, stats.std, weight)  # validates the weight
         out.register_buffer("clip_mean", stats.mean.reshape(model.input_mean.shape).to(model.input_mean), persistent=False)
         out.register_buffer("clip_std", stats.std.reshape(model.input_std.shape).to(model.input_std), persistent=False)
         out.clip_weight = weight
