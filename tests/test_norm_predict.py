@@ -114,6 +114,29 @@ def test_adapt_uses_the_pooled_statistics(norm_model_path, tmp_path):
         rec.adapt([])
 
 
+def test_adapt_leaves_silent_clips_out_of_the_statistics(norm_model_path, tmp_path):
+    """Digital silence or a hum below SILENCE_DBFS among the adaptation clips is named, left out, and changes nothing;
+    only silent clips is an error naming the cause."""
+    import soundfile as sf
+
+    from emospec.errors import AudioError
+    from emospec.predict import SILENCE_DBFS
+
+    rec = load(norm_model_path, device="cpu")
+    waves = _waves()
+    quiet = (10 ** ((SILENCE_DBFS - 10) / 20) * np.sin(2 * np.pi * 50 * np.arange(16000) / 16000)).astype(np.float32)
+    sf.write(tmp_path / "hum.wav", quiet, 16000, subtype="FLOAT")
+    ref = rec.adapt(waves, sr=16000)
+    with_silence = rec.adapt([np.zeros(32000, np.float32), *waves, tmp_path / "hum.wav"], sr=16000)
+    assert with_silence.meta["adapted"]["clips"] == 4
+    skipped = with_silence.meta["adapted"]["skipped"]
+    assert len(skipped) == 2 and skipped[0].startswith("clip 0 (a waveform): silent") and "hum.wav: silent" in skipped[1]
+    for w in waves:
+        assert with_silence.predict(w, sr=16000).scores == pytest.approx(ref.predict(w, sr=16000).scores, abs=1e-6)
+    with pytest.raises(AudioError, match="none of the 2 clip.*silent"):
+        rec.adapt([np.zeros(16000, np.float32), quiet], sr=16000)
+
+
 def test_adapt_batchnorm_re_estimates_the_statistics_on_the_adaptation_clips(norm_model_path, tmp_path):
     """AdaBN: each clip one batch, the plain mean over clips of conv1's per-clip channel means, with the adapted
     standardisation; the original model and an adaptation without it keep the trained statistics."""

@@ -323,8 +323,10 @@ class Recognizer:
         ConfigError
             An ONNX backend, a model trained with ``norm="global"`` or ``"utterance"``, or no inputs.
         AudioError
-            No input can be read (unreadable ones are otherwise left out and
-            listed in ``meta["adapted"]["skipped"]``, one line each).
+            No input can be read or has sound (unreadable and silent ones,
+            :data:`SILENCE_DBFS`, are otherwise left out and listed in
+            ``meta["adapted"]["skipped"]``, one line each: digital silence
+            would pull the statistics towards the floor).
         """
         if self.bundle is None:
             raise ConfigError("adapt() needs the torch backend (adapt the .pt model, then export it)")
@@ -335,14 +337,19 @@ class Recognizer:
         if not inputs:
             raise ConfigError("adapt(): no clips given")
         feats, skipped = [], []
-        for x in inputs:  # a bad clip is reported and left out; the others still adapt
+        for k, x in enumerate(inputs):  # a bad or silent clip is reported and left out; the others still adapt
             wave = self._decode(x, sr)
             if isinstance(wave, EmospecError):
                 skipped.append(str(wave))
                 continue
+            if _level_dbfs(wave, self.sample_rate_hz) < SILENCE_DBFS:  # silence says nothing about the speaker
+                name = f"clip {k} (a waveform)" if isinstance(x, (np.ndarray, torch.Tensor)) else self._name(x)
+                skipped.append(f"{name}: silent (no {SILENCE_FRAME_S * 1000:g} ms window above {SILENCE_DBFS:g} dBFS); "
+                               "not used for the statistics")
+                continue
             feats.append(extract(torch.from_numpy(wave), self.feature_config).cpu())
         if not feats:
-            raise AudioError(f"adapt(): none of the {len(skipped)} clip(s) could be read; first: {skipped[0]}")
+            raise AudioError(f"adapt(): none of the {len(skipped)} clip(s) can be used; first: {skipped[0]}")
         population = population_stats(self.bundle.meta)
         if weight is None:
             weight = float(self.bundle.meta.get(ADAPT_WEIGHT_KEY, ADAPT_WEIGHT))
