@@ -114,10 +114,11 @@ def recipe_differences(run_dir, tcfg) -> dict:
     return diff
 
 
-def loco_summary(run_dir, tcfg=None) -> dict:
+def loco_summary(run_dir, tcfg=None, seeds=()) -> dict:
     """The card's leave-one-corpus-out block from an ``emospec evaluate --protocol loco`` run of the recipe.
 
-    With ``tcfg`` (the bundled model's training settings) the block lists every setting the run trained otherwise.
+    With ``tcfg`` (the bundled model's training settings) the block lists every setting the run trained otherwise;
+    with ``seeds`` (runs of the same folds with other seeds) it adds the figures of every seed (:func:`seed_spread`).
     """
     m = load_json(Path(run_dir) / "metrics.json")
     if m.get("kind") != "loco":
@@ -134,7 +135,47 @@ def loco_summary(run_dir, tcfg=None) -> dict:
     return {"protocol": "each corpus tested by the recipe trained on the others; 'ua' standardises each test speaker "
                         "with their own clips, 'unadapted_ua' with the training population's statistics (no adaptation clips)",
             "held_out": held, "mean_ua": m["mean_ua"], "run": str(run_dir),
-            **({"recipe_differences": recipe_differences(run_dir, tcfg)} if tcfg is not None else {})}
+            **({"recipe_differences": recipe_differences(run_dir, tcfg)} if tcfg is not None else {}),
+            **({"seeds": seed_spread([run_dir, *seeds])} if seeds else {})}
+
+
+def seed_spread(run_dirs) -> dict:
+    """Run-to-run spread of the leave-one-corpus-out figures: the same recipe trained with other seeds.
+
+    Every ``held_out_C/metrics.json`` under ``run_dirs`` (a ``--protocol loco`` run, or a folder of
+    ``emospec evaluate --train A --train B --test C --out DIR/held_out_C`` runs) gives, for corpus ``C``,
+    its training seed, UA with the test speakers' own statistics and UA without adaptation. The runs must
+    differ in nothing but the seed (the training settings are compared). Returns ``{"per_corpus": {C: {"seeds",
+    "ua", "unadapted_ua", "ua_mean", "unadapted_ua_mean"}}, "mean_ua": {"model", "unadapted"}}`` (means over
+    seeds, then over corpora), or ``{}`` without runs.
+    """
+    per: dict = {}
+    reference = None
+    for path in sorted(p for d in run_dirs for p in Path(d).glob("held_out_*/metrics.json")):
+        m = load_json(path)
+        if m.get("kind") != "cross-corpus" or len(m.get("tests", {})) != 1:
+            raise EmospecError(f"{path}: not one held-out corpus of a leave-one-corpus-out run")
+        settings = {k: v for k, v in m["train_config"].items() if k not in ("seed", "device", "workers")}
+        if reference is not None and settings != reference[1]:
+            differ = sorted(k for k in set(settings) | set(reference[1]) if settings.get(k) != reference[1].get(k))
+            raise EmospecError(f"{path}: trained otherwise than {reference[0]} ({', '.join(differ)}), not another seed of it")
+        reference = reference or (path, settings)
+        (corpus, t), = m["tests"].items()
+        c = per.setdefault(corpus, {"seeds": [], "ua": [], "unadapted_ua": []})
+        if m["train_config"]["seed"] in c["seeds"]:
+            raise EmospecError(f"{path}: seed {m['train_config']['seed']} of {corpus} given twice")
+        c["seeds"].append(m["train_config"]["seed"])
+        c["ua"].append(t["model"]["ua"])
+        c["unadapted_ua"].append(t.get("unadapted", {}).get("ua", float("nan")))
+    if not per:
+        return {}
+    for c in per.values():
+        order = np.argsort(c["seeds"])
+        for k in ("seeds", "ua", "unadapted_ua"):
+            c[k] = [c[k][i] for i in order]
+        c["ua_mean"], c["unadapted_ua_mean"] = float(np.mean(c["ua"])), float(np.mean(c["unadapted_ua"]))
+    return {"per_corpus": per, "mean_ua": {"model": float(np.mean([c["ua_mean"] for c in per.values()])),
+                                           "unadapted": float(np.mean([c["unadapted_ua_mean"] for c in per.values()]))}}
 
 
 def cross_validate(rows, feats, y, labels, out: Path, fcfg, tcfg, mcfg, args) -> dict:
@@ -209,6 +250,9 @@ def main(argv=None) -> int:
     ap.add_argument("--corpora", nargs="+", default=list(CORPORA), help="corpora to train on (default: %(default)s)")
     ap.add_argument("--loco", metavar="RUN", help="an `emospec evaluate --protocol loco` run of the recipe: the card's "
                     "leave-one-corpus-out block, and its estimate unless --metrics/--metrics-from are given (no CV here)")
+    ap.add_argument("--loco-seeds", nargs="+", default=[], metavar="DIR",
+                    help="runs of the --loco folds with other seeds (loco runs, or folders of held_out_C runs): the card "
+                         "gives every seed's figures beside the --loco run's")
     ap.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the CIs")
     ap.add_argument("--recipe", default="default", help="recipe name or JSON file (default: default)")
     ap.add_argument("--epochs", type=int, help="override the recipe's epochs")
@@ -259,6 +303,7 @@ def main(argv=None) -> int:
     recipe = {"--cv-folds": args.cv_folds if not (args.metrics or args.metrics_from) else None, "--metrics": args.metrics,
               "--metrics-from": " ".join(args.metrics_from) if args.metrics_from else None, "--seed": args.seed,
               "--epochs": args.epochs, "--recipe": args.recipe, "--corpora": " ".join(args.corpora), "--loco": args.loco,
+              "--loco-seeds": " ".join(args.loco_seeds) or None, "--adapt-weight": args.adapt_weight,
               "--set": " --set ".join(args.set) or None}
     command = " ".join(["python scripts/train_bundled.py"] + [f"{k} {v}" for k, v in recipe.items() if v is not None])
     card = {
@@ -278,7 +323,7 @@ def main(argv=None) -> int:
                      f"validation UA {final.meta.get('best_val_ua', float('nan')):.3f}"),
         "validation_speakers": val_speakers,
         "evaluation": evaluation,
-        **({"leave_one_corpus_out": loco_summary(args.loco, tcfg)} if args.loco else {}),
+        **({"leave_one_corpus_out": loco_summary(args.loco, tcfg, args.loco_seeds)} if args.loco else {}),
         "inference_norm": INFERENCE_NORM.get(final.model.config.norm, final.model.config.norm),
         **{k: final.meta[k] for k in (CLIP_WEIGHT_KEY, "clip_weight_val_ua") if k in final.meta},
         **({ADAPT_WEIGHT_KEY: args.adapt_weight} if args.adapt_weight is not None else {}),
@@ -291,7 +336,10 @@ def main(argv=None) -> int:
         "limitations": f"acted speech by {len(set(speakers))} actors in "
                        f"{', '.join(CORPUS_TERMS[c]['language'].split(' (')[0].split(',')[0] for c in args.corpora)}, "
                        "studio recordings; four classes only; expect lower accuracy on spontaneous speech, other "
-                       "languages, noise and far-field audio (leave-one-corpus-out UA above)",
+                       "languages, noise and far-field audio (leave-one-corpus-out UA above); held out, the corpus whose "
+                       "emotions differ least in pitch and voice quality (nEMO: angry +2.6 semitones above the speaker's "
+                       "neutral, RAVDESS +7.1) varied most from seed to seed, its angry clips most often missed "
+                       "(`python benchmarks/corpus_contrasts.py`, README)",
         "versions": final.meta.get("versions") or environment(),
         "command": command,
         "card_seconds": round(time.perf_counter() - t0, 1),

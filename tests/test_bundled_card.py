@@ -50,3 +50,36 @@ def test_the_card_says_when_features_are_relative_to_each_clips_peak():
         card = format_card({"name": "x", "labels": ["a"], "feature_config": to_dict(FeatureConfig(relative_to_peak=rel))})
         assert "floored 60 dB below each clip's peak" in card
         assert ("relative to that peak" in card) is rel
+
+
+def _fold(root, corpus, seed, ua, unadapted, **train):
+    path = root / f"held_out_{corpus}"
+    path.mkdir(parents=True)
+    cfg = {**to_dict(TrainConfig(stats_copies=2, seed=seed)), **train}
+    (path / "metrics.json").write_text(json.dumps({"kind": "cross-corpus", "train_config": cfg, "tests": {
+        corpus: {"model": {"ua": ua}, "unadapted": {"ua": unadapted}}}}))
+
+
+def test_the_card_gives_every_seeds_leave_one_corpus_out_figures(tmp_path):
+    import pytest
+
+    from emospec.errors import EmospecError
+
+    _fold(tmp_path / "loco", "nemo", 0, 0.5, 0.4)
+    _fold(tmp_path / "loco", "emovo", 0, 0.6, 0.5)
+    _fold(tmp_path / "seed1", "nemo", 1, 0.3, 0.2)
+    _fold(tmp_path / "seed1", "emovo", 1, 0.4, 0.3, device="cuda")  # where it ran is not a setting
+    spread = train_bundled.seed_spread([tmp_path / "seed1", tmp_path / "loco"])
+    nemo = spread["per_corpus"]["nemo"]
+    assert nemo["seeds"] == [0, 1] and nemo["ua"] == [0.5, 0.3] and nemo["unadapted_ua"] == [0.4, 0.2]
+    assert nemo["ua_mean"] == pytest.approx(0.4) and spread["per_corpus"]["emovo"]["unadapted_ua_mean"] == pytest.approx(0.4)
+    assert spread["mean_ua"] == {"model": pytest.approx(0.45), "unadapted": pytest.approx(0.35)}
+    text = format_card({"name": "x", "labels": ["a"], "leave_one_corpus_out": {"held_out": {}, "seeds": spread}})
+    assert "nemo, seeds 0, 1: UA 0.500, 0.300 (mean 0.400); without adaptation 0.400, 0.200 (mean 0.300)" in text
+    assert "mean over seeds and corpora: UA 0.450, without adaptation 0.350" in text
+    assert train_bundled.seed_spread([]) == {}
+    _fold(tmp_path / "other", "nemo", 2, 0.9, 0.9, epochs=50)
+    with pytest.raises(EmospecError, match="epochs"):  # another recipe is not another seed
+        train_bundled.seed_spread([tmp_path / "loco", tmp_path / "other"])
+    with pytest.raises(EmospecError, match="seed 0 of emovo given twice"):
+        train_bundled.seed_spread([tmp_path / "loco", tmp_path / "loco"])

@@ -164,6 +164,16 @@ def _loco_lines(loco: Optional[Mapping[str, Any]]) -> List[str]:
         lines.append(f"  {corpus}: " + "; ".join(parts))
     if loco.get("mean_ua"):
         lines.append("  mean UA: " + ", ".join(f"{k} {v:.3f}" for k, v in loco["mean_ua"].items()))
+    spread = (loco.get("seeds") or {}).get("per_corpus") or {}
+    if spread:
+        lines.append("  the same folds trained with other seeds (run-to-run spread; the figures above are one seed's):")
+        for corpus, s in spread.items():
+            seeds = ", ".join(str(v) for v in s["seeds"])
+            lines.append(f"    {corpus}, seeds {seeds}: UA " + ", ".join(f"{v:.3f}" for v in s["ua"]) + f" (mean {s['ua_mean']:.3f}); "
+                         "without adaptation " + ", ".join(f"{v:.3f}" for v in s["unadapted_ua"])
+                         + f" (mean {s['unadapted_ua_mean']:.3f})")
+        m = loco["seeds"]["mean_ua"]
+        lines.append(f"    mean over seeds and corpora: UA {m['model']:.3f}, without adaptation {m['unadapted']:.3f}")
     if loco.get("recipe_differences"):
         lines.append("  trained otherwise than this model: " + ", ".join(
             f"{k} {d['run']} (this model: {d['bundled']})" for k, d in loco["recipe_differences"].items()))
