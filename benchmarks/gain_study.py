@@ -10,7 +10,8 @@ of ``--gains`` dB (clipped to [-1, 1], as a recorder would) and classified
 as a user runs the model, with no adaptation clips
 (:meth:`emospec.predict.Recognizer.predict_batch`). Printed per gain: UA,
 recall per class, how many clips each class receives, and the share of
-clips whose label differs from the one at 0 dB. A model whose features are
+clips whose label differs from the one at 0 dB (among the clips labelled at both
+gains), and the share that fell below the silence threshold and got no label. A model whose features are
 relative to each clip's peak (``--set features.relative_to_peak=true``)
 should give the same answers at every gain that does not clip.
 """
@@ -34,7 +35,11 @@ from emospec.metrics import unweighted_accuracy  # noqa: E402
 
 
 def gain_table(rec, waves, y: np.ndarray, gains_db) -> dict:
-    """UA, recall, predicted-class counts and label changes against 0 dB, per gain (dB) in ``gains_db``."""
+    """UA, recall, predicted-class counts and label changes against 0 dB, per gain (dB) in ``gains_db``.
+
+    A clip that falls below the silence threshold (:data:`emospec.predict.SILENCE_DBFS`) gets no label by design:
+    such clips are counted in ``silent`` (share of clips), and ``changed_vs_0db`` is the share of the clips labelled
+    at both gains whose label differs (the model's own answer), ``nan`` when none is."""
     labels = list(rec.labels)
     preds = {}
     for g in gains_db:
@@ -44,7 +49,9 @@ def gain_table(rec, waves, y: np.ndarray, gains_db) -> dict:
     return {f"{g:+g}": {"ua": unweighted_accuracy(y, p),
                         "recall": {c: float(((p == k) & (y == k)).sum() / max(1, (y == k).sum())) for k, c in enumerate(labels)},
                         "predicted": {c: int((p == k).sum()) for k, c in enumerate(labels)},
-                        "changed_vs_0db": float((p != ref).mean())}
+                        "changed_vs_0db": float((p != ref)[(p >= 0) & (ref >= 0)].mean()) if ((p >= 0) & (ref >= 0)).any()
+                        else float("nan"),
+                        "silent": float((p < 0).mean())}
             for g, p in preds.items()}
 
 
@@ -71,7 +78,7 @@ def main(argv=None) -> int:
     feats = rec.feature_config
     print(f"{name}: {len(picked)} clips, model {rec.path} (features relative to peak: {feats.relative_to_peak})")
     for g, r in res.items():
-        print(f"  {g:>4} dB  UA {r['ua']:.3f}  changed {r['changed_vs_0db']:.2f}  recall "
+        print(f"  {g:>4} dB  UA {r['ua']:.3f}  changed {r['changed_vs_0db']:.2f}  silent {r['silent']:.2f}  recall "
               + " ".join(f"{c} {v:.2f}" for c, v in r["recall"].items())
               + "  predicted " + " ".join(f"{c} {v}" for c, v in r["predicted"].items()))
     uas = [r["ua"] for r in res.values()]

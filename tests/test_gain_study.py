@@ -48,5 +48,8 @@ def test_a_model_relative_to_the_peak_answers_the_same_at_every_gain_and_an_abso
         pred0 = np.array([LABELS.index(p.label) for p in rec.predict_batch(waves, sr=16000)])
         assert out[rel]["+0"]["ua"] == np.mean([((pred0 == k) & (y == k)).sum() / (y == k).sum() for k in range(4)])
         assert sum(out[rel]["+0"]["predicted"].values()) == len(waves)
-    assert all(out[True][g]["changed_vs_0db"] == 0.0 for g in ("-12", "-6"))
+        if rel:  # 90 dB down every clip is below the silence threshold: no label, counted as silent, not as changed
+            deep = _script().gain_table(rec, waves, y, [-90.0, 0.0])["-90"]
+            assert deep["silent"] == 1.0 and np.isnan(deep["changed_vs_0db"]) and sum(deep["predicted"].values()) == 0
+    assert all(out[True][g]["changed_vs_0db"] == 0.0 and out[True][g]["silent"] == 0.0 for g in ("-12", "-6"))
     assert max(out[False][g]["changed_vs_0db"] for g in ("-12", "-6")) > 0.0
