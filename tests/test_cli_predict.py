@@ -124,7 +124,8 @@ def test_info_bundled_and_other_models(random_model_path, onnx_features_path):
     assert r.returncode == 0, r.stderr.decode()
     text = r.stdout.decode()
     for needle in ("labels: neutral, happy, angry, sad", "RAVDESS", "EMOVO", "CC BY-NC-SA 4.0", "non-commercial",
-                   "share-alike", "research use", "UA ", "WA ", "features: 3D log-Mel", "versions: emospec"):
+                   "share-alike", "research use", "UA ", "WA ", "features: 3D log-Mel", "versions: emospec",
+                   "the same folds trained with other seeds", "mean over seeds and corpora"):
         assert needle in text, needle
     card = json.loads(run_cli("info", "--json").stdout)
     assert card["labels"] == LABELS4 and card["licence"]["summary"].startswith("CC BY-NC-SA 4.0")
