@@ -101,6 +101,10 @@ def pooled_estimate(y_true, y_pred, labels, speakers, corpora, *, n: int, seed: 
     }
 
 
+WHERE_NOT_HOW = ("device", "workers")
+"""Training-config fields that say where a run ran, not how it trained: never a difference between recipes."""
+
+
 def recipe_differences(run_dir, tcfg) -> dict:
     """Training settings in which the runs under ``run_dir`` differ from ``tcfg``: ``{field: {"run": v, "bundled": w}}``.
 
@@ -110,7 +114,7 @@ def recipe_differences(run_dir, tcfg) -> dict:
     for cfg in sorted(Path(run_dir).glob("*/*/config.json")):
         theirs = load_json(cfg).get("train", {})
         for key, value in mine.items():
-            if key not in ("device", "workers") and theirs.get(key) != value:
+            if key not in WHERE_NOT_HOW and theirs.get(key) != value:
                 diff[key] = {"run": theirs.get(key), "bundled": value}
     return diff
 
@@ -156,7 +160,7 @@ def seed_spread(run_dirs) -> dict:
         m = load_json(path)
         if m.get("kind") != "cross-corpus" or len(m.get("tests", {})) != 1:
             raise EmospecError(f"{path}: not one held-out corpus of a leave-one-corpus-out run")
-        settings = {k: v for k, v in m["train_config"].items() if k not in ("seed", "device", "workers")}
+        settings = {k: v for k, v in m["train_config"].items() if k not in ("seed", *WHERE_NOT_HOW)}
         if reference is not None and settings != reference[1]:
             differ = sorted(k for k in set(settings) | set(reference[1]) if settings.get(k) != reference[1].get(k))
             raise EmospecError(f"{path}: trained otherwise than {reference[0]} ({', '.join(differ)}), not another seed of it")
