@@ -55,6 +55,33 @@ def test_random_bytes_load_or_raise_audio_error(header, tail):
     _loads_or_refuses(header + tail)
 
 
+@pytest.mark.skipif(not B.MP3_OK, reason="this libsndfile has no MP3 support")
+def test_an_mp3_whose_header_claims_billions_of_frames_loads_what_is_there(monkeypatch):
+    """Found by the test below: byte 21 of a 0.1 s MP3 set to 1 makes its Xing header claim 9.7e9 frames, and
+    one read of "all frames" asked numpy for 36 GiB. Reading in blocks returns the audio that is there."""
+    import io
+
+    import soundfile as sf
+
+    blob = bytearray(SEEDS["mp3"])
+    blob[21] = 1
+    with sf.SoundFile(io.BytesIO(bytes(blob))) as f:
+        assert f.frames > 10**9  # the damaged claim
+    asked = []
+    read = sf.SoundFile.read
+    monkeypatch.setattr(sf.SoundFile, "read", lambda self, frames=-1, **kw: asked.append(frames) or read(self, frames, **kw))
+    x = audio.load(bytes(blob))
+    assert x.dtype == np.float32 and 0.05 * B.SR < x.size < 0.2 * B.SR  # about the 0.1 s that was encoded
+    assert asked and all(0 < a <= audio.READ_BLOCK_FRAMES for a in asked)  # never "every frame the header claims"
+    pcm, segment = audio.load(SEEDS["pcm16"]), audio.load(SEEDS["pcm16"], offset_s=0.01, duration_s=0.023)
+    monkeypatch.setattr(audio, "READ_BLOCK_FRAMES", 100)  # many blocks: the same samples, in order
+    np.testing.assert_array_equal(audio.load(SEEDS["pcm16"]), pcm)
+    np.testing.assert_array_equal(audio.load(SEEDS["pcm16"], offset_s=0.01, duration_s=0.023), segment)
+    assert segment.size == round(0.023 * B.SR)
+    # mpg123 decodes in float: block sizes move the last bit of a few samples
+    np.testing.assert_allclose(audio.load(bytes(blob)), x, rtol=0, atol=1e-6)
+
+
 @pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.sampled_from(sorted(SEEDS)), data=st.data())
