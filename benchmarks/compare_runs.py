@@ -9,6 +9,7 @@ each clip's prediction is the one made while it was held out.
 
     python benchmarks/compare_runs.py runs/budget-pbn/swa100/ravdess runs/budget-pbn/e100/ravdess
     python benchmarks/compare_runs.py A B --column unadapted   # another prediction column (both runs)
+    python benchmarks/compare_runs.py A B --column-b baseline  # A's model against B's baseline (e.g. B trained on less data)
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from emospec.data.labels import CLASSES4
 from emospec.errors import DataError
@@ -35,13 +36,19 @@ def _oof(run: Path, column: str) -> Dict[str, Tuple[str, str, str, str]]:
     return {r["path"]: (r["corpus"], r["speaker"], r["true"], r[column]) for r in rows}
 
 
-def compare(a: Path, b: Path, *, column: str = "model", by: str = "clip", n_resamples: int = 1000) -> str:
-    """The comparison table of runs ``a`` and ``b`` (``a - b``) on the clips both tested."""
-    ra, rb = _oof(a, column), _oof(b, column)
+def compare(a: Path, b: Path, *, column: str = "model", column_b: Optional[str] = None, by: str = "clip",
+            n_resamples: int = 1000) -> str:
+    """The comparison table of runs ``a`` and ``b`` (``a - b``) on the clips both tested.
+
+    ``a``'s predictions come from ``column``, ``b``'s from ``column_b`` (default: the same column).
+    """
+    column_b = column_b or column
+    ra, rb = _oof(a, column), _oof(b, column_b)
     common = sorted(p for p in set(ra) & set(rb) if ra[p][3] and rb[p][3])  # an empty cell: not predicted that way
     if not common:
         raise SystemExit(f"{a} and {b} share no tested clips")
-    lines = [f"A = {a}\nB = {b}\n{len(common)} clips in both ({len(ra)} in A, {len(rb)} in B); column {column!r}; "
+    lines = [f"A = {a}\nB = {b}\n{len(common)} clips in both ({len(ra)} in A, {len(rb)} in B); column {column!r}"
+             + (f" of A, {column_b!r} of B" if column_b != column else "") + "; "
              f"paired bootstrap over {by}s\n",
              f"{'clips':<10}{'n':>6}  {'UA A':>6}  {'UA B':>6}  {'A - B [95% CI]':<28}recall A | B ({', '.join(CLASSES4)})"]
     corpora = sorted({ra[p][0] for p in common})
@@ -68,9 +75,10 @@ def main(argv=None) -> int:
     ap.add_argument("a", type=Path, help="run directory A (the candidate)")
     ap.add_argument("b", type=Path, help="run directory B (the reference)")
     ap.add_argument("--column", default="model", help="prediction column of oof_predictions.csv (model, unadapted, baseline)")
+    ap.add_argument("--column-b", help="B's prediction column, when it differs from A's (e.g. --column-b baseline)")
     ap.add_argument("--by", choices=("clip", "speaker"), default="clip", help="resample clips (default) or whole speakers")
     args = ap.parse_args(argv)
-    print(compare(args.a, args.b, column=args.column, by=args.by))
+    print(compare(args.a, args.b, column=args.column, column_b=args.column_b, by=args.by))
     return 0
 
 

@@ -242,7 +242,22 @@ def evaluation_from_runs(run_dirs, *, n: int, seed: int) -> dict:
     }
 
 
-def main(argv=None) -> int:
+def reproduce_command(args: argparse.Namespace) -> str:
+    """The ``train_bundled.py`` command line that rebuilds this card from ``args`` (options left at None omitted).
+
+    ``--cv-folds`` appears only when the card's evaluation is the cross-validation this script runs, not
+    when ``--metrics``, ``--metrics-from`` or ``--loco`` supplies it.
+    """
+    recipe = {"--cv-folds": args.cv_folds if not (args.metrics or args.metrics_from or args.loco) else None,
+              "--metrics": args.metrics, "--metrics-from": " ".join(args.metrics_from) if args.metrics_from else None,
+              "--seed": args.seed, "--epochs": args.epochs, "--recipe": args.recipe, "--corpora": " ".join(args.corpora),
+              "--loco": args.loco, "--loco-seeds": " ".join(args.loco_seeds) or None, "--adapt-weight": args.adapt_weight,
+              "--set": " --set ".join(args.set) or None}
+    return " ".join(["python scripts/train_bundled.py"] + [f"{k} {v}" for k, v in recipe.items() if v is not None])
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line of this script."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", help="folder holding the corpora' folders (default: $EMOSPEC_DATA or ../shared/data)")
     ap.add_argument("--out", default="runs/bundled", help="work folder for the CV and final runs")
@@ -268,7 +283,11 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quiet", action="store_true")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
     t0 = time.perf_counter()
 
     over = {"train.seed": args.seed, "train.device": args.device, "train.balance": "corpus",
@@ -305,12 +324,7 @@ def main(argv=None) -> int:
     final = load_model(out / "final")
     final.meta.setdefault("best_epoch", -1)
     val_speakers = sorted({rows[i].speaker for i in val_idx})
-    recipe = {"--cv-folds": args.cv_folds if not (args.metrics or args.metrics_from) else None, "--metrics": args.metrics,
-              "--metrics-from": " ".join(args.metrics_from) if args.metrics_from else None, "--seed": args.seed,
-              "--epochs": args.epochs, "--recipe": args.recipe, "--corpora": " ".join(args.corpora), "--loco": args.loco,
-              "--loco-seeds": " ".join(args.loco_seeds) or None, "--adapt-weight": args.adapt_weight,
-              "--set": " --set ".join(args.set) or None}
-    command = " ".join(["python scripts/train_bundled.py"] + [f"{k} {v}" for k, v in recipe.items() if v is not None])
+    command = reproduce_command(args)
     card = {
         "name": "emospec-bundled-4class",
         "labels": labels,

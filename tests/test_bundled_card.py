@@ -83,3 +83,14 @@ def test_the_card_gives_every_seeds_leave_one_corpus_out_figures(tmp_path):
         train_bundled.seed_spread([tmp_path / "loco", tmp_path / "other"])
     with pytest.raises(EmospecError, match="seed 0 of emovo given twice"):
         train_bundled.seed_spread([tmp_path / "loco", tmp_path / "loco"])
+
+
+def test_the_reproduce_line_names_cv_folds_only_when_this_script_runs_the_cv():
+    loco = train_bundled.parser().parse_args(["--recipe", "robust", "--loco", "runs/loco/a", "--loco-seeds", "b", "c",
+                                              "--set", "feature.relative_to_peak=true", "--adapt-weight", "1"])
+    assert train_bundled.reproduce_command(loco) == (
+        "python scripts/train_bundled.py --seed 0 --recipe robust --corpora ravdess emovo nemo --loco runs/loco/a "
+        "--loco-seeds b c --adapt-weight 1.0 --set feature.relative_to_peak=true")
+    cv = train_bundled.parser().parse_args(["--cv-folds", "4", "--corpora", "ravdess", "emovo"])
+    assert train_bundled.reproduce_command(cv) == (
+        "python scripts/train_bundled.py --cv-folds 4 --seed 0 --recipe default --corpora ravdess emovo")

@@ -258,3 +258,7 @@ def test_compare_runs_pairs_two_evaluations_on_the_clips_both_tested(tmp_path):
     assert rows["x"][1:4] == ["4", "1.000", "0.750"] and rows["y"][1:4] == ["4", "1.000", "0.750"]
     with pytest.raises(SystemExit, match="no column 'unadapted'"):
         cr.compare(tmp_path / "a", tmp_path / "b", column="unadapted")
+    against = cr.compare(tmp_path / "a", tmp_path / "b", column_b="baseline", n_resamples=200)  # b's baseline: all neutral
+    assert "column 'model' of A, 'baseline' of B" in against
+    row = next(line.split() for line in against.splitlines() if line.startswith("all"))
+    assert row[1:5] == ["8", "1.000", "0.250", "+0.750"]
