@@ -14,6 +14,7 @@ UA(model) - UA(baseline). Rows are resumable: a finished fold is reused.
     python benchmarks/ablate.py --rows default,no-bn  # some rows
     python benchmarks/ablate.py --table              # the table from finished rows only
     python benchmarks/ablate.py --cross ROW          # RAVDESS <-> EMOVO, with and without adapted standardisation
+    python benchmarks/ablate.py --cross ROW --norms speaker  # one standardisation only
 
 Output: ``runs/ablate/<row>/<corpus>/`` (``emospec evaluate`` run directories),
 ``runs/ablate/table.md`` and ``table.json``. The same row by hand::
@@ -193,13 +194,14 @@ def main(argv=None) -> int:
     ap.add_argument("--table", action="store_true", help="only print the table of finished rows")
     ap.add_argument("--cross", metavar="ROW", help="instead: cross-corpus RAVDESS <-> EMOVO with this row's recipe, "
                                                    "global / per-corpus / per-speaker standardisation")
+    ap.add_argument("--norms", default=",".join(ADAPT), help=f"with --cross: the standardisations to run (default {','.join(ADAPT)})")
     args = ap.parse_args(argv)
     rows = select_rows(ap, args.rows, ROWS)
     corpora = args.corpora.split(",")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.cross:
-        print(run_cross(select_rows(ap, args.cross, ROWS)[0], out, args.data))
+        print(run_cross(select_rows(ap, args.cross, ROWS)[0], out, args.data, norms=tuple(args.norms.split(","))))
         return 0
     if not args.table:
         run_rows(rows, corpora, out, args.data)

@@ -48,6 +48,25 @@ def _loads_or_refuses(data: bytes) -> None:
     assert np.all(np.isfinite(x)) and float(np.max(np.abs(x))) <= 1.0
 
 
+@pytest.mark.skipif(not B.MP3_OK, reason="this libsndfile has no MP3 support")
+def test_info_counts_the_frames_of_an_mp3_whose_header_claims_more_than_its_bytes_hold(monkeypatch, tmp_path):
+    """The same damaged MP3: its header says 603,980 s in 1,476 bytes. ``info`` (what the REST API's duration
+    limit and ``timeline`` read) reports the frames ``load`` decodes, for bytes, a path and a file object."""
+    import io
+
+    blob = bytearray(SEEDS["mp3"])
+    blob[21] = 1
+    path = tmp_path / "damaged.mp3"
+    path.write_bytes(bytes(blob))
+    decoded = audio.load(bytes(blob), sr=B.SR).size
+    assert 0.05 * B.SR < decoded < 0.2 * B.SR
+    for source in (bytes(blob), path, io.BytesIO(bytes(blob))):
+        head = audio.info(source)
+        assert head.frames == decoded and head.duration_s == pytest.approx(decoded / B.SR)
+    monkeypatch.setattr(audio, "_count_frames", lambda f: pytest.fail("an intact MP3 was decoded"))
+    assert audio.info(SEEDS["mp3"]).frames == audio.load(SEEDS["mp3"], sr=B.SR).size  # the header is believed
+
+
 @pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(header=st.sampled_from(HEADERS), tail=st.binary(max_size=2048))

@@ -119,6 +119,10 @@ def _sf_error(name: str, e: Exception) -> AudioError:
 def info(source: Source) -> AudioInfo:
     """Read a file's header: sample rate, channels, frames, duration.
 
+    An MP3 whose header claims more audio than its bytes can hold (a damaged
+    Xing header: :data:`MP3_MAX_S_PER_BYTE`) is decoded once, a block at a
+    time, and its frames counted, so ``duration_s`` is what :func:`load` returns.
+
     Raises
     ------
     AudioError
@@ -128,9 +132,42 @@ def info(source: Source) -> AudioInfo:
     target = _open_target(source)
     try:
         with sf.SoundFile(target) as f:
-            return AudioInfo(name, int(f.samplerate), int(f.channels), int(f.frames), f.format, f.subtype)
+            frames = int(f.frames)
+            if f.format == "MP3" and frames / max(f.samplerate, 1) > MP3_MAX_S_PER_BYTE * _byte_size(source):
+                log.warning("%s: the MP3 header claims %.0f s, more than its bytes can hold; counting the frames",
+                            name, frames / f.samplerate)
+                frames = _count_frames(f)
+            return AudioInfo(name, int(f.samplerate), int(f.channels), frames, f.format, f.subtype)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as e:
         raise _sf_error(name, e) from e
+
+
+MP3_MAX_S_PER_BYTE = 2 * 8 / 8000
+"""Seconds of audio an MP3 byte can carry, at most: twice the lowest MPEG bit rate's (8 kbit/s, MPEG-2.5)."""
+
+
+def _byte_size(source: Source) -> int:
+    """The size of ``source`` in bytes (a file object's from its end; its position is kept)."""
+    if isinstance(source, (bytes, bytearray)):
+        return len(source)
+    if isinstance(source, (str, os.PathLike)):
+        return os.stat(source).st_size
+    pos = source.tell()
+    try:
+        return source.seek(0, io.SEEK_END)
+    finally:
+        source.seek(pos)
+
+
+def _count_frames(f: sf.SoundFile) -> int:
+    """Decode ``f`` from its start ``READ_BLOCK_FRAMES`` at a time and count the frames (memory: one block)."""
+    f.seek(0)
+    n = 0
+    while True:
+        got = len(f.read(frames=READ_BLOCK_FRAMES, dtype="float32", always_2d=True))
+        n += got
+        if got < READ_BLOCK_FRAMES:
+            return n
 
 
 def to_mono(x: np.ndarray) -> np.ndarray:
