@@ -162,10 +162,12 @@ def test_batch_must_split_evenly_over_processes(tiny_set, tmp_path, monkeypatch)
         fit(feats, y, [], [], CLASSES, tmp_path / "x", model_config=MODEL, train_config=TRAIN, progress=False)
 
 
-def test_amp_choices_and_cpu_bf16_training(tiny_set, tmp_path):
+def test_amp_choices_and_cpu_bf16_training(tiny_set, tmp_path, monkeypatch):
+    from emospec import train
     from emospec.errors import ConfigError
 
     cpu = torch.device("cpu")
+    monkeypatch.setattr(train, "cpu_has_fast_bf16", lambda: True)  # bf16 numerics are tested whatever this CPU has
     assert amp_dtype("auto", cpu) is None and amp_dtype("off", cpu) is None
     assert amp_dtype("bf16", cpu) == torch.bfloat16
     with pytest.raises(ConfigError, match="fp16.*CUDA"):
@@ -179,6 +181,24 @@ def test_amp_choices_and_cpu_bf16_training(tiny_set, tmp_path):
     # bf16 keeps ~3 significant digits: the loss moves a little, and only a little
     assert 0 < abs(loss16 - loss32) < 0.05 * loss32, (loss16, loss32)
     assert all(v.dtype == torch.float32 for v in runs["bf16"].model.state_dict().values())  # weights stay float32
+    assert torch.load(tmp_path / "bf16" / "model.pt", weights_only=False)["meta"]["autocast"] == "torch.bfloat16"
+
+
+def test_bf16_on_a_cpu_that_would_emulate_it_trains_in_float32_and_says_so(tiny_set, tmp_path, monkeypatch, caplog):
+    """An AVX2-only CPU emulates bf16 (35x slower than float32 here): the default amp='bf16' falls back, once, aloud."""
+    from emospec import train
+
+    monkeypatch.setattr(train, "cpu_has_fast_bf16", lambda: False)
+    monkeypatch.setattr(train, "_WARNED", set())
+    assert amp_dtype("bf16", torch.device("cpu")) is None
+    feats, y = tiny_set
+    with caplog.at_level("WARNING", logger="emospec.train"):
+        runs = {amp: fit(feats, y, [], [], CLASSES, tmp_path / amp, model_config=MODEL, progress=False,
+                         train_config=replace(TRAIN, epochs=1, amp=amp)) for amp in ("off", "bf16")}
+    assert runs["bf16"].history[0]["train_loss"] == runs["off"].history[0]["train_loss"]  # the same float32 run
+    assert torch.load(tmp_path / "bf16" / "model.pt", weights_only=False)["meta"]["autocast"] == "off"
+    said = [r.getMessage() for r in caplog.records if "no native bfloat16" in r.getMessage()]
+    assert len(said) == 1 and "training in float32" in said[0]
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

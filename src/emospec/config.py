@@ -166,7 +166,8 @@ class TrainConfig:
     """How :func:`emospec.train.fit` trains.
 
     Defaults are the default recipe: AdamW with a one-cycle schedule peaking
-    at lr 2e-3, class-weighted cross-entropy, 2 s crops, bf16 autocast, 100
+    at lr 2e-3, class-weighted cross-entropy, 2 s crops, bf16 autocast (float32
+    on a CPU without native bf16: :func:`emospec.train.amp_dtype`), 100
     epochs with a patience of 100 (every epoch runs; the best validation
     epoch is kept). The ``paper`` recipe: AdamW 1e-3 cosine, 3 s crops, 30
     epochs, patience 8, ``amp="auto"``, no class weights.
@@ -187,7 +188,7 @@ class TrainConfig:
     each takes ``batch_size / N`` clips per step (N must divide it), so a
     recipe trains the same on one device or many. ``amp`` is mixed precision:
     ``"auto"`` (bf16 on CUDA devices that support it, else fp16 with loss
-    scaling; off on CPU), ``"bf16"``, ``"fp16"`` (CUDA only) or ``"off"``.
+    scaling; off on CPU), ``"bf16"`` (on CPU only where it is native), ``"fp16"`` (CUDA only) or ``"off"``.
     ``workers`` is DataLoader worker processes (0: load in the training
     process, right for features already in memory). ``balance="corpus"``
     draws training clips so that every corpus is equally likely per epoch

@@ -131,21 +131,46 @@ class _Logits(torch.nn.Module):
         return self.model.forward_head(self.model.features(xn))
 
 
+def cpu_has_fast_bf16() -> bool:
+    """Whether oneDNN runs bfloat16 natively on this CPU (AVX-512 or AMX). On an AVX2-only CPU it emulates
+    bf16, and a bf16-autocast AlexNet forward took 35x the float32 time (8.4 s against 0.24 s for one conv
+    layer of a 32-clip batch on a 2-core AMD EPYC)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def amp_dtype(amp: str, device: torch.device) -> Optional[torch.dtype]:
     """The autocast dtype :attr:`TrainConfig.amp` asks for on ``device``, or None (float32).
 
     ``"auto"`` is bf16 on CUDA devices that support it, fp16 on older ones,
-    and off on CPU; ``"bf16"`` also runs on CPU; ``"fp16"`` needs CUDA.
+    and off on CPU; ``"fp16"`` needs CUDA. ``"bf16"`` (the default) runs on
+    CPU when the CPU computes bf16 natively (:func:`cpu_has_fast_bf16`); on
+    one that would emulate it, training runs in float32 and says so once.
     """
     if amp == "off":
         return None
     if device.type != "cuda":
         if amp == "fp16":
             raise ConfigError(f"TrainConfig.amp='fp16' needs a CUDA device; training runs on {device}")
+        if amp == "bf16" and not cpu_has_fast_bf16():
+            _warn_once("amp='bf16': this CPU (%s) has no native bfloat16 and would emulate it at a fraction of "
+                       "float32's speed; training in float32", torch.backends.cpu.get_cpu_capability())
+            return None
         return torch.bfloat16 if amp == "bf16" else None
     if amp == "auto":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.bfloat16 if amp == "bf16" else torch.float16
+
+
+_WARNED: set = set()
+
+
+def _warn_once(msg: str, *args) -> None:
+    if (msg, args) not in _WARNED:
+        _WARNED.add((msg, args))
+        log.warning(msg, *args)
 
 
 def _validation_logits(model: EmoAlexNet, feats: Sequence[torch.Tensor], ctx: distributed.DistContext) -> torch.Tensor:
@@ -471,7 +496,7 @@ def _fit(train_feats, train_y, val_feats, val_y, labels: List[str], run_dir: Pat
         save_json(run_dir / "labels.json", labels)
         save_json(run_dir / "norm_stats.json", {"mean_db": mean.tolist(), "std_db": std.tolist(), "shape": "(3, n_mels)"})
         save_json(run_dir / "versions.json", env)
-    model_meta = {"config": cfg_dict, "versions": env, **(meta or {})}
+    model_meta = {"config": cfg_dict, "versions": env, "autocast": str(p.autocast_dtype or "off"), **(meta or {})}
 
     history: List[Dict] = []
     start_epoch, best_ua, best_epoch, bad_epochs, kept_ua = 0, -1.0, -1, 0, float("nan")

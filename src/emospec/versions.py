@@ -46,6 +46,7 @@ def environment() -> Dict[str, str]:
         "torch": str(torch.__version__),
         "numpy": numpy.__version__,
         "cuda": torch.version.cuda or "",
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
     }
     for mod in ("soundfile", "soxr", "sklearn"):
         try:
