@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 
 from emospec.errors import CheckpointError
-from emospec.model import MIN_SIZE, EmoAlexNet, infer, load_imagenet_weights
+from emospec.model import MIN_SIZE, ChannelLRN, EmoAlexNet, infer, load_imagenet_weights
 from emospec.recipe import RECIPES
 
 PAPER = RECIPES["paper"].model_for(4)
@@ -45,6 +45,23 @@ def test_layout_lrn_after_conv1_fc7_removed():
     linears = [mod for mod in m.classifier if isinstance(mod, nn.Linear)]
     assert [(lin.in_features, lin.out_features) for lin in linears] == [(9216, 256), (256, 4)]
     assert isinstance(m.avgpool, nn.AdaptiveAvgPool2d) and m.avgpool.output_size == (6, 6)
+
+
+@pytest.mark.parametrize("size,beta", [(5, 0.75), (4, 0.75), (3, 0.5)])
+def test_channel_lrn_matches_torchs_local_response_norm(size, beta):
+    """The faster LRN is torch's: values and gradients to float32 rounding, on post-ReLU activations as large
+    as a first conv gives (where the sum of squares matters), on an odd and an even window, and a beta != 3/4."""
+    torch.manual_seed(0)
+    x = torch.relu(torch.randn(4, 64, 15, 49) * 40)
+    ours, ref = ChannelLRN(size, alpha=1e-4, beta=beta, k=2.0), nn.LocalResponseNorm(size, alpha=1e-4, beta=beta, k=2.0)
+    a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ya, yb = ours(a), ref(b)
+    assert 0.2 < float((yb.detach() / x.clamp(min=1e-3))[x > 1].min()) < 0.9  # the denominator is far from 1 here
+    torch.testing.assert_close(ya, yb, rtol=2e-6, atol=1e-5)
+    g = torch.randn_like(ya)
+    ya.backward(g), yb.backward(g)
+    torch.testing.assert_close(a.grad, b.grad, rtol=2e-5, atol=1e-6)
+    assert list(ours.state_dict()) == list(ref.state_dict()) == []  # no weights: checkpoints load either way
 
 
 def test_state_dict_keys_follow_torchvision():
