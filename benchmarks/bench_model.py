@@ -102,6 +102,11 @@ def bench_forward(threads: int, repeat: int, compile_: bool, onnx_path: Optional
                     f"max abs Δlogit {dev:.1e}")
             if name == "torch.compile":
                 note += f"; first call {setup[name]:.0f} s"
+            if name == "bf16 autocast":
+                from emospec.train import cpu_has_fast_bf16
+
+                note += "; native bf16 (training uses it)" if cpu_has_fast_bf16() else \
+                    f"; no native bf16 on this CPU ({torch.backends.cpu.get_cpu_capability()}): training runs float32"
             rows.append(Row("forward", f"batch {batch}: {name}", t[name].median_s * 1e3, "ms", "" if name == "eager" else "eager",
                             None if name == "eager" else paired_ratio(t["eager"], t[name]), note,
                             extra={"timing": t[name].summary(), "max_abs_logit_diff": dev, "first_call_s": setup[name]}))
@@ -163,7 +168,30 @@ def bench_training(batch: int, repeat: int, peak_gflops: float, peak_label: str)
         Row("training", "achieved GFLOP/s", gflops, "GFLOP/s", "conv peak", gflops / peak_gflops,
             f"fraction of the conv peak ({peak_gflops:.0f} GFLOP/s)", extra={"flops_per_step": flops}),
         Row("training", "conv2d peak (same run)", peak_gflops, "GFLOP/s", note=peak_label),
+        *bench_lrn(batch, repeat),
     ]
+
+
+def bench_lrn(batch: int, repeat: int) -> List[Row]:
+    """Forward + backward of the LRN after conv1 (its output for 2 s crops at 64 bands): torch's against emospec's."""
+    from emospec.model import ChannelLRN
+
+    x0 = torch.relu(torch.randn(batch, 64, 15, 49) * 30)
+    grad = torch.randn_like(x0)
+    layers = {"torch LocalResponseNorm": torch.nn.LocalResponseNorm(5, 1e-4, 0.75, 2.0),
+              "emospec ChannelLRN": ChannelLRN(5, 1e-4, 0.75, 2.0)}
+
+    def run(layer):
+        x = x0.clone().requires_grad_()
+        layer(x).backward(grad)
+        return x.grad
+
+    dev = float((run(layers["emospec ChannelLRN"]) - run(layers["torch LocalResponseNorm"])).abs().max())
+    t = interleaved({k: functools.partial(run, m) for k, m in layers.items()}, repeat=repeat * 4, warmup=1)
+    ref = "torch LocalResponseNorm"
+    return [Row("training", f"LRN fwd+bwd, batch {batch}: {k}", t[k].median_s * 1e3, "ms", "" if k == ref else ref,
+                None if k == ref else paired_ratio(t[ref], t[k]), f"max abs Δgrad {dev:.1e}" if k != ref else "",
+                extra={"timing": t[k].summary()}) for k in layers]
 
 
 def profile_model(onnx_path: Optional[Path], top: int = 8) -> Dict[str, str]:
