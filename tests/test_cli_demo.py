@@ -45,20 +45,3 @@ def test_demo_says_where_it_looked_when_data_is_missing(tmp_path):
     assert r.returncode == 1
     assert "nowhere" in err and "--data" in err and "EMOSPEC_DATA" in err
     assert len(err.strip().splitlines()) == 1
-
-
-def test_the_demo_trains_its_splits_side_by_side_on_cpu_only(monkeypatch):
-    """Two 1-thread trainings at once on 2 cores; one at a time on CUDA, or when torch has one thread."""
-    import torch
-
-    from emospec.demo import parallel_workers
-
-    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert parallel_workers(2, "auto") == parallel_workers(2, "cpu") == 2
-    assert parallel_workers(1, "cpu") == 1
-    assert parallel_workers(2, "cuda") == parallel_workers(2, "cuda:0") == 1
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert parallel_workers(2, "auto") == 1
-    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
-    assert parallel_workers(2, "cpu") == 1

@@ -64,6 +64,21 @@ def test_channel_lrn_matches_torchs_local_response_norm(size, beta):
     assert list(ours.state_dict()) == list(ref.state_dict()) == []  # no weights: checkpoints load either way
 
 
+def test_channel_lrn_sums_squares_in_float32_under_half_precision():
+    """First-conv activations of a few hundred square to more than float16 holds; the LRN stays finite."""
+    torch.manual_seed(0)
+    x = torch.relu(torch.randn(2, 16, 5, 7) * 300)
+    ref = ChannelLRN(5, alpha=1e-4, beta=0.75, k=2.0)(x)
+    for dtype in (torch.float16, torch.bfloat16):
+        xh = x.to(dtype).requires_grad_()
+        y = ChannelLRN(5, alpha=1e-4, beta=0.75, k=2.0)(xh)
+        assert y.dtype == dtype and torch.isfinite(y).all()
+        torch.testing.assert_close(y.float(), ref, rtol=1e-2, atol=1e-2)
+        y.sum().backward()
+        assert xh.grad is not None and xh.grad.dtype == dtype and torch.isfinite(xh.grad).all()
+    assert not torch.isfinite(x.half() * x.half() * 5).all()  # what a half-precision sum of squares would meet
+
+
 def test_state_dict_keys_follow_torchvision():
     sd = paper_model().state_dict()
     for k, shape in TORCHVISION_FEATURES.items():

@@ -22,10 +22,11 @@ from .data.splits import check_disjoint, paper_split, speaker_holdout
 from .errors import DataError
 from .experiment import SplitResult, run_split
 from .files import save_json
+from .parallel import parallel_workers, run_jobs
 from .recipe import RECIPES, Recipe
 from .versions import environment
 
-__all__ = ["DemoResult", "DEMO_TRAIN", "run_demo", "parallel_workers"]
+__all__ = ["DemoResult", "DEMO_TRAIN", "run_demo"]
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,8 @@ def run_demo(
     ``out_dir/paper`` holds the stratified random 90/10 run (speakers shared),
     ``out_dir/speaker`` the held-out-actors run; ``out_dir/summary.json`` both.
     With ``parallel`` on a CPU of two or more cores the two splits train at
-    once, in two processes of half the cores each (:func:`parallel_workers`).
+    once, in two processes of half the cores each
+    (:func:`emospec.parallel.parallel_workers`).
     """
     from . import plots
 
@@ -95,8 +97,11 @@ def run_demo(
                          run_dir=out / name, speaker_independent=indep, feature_config=feature_config,
                          model_config=recipe.model_for(len(labels)), train_config=train_config))
     workers = parallel_workers(len(jobs), train_config.device) if parallel else 1
-    results = _run_parallel(jobs, workers, progress, train_config.epochs) if workers > 1 else \
-        [run_split(**job, progress=progress) for job in jobs]
+    if workers > 1:
+        results = run_jobs(run_split, [{**job, "progress": False} for job in jobs], workers, names=[j["name"] for j in jobs],
+                           run_dirs=[j["run_dir"] for j in jobs], epochs=train_config.epochs, progress=progress)
+    else:
+        results = [run_split(**job, progress=progress) for job in jobs]
 
     made = [plots.class_distribution(counts, out / "class_distribution.png", title="RAVDESS, four classes")]
     for r in results:
@@ -113,53 +118,3 @@ def run_demo(
         "plots": [str(p) for p in made], "problems": problems,
     })
     return DemoResult(out, len(rows), counts, results, problems, made, seconds)
-
-
-def parallel_workers(n_jobs: int, device: str = "auto") -> int:
-    """How many of ``n_jobs`` trainings to run at once: one per CPU thread torch uses (2 here), on CPU only.
-
-    Small convolutions use two threads badly: one training step took 359 ms on 2 threads and 506 ms on
-    one (2-core AMD EPYC, session 12), so two 1-thread trainings side by side finish sooner than two
-    2-thread trainings one after the other. On CUDA the GPU is the bottleneck: one at a time.
-    """
-    import torch
-
-    if device not in ("auto", "cpu") or (device == "auto" and torch.cuda.is_available()):
-        return 1
-    return max(1, min(n_jobs, torch.get_num_threads()))
-
-
-def _split_job(job: Dict[str, Any], threads: int) -> SplitResult:
-    """One split in a worker process, with ``threads`` torch threads and no progress bar of its own."""
-    import torch
-
-    torch.set_num_threads(threads)
-    return run_split(**job, progress=False)
-
-
-def _run_parallel(jobs: List[Dict[str, Any]], workers: int, progress: bool, epochs: int) -> List[SplitResult]:
-    """``jobs`` in ``workers`` spawned processes; the parent shows one bar per split from its ``history.json``."""
-    import json
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    import torch
-    from tqdm.auto import tqdm
-
-    threads = max(1, torch.get_num_threads() // workers)
-    log.info("demo: training %d splits at once, %d thread(s) each", len(jobs), threads)
-    bars = [tqdm(total=epochs, desc=f"training {job['name']}", unit="epoch", position=i, disable=not progress)
-            for i, job in enumerate(jobs)]
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(_split_job, job, threads) for job in jobs]
-        while not all(f.done() for f in futures):
-            time.sleep(1.0)
-            for bar, job in zip(bars, jobs):
-                try:
-                    done = len(json.loads((Path(job["run_dir"]) / "history.json").read_text()))
-                except (OSError, ValueError):
-                    continue
-                bar.update(done - bar.n)
-        for bar in bars:
-            bar.close()
-        return [f.result() for f in futures]

@@ -47,6 +47,7 @@ from .experiment import run_split
 from .files import atomic_write_bytes, load_json, save_json
 from .metrics import bootstrap_ci, fold_summary, paired_bootstrap, per_speaker, report
 from .norm import group_keys, normalize_rows
+from .parallel import parallel_workers, run_jobs
 from .versions import environment
 
 __all__ = ["CorpusData", "Fold", "EvalResult", "load_corpus", "make_folds", "speaker_kfold", "run_protocol",
@@ -167,8 +168,10 @@ def _systems(idx: np.ndarray, y, preds: Mapping[str, np.ndarray], labels, speake
 
 def _evaluate_folds(data: CorpusData, folds: List[Fold], labels: List[str], out: Path, *, train_config, feature_config,
                     model_config: Optional[ModelConfig], baseline,
-                    progress, resume) -> Tuple[Dict[str, np.ndarray], List[Dict], np.ndarray]:
+                    progress, resume, workers: int = 1) -> Tuple[Dict[str, np.ndarray], List[Dict], np.ndarray]:
     """Run every fold; return out-of-fold predictions (-1 where untested), per-fold records, y.
+
+    ``workers`` folds train at once, in processes of their own (:func:`emospec.parallel.run_jobs`).
 
     ``model_config.norm`` (the model's features, in :func:`run_split`) and
     ``baseline.norm`` (its functionals, here) standardise each group with its
@@ -184,21 +187,31 @@ def _evaluate_folds(data: CorpusData, folds: List[Fold], labels: List[str], out:
     y = np.array([labels.index(r.label4) for r in rows], dtype=np.int64)
     n = len(rows)
     preds = {"model": np.full(n, -1), "chance": np.full(n, -1), **({"baseline": np.full(n, -1)} if baseline else {})}
-    records = []
-    for j, fold in enumerate(folds):
-        log.info("fold %d/%d %s: %d train, %d test", j + 1, len(folds), fold.name, len(fold.train), len(fold.test))
-        if np.any(preds["model"][fold.test] >= 0):
+    tested = np.zeros(n, dtype=bool)
+    for fold in folds:
+        if np.any(tested[fold.test]):
             raise DataError(f"{fold.name}: items tested in an earlier fold")
-        rec = _fold_outputs(fold, out / fold.name, rows, data, y, labels, train_config=train_config,
-                            feature_config=feature_config, model_config=model_config, baseline=baseline,
-                            progress=progress, resume=resume)
+        tested[fold.test] = True
+    jobs = [dict(fold=fold, fold_dir=out / fold.name, rows=rows, data=data, y=y, labels=labels, train_config=train_config,
+                 feature_config=feature_config, model_config=model_config, baseline=baseline, resume=resume)
+            for fold in folds]
+    if workers > 1:
+        log.info("%d folds, %d at a time", len(folds), workers)
+        records = run_jobs(_fold_outputs, [{**job, "progress": False} for job in jobs], workers,
+                           names=[f.name for f in folds], run_dirs=[out / f.name for f in folds],
+                           epochs=train_config.epochs, progress=progress)
+    else:
+        records = []
+        for j, (fold, job) in enumerate(zip(folds, jobs)):
+            log.info("fold %d/%d %s: %d train, %d test", j + 1, len(folds), fold.name, len(fold.train), len(fold.test))
+            records.append(_fold_outputs(**job, progress=progress))
+    for fold, rec in zip(folds, records):
         preds["model"][fold.test] = rec["model_pred"]
         if rec.get("unadapted_pred") is not None:  # speaker/corpus models: also without the test speakers' statistics
             preds.setdefault("unadapted", np.full(n, -1))[fold.test] = rec["unadapted_pred"]
         preds["chance"][fold.test] = rec["majority"]
         if baseline:
             preds["baseline"][fold.test] = rec["baseline"]["pred"]
-        records.append(rec)
     return preds, records, y
 
 
@@ -253,7 +266,7 @@ def run_protocol(
     model_config: Optional[ModelConfig] = None, baseline: Optional[BaselineConfig] = BaselineConfig(),
     n_resamples: int = 1000, cluster: bool = False,
     progress: bool = True, resume: bool = False, plots: bool = True, extra: Sequence[CorpusData] = (),
-    fold_subset: Optional[Sequence[int]] = None,
+    fold_subset: Optional[Sequence[int]] = None, workers: Optional[int] = None,
 ) -> EvalResult:
     """Train and test every fold of ``protocol`` on ``data``; write and return the pooled evaluation.
 
@@ -265,6 +278,10 @@ def run_protocol(
     alike) and are never tested; see ``TrainConfig.balance``. ``fold_subset``
     (0-based fold numbers) runs only those folds of the same fold list, for a
     quick first look: the pooled figures are then over their test clips only.
+    ``workers`` folds train at once, each in its own process (None: two
+    1-thread trainings on a 2-core CPU, one at a time on CUDA or under
+    torchrun; :func:`emospec.parallel.parallel_workers`). Results do not
+    depend on it beyond floating-point summation order (threads per training).
     """
     from .protocol_report import protocol_figures, protocol_text
 
@@ -282,16 +299,17 @@ def run_protocol(
         data, n_main = _with_extra(data, extra, labels), len(data.rows)
         more = np.arange(n_main, len(data.rows))
         fold_list = [Fold(f.name, np.concatenate([f.train, more]), f.test, f.speaker_independent) for f in fold_list]
+    workers = max(1, min(workers or parallel_workers(len(fold_list), train_config.device), len(fold_list)))
     preds, records, y = _evaluate_folds(data, fold_list, labels, out, train_config=train_config, feature_config=feature_config,
                                         model_config=model_config, baseline=baseline if data.functionals is not None else None,
-                                        progress=progress, resume=resume)
+                                        progress=progress, resume=resume, workers=workers)
     tested = np.flatnonzero(preds["model"] >= 0)
     speakers = [r.speaker for r in data.rows]
     summary = {
         "kind": "protocol", "corpus": main.name, "protocol": protocol, "labels": labels, "n_clips": len(main.rows),
         "n_speakers": len({r.speaker for r in main.rows}), "counts": {c: int(n) for c, n in Counter(r.label4 for r in main.rows).items()},
         "extra_train": {d.name: len(d.rows) for d in extra},
-        "n_folds": len(fold_list), "n_tested": int(tested.size),
+        "n_folds": len(fold_list), "folds_at_once": workers, "n_tested": int(tested.size),
         **_summarise(tested, y, preds, labels, speakers, n_resamples=n_resamples, seed=train_config.seed, cluster=cluster),
         "folds": _fold_table(records, y, fold_list, labels, preds),
         "train_config": to_dict(train_config), "feature_config": to_dict(feature_config),
