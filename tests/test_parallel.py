@@ -63,7 +63,7 @@ def _tree(root, speakers):
 def test_folds_trained_side_by_side_give_the_results_of_one_at_a_time(tmp_path):
     """``evaluate --jobs 3`` (three fold processes) == ``--jobs 1`` (in turn), model and baseline, on one thread each."""
     root = _tree(tmp_path / "corpus", ("s1", "s2", "s3"))
-    runs = {}
+    runs, warnings = {}, {}
     for jobs in (1, 3):
         out = tmp_path / f"jobs{jobs}"
         r = run_cli("-q", "evaluate", "--protocol", "loso", "--corpus", f"folder:{root}", "--epochs", "2",
@@ -71,6 +71,8 @@ def test_folds_trained_side_by_side_give_the_results_of_one_at_a_time(tmp_path):
                     env={"OMP_NUM_THREADS": "1"})  # one thread in turn and in each process: the same arithmetic
         assert r.returncode == 0, r.stderr.decode()[-3000:]
         runs[jobs] = out
+        warnings[jobs] = sorted({line.replace(str(out), "OUT") for line in r.stderr.decode().splitlines()
+                                 if line.startswith("WARNING emospec.")})  # once per process: amp's warn-once
     m1, m3 = (json.loads((runs[j] / "metrics.json").read_text()) for j in (1, 3))
     assert (m1["folds_at_once"], m3["folds_at_once"], m3["n_folds"]) == (1, 3, 3)
     for fold in ("s1", "s2", "s3"):
@@ -79,6 +81,8 @@ def test_folds_trained_side_by_side_give_the_results_of_one_at_a_time(tmp_path):
         assert a["probs"] == b["probs"] and a["history"] == b["history"]
         assert a["baseline"]["pred"] == b["baseline"]["pred"]
     assert m1["model"]["ua"] == m3["model"]["ua"] and m1["paired_ua"] == m3["paired_ua"]
+    # the fold processes log as the command does: each fold's convergence warnings, in the same words
+    assert len(warnings[1]) >= 3 and warnings[3] == warnings[1], (warnings[1], warnings[3])
 
 
 def test_jobs_goes_with_the_fold_protocols_only(tmp_path):

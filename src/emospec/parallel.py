@@ -13,7 +13,7 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Any, Callable, List, Sequence
+from typing import Any, Callable, List, Optional, Sequence
 
 __all__ = ["parallel_workers", "run_jobs", "MAX_BARS"]
 
@@ -38,10 +38,12 @@ def parallel_workers(n_jobs: int, device: str = "auto") -> int:
     return max(1, min(n_jobs, torch.get_num_threads()))
 
 
-def _call(fn: Callable[..., Any], job: dict, threads: int) -> Any:
-    """``fn(**job)`` in a worker process with ``threads`` torch threads."""
+def _call(fn: Callable[..., Any], job: dict, threads: int, log_level: int = logging.WARNING,
+          log_format: Optional[str] = None) -> Any:
+    """``fn(**job)`` in a worker process with ``threads`` torch threads, logging as the parent does."""
     import torch
 
+    logging.basicConfig(level=log_level, format=log_format or logging.BASIC_FORMAT)
     torch.set_num_threads(threads)
     return fn(**job)
 
@@ -77,7 +79,9 @@ def run_jobs(fn: Callable[..., Any], jobs: Sequence[dict], workers: int, *, name
     bars = [tqdm(total=epochs * len(g), desc=f"training {d}" if len(g) == 1 else d, unit="epoch", position=i,
                  disable=not progress) for i, (g, d) in enumerate(zip(groups, descs))]
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(_call, fn, job, threads) for job in jobs]
+        root = logging.getLogger()
+        fmt = root.handlers[0].formatter._fmt if root.handlers and root.handlers[0].formatter else None
+        futures = [pool.submit(_call, fn, job, threads, root.getEffectiveLevel(), fmt) for job in jobs]
         while not all(f.done() for f in futures):
             time.sleep(1.0)
             for bar, group in zip(bars, groups):
