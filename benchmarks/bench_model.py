@@ -194,6 +194,49 @@ def bench_lrn(batch: int, repeat: int) -> List[Row]:
                 extra={"timing": t[k].summary()}) for k in layers]
 
 
+def _train_steps(steps: int, threads: int, start_at: float) -> Tuple[float, float]:
+    """``steps`` training steps of the default recipe's model (batch 32 of 2 s crops at 64 bands) on ``threads``
+    threads, started at wall-clock ``start_at`` (so that processes started together run together); (start, end)."""
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = EmoAlexNet(config=RECIPES["default"].model_for(4)).train()
+    opt = torch.optim.AdamW(model.parameters(), 1e-3)
+    x, y = torch.randn(32, 3, 64, 201), torch.randint(0, 4, (32,))
+
+    def step():
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+
+    step()  # warm-up, before the common start
+    time.sleep(max(0.0, start_at - time.time()))
+    t0 = time.time()
+    for _ in range(steps):
+        step()
+    return t0, time.time()
+
+
+def bench_side_by_side(steps: int, cores: int) -> List[Row]:
+    """Two trainings on ``cores`` threads one after the other, against the two at once in two processes of
+    ``cores // 2`` threads each (what ``emospec demo`` and ``emospec evaluate`` do on CPU: emospec.parallel)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    if cores < 2:
+        return [skipped("training", "2 trainings side by side", "one core")]
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pool.submit(time.sleep, 0).result()
+        one = [pool.submit(_train_steps, steps, cores, time.time()).result() for _ in range(2)]  # one at a time
+        start = time.time() + 20.0  # both processes have built their model and warmed up by then
+        two = [f.result() for f in [pool.submit(_train_steps, steps, cores // 2, start) for _ in range(2)]]
+    serial = sum(b - a for a, b in one)
+    side = max(b for _, b in two) - min(a for a, _ in two)
+    return [Row("training", f"2 trainings x {steps} steps, one after the other ({cores} threads)", serial, "s",
+                note="batch 32, 2 s crops, 64 bands (the default recipe)"),
+            Row("training", f"2 trainings side by side ({cores // 2} thread(s) each)", side, "s", "one after the other",
+                serial / side, "emospec.parallel: the demo's splits, evaluate's folds")]
+
+
 def profile_model(onnx_path: Optional[Path], top: int = 8) -> Dict[str, str]:
     """Where a batch-1 forward and a batch-16 training step spend their time (torch.profiler, self CPU)."""
     from torch.profiler import profile
