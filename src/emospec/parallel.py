@@ -1,10 +1,11 @@
 """Several trainings at once on a CPU: the demo's two splits, the folds of ``emospec evaluate``.
 
 Small convolutions use two threads badly: one training step took 359 ms on 2 threads and 506 ms on
-one (2-core AMD EPYC, session 12), so two 1-thread trainings side by side finish about 1.4x sooner
-than the same two trainings one after the other on 2 threads. :func:`parallel_workers` says how many
-to run at once; :func:`run_jobs` runs them in spawned processes and shows one progress bar per job,
-read from the ``history.json`` that :func:`emospec.train.fit` rewrites every epoch.
+one (2-core AMD EPYC, session 12), so two 1-thread trainings side by side finish sooner than the same
+two one after the other on 2 threads: 1.13x in ``make bench`` (session 13, row "2 trainings side by
+side"). :func:`parallel_workers` says how many to run at once; :func:`run_jobs` runs them in spawned
+processes and shows one progress bar per job, read from the ``history.json`` that
+:func:`emospec.train.fit` rewrites every epoch.
 """
 
 from __future__ import annotations
@@ -38,8 +39,7 @@ def parallel_workers(n_jobs: int, device: str = "auto") -> int:
     return max(1, min(n_jobs, torch.get_num_threads()))
 
 
-def _call(fn: Callable[..., Any], job: dict, threads: int, log_level: int = logging.WARNING,
-          log_format: Optional[str] = None) -> Any:
+def _call(fn: Callable[..., Any], job: dict, threads: int, log_level: int, log_format: Optional[str]) -> Any:
     """``fn(**job)`` in a worker process with ``threads`` torch threads, logging as the parent does."""
     import torch
 
