@@ -56,6 +56,8 @@ ROWS: List[Tuple[str, str, str, Dict[str, object]]] = [
     ("specaug", "+ SpecAugment (2 x <= 8 bands, 2 x <= 20 frames)", "default", AUG),
     ("dropout0.2", "dropout 0.2 (paper 0.5)", "default", {"model.dropout": 0.2}),
     ("stride2", "first conv stride 2 (keeps more frequency rows; 4x the conv1 output)", "default", {"model.first_stride": 2}),
+    ("stats-pool", "mean and std over time into FC6 instead of the 6 x 6 grid (model.pool=stats)", "default",
+     {"model.pool": "stats"}),
     ("+other-corpus", "+ the other corpus (all its speakers) in every fold's training side, corpus-balanced sampling",
      "default", {"balance": "corpus"}),
     # The first attempt (30 epochs; undertrained, see the README): kept reproducible, explicit in every setting.

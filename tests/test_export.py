@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import onnx
 import pytest
@@ -145,3 +147,27 @@ def test_load_pt_with_onnx_backend_exports_in_memory(random_model_path, real_wav
     assert _max_diff(ref, rec.predict_batch(real_waves[:3], sr=SR)) < 1e-4
     with pytest.raises(ConfigError, match="backend"):
         emospec.load(random_model_path, backend="tflite")
+
+
+def test_stats_pool_model_exports_and_matches_torch(real_waves, tmp_path):
+    """A model with ``pool="stats"`` (mean and std over each clip's own time positions) exports with dynamic
+    axes, and onnxruntime on ragged batches gives what torch gives each clip alone."""
+    import torch
+
+    from emospec.checkpoint import save_model
+    from emospec.model import EmoAlexNet
+    from emospec.recipe import RECIPES
+
+    default = RECIPES["default"]
+    torch.manual_seed(0)
+    model = EmoAlexNet(config=replace(default.model_for(len(LABELS4)), pool="stats")).eval()
+    with torch.no_grad():
+        model.classifier[4].weight.mul_(40.0)
+    path = tmp_path / "stats.pt"
+    save_model(path, model, default.features, LABELS4, {"note": "random weights for tests"}, half=False)
+    out = tmp_path / "stats.onnx"
+    assert export_onnx(path, out)["parity"]["max_abs_diff_probs"] < 1e-4
+    res = check_parity(path, out, real_waves)
+    assert res["n_clips"] == len(real_waves) and res["max_abs_diff_probs"] < 1e-4
+    probs = [p.scores for p in emospec.load(out, device="cpu").predict_batch(real_waves, batch_size=4, sr=SR)]
+    assert len({max(s, key=s.get) for s in probs if s}) > 1 or max(max(s.values()) for s in probs if s) < 0.99

@@ -12,8 +12,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from emospec.errors import CheckpointError
-from emospec.model import MIN_SIZE, ChannelLRN, EmoAlexNet, infer, load_imagenet_weights
+from emospec.errors import CheckpointError, ConfigError
+from emospec.model import MIN_SIZE, ChannelLRN, EmoAlexNet, final_rows, infer, load_imagenet_weights, stats_pool
 from emospec.recipe import RECIPES
 
 PAPER = RECIPES["paper"].model_for(4)
@@ -168,3 +168,50 @@ def test_default_model_is_the_default_recipes():
     names = list(m.features._modules)
     assert names[:5] == ["0", "bn0", "1", "lrn", "2"]  # BatchNorm after conv1, then the paper's ReLU, LRN, pool
     assert m(torch.randn(2, 3, RECIPES["default"].features.n_mels, 90)).shape == (2, 4)
+
+
+@pytest.mark.parametrize("n_mels,stride", [(40, 4), (64, 4), (128, 4), (64, 2), (128, 3)])
+def test_final_rows_are_the_conv_stacks_and_size_the_stats_head(n_mels, stride):
+    cfg = replace(PAPER, n_mels=n_mels, first_stride=stride, pool="stats")
+    m = EmoAlexNet(config=cfg).eval()
+    maps = m.forward_features(torch.randn(2, 3, n_mels, 150))
+    assert maps.shape[2] == final_rows(cfg)
+    assert final_rows(replace(cfg, n_mels=64, first_stride=4)) == 1 and final_rows(replace(cfg, n_mels=128, first_stride=4)) == 3
+    assert m.classifier[1].in_features == 2 * 256 * final_rows(cfg)
+    for frames in (1, 63, 200, 3000):  # any length, one embedding size
+        assert m.embed(torch.randn(1, 3, n_mels, frames)).shape == (1, 256)
+
+
+def test_stats_pool_is_the_mean_and_std_over_each_clips_own_positions():
+    x = torch.tensor([[1.0, 3.0, 5.0, 100.0], [2.0, 2.0, 2.0, 2.0]]).reshape(1, 1, 2, 4)  # (batch, c, rows, time)
+    full = stats_pool(x)
+    assert full.shape == (1, 4)
+    assert torch.allclose(full[0, :2], torch.tensor([27.25, 2.0]))
+    assert torch.allclose(full[0, 2], torch.tensor([1.0, 3.0, 5.0, 100.0]).std(unbiased=False), atol=1e-4)
+    assert torch.allclose(full[0, 3], torch.tensor(1e-3))  # sqrt(0 + 1e-6): finite at a constant map
+    cut = stats_pool(torch.cat([x, x]), torch.tensor([3, 4]))  # the first clip ends after 3 positions
+    assert torch.allclose(cut[0], torch.tensor([3.0, 2.0, (8 / 3 + 1e-6) ** 0.5, 1e-3]), atol=1e-5)
+    assert torch.allclose(cut[1], full[0])
+
+
+def test_stats_pool_sees_where_a_pattern_is_not_and_grid_does():
+    """A burst moved from the start to the end of the clip by 256 frames (8 × the stack's total stride of 32, so
+    every conv and pool samples it in the same phase): the same embedding with pool="stats", a different one with
+    the paper's 6 × 6 grid, whose FC6 weights are tied to positions in time."""
+    torch.manual_seed(0)
+    x = torch.zeros(1, 3, 64, 800)  # both bursts beyond the stack's receptive field (about 200 frames) from either end
+    burst = 3 * torch.randn(1, 3, 64, 60)
+    early, late = x.clone(), x.clone()
+    early[..., 200:260], late[..., 456:516] = burst, burst
+    dist = {}
+    for pool in ("grid", "stats"):
+        m = EmoAlexNet(config=replace(RECIPES["default"].model_for(4), pool=pool)).eval()
+        with torch.no_grad():
+            a, b = m.embed(early), m.embed(late)
+        dist[pool] = float((a - b).norm() / a.norm())
+    assert dist["stats"] < 1e-4 < 0.1 < dist["grid"], dist
+
+
+def test_pool_must_be_known():
+    with pytest.raises(ConfigError, match="pool"):
+        replace(PAPER, pool="max")

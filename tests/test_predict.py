@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -47,9 +48,10 @@ def test_pool_matrix_equals_adaptive_avg_pool(length):
 
 
 @pytest.mark.parametrize("recipe", ["default", "paper"])  # with BatchNorm and 64 mel bands, and without with 128
-def test_ragged_net_equals_model_clip_by_clip(recipe):
+@pytest.mark.parametrize("pool", ["grid", "stats"])
+def test_ragged_net_equals_model_clip_by_clip(recipe, pool):
     torch.manual_seed(1)
-    model = EmoAlexNet(config=RECIPES[recipe].model_for(4)).eval()
+    model = EmoAlexNet(config=replace(RECIPES[recipe].model_for(4), pool=pool)).eval()
     n_mels = model.config.n_mels
     model.set_normalization(-40 + 4 * torch.randn(3, n_mels), 6 + torch.rand(3, n_mels))
     frames = [1, 40, 62, 63, 64, 101, 350]

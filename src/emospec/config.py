@@ -112,6 +112,9 @@ class FeatureConfig:
 NORMS = ("global", "utterance", "speaker", "corpus")
 """Input standardisation modes of :attr:`ModelConfig.norm`."""
 
+POOLS = ("grid", "stats")
+"""How :attr:`ModelConfig.pool` turns the last conv maps into FC6's input."""
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -127,6 +130,13 @@ class ModelConfig:
     or per ``"utterance"``, ``"speaker"`` or ``"corpus"`` statistics computed
     from the (unlabelled) audio of that group, test audio included.
     ``n_mels`` must equal the features' (:attr:`FeatureConfig.n_mels`).
+    ``pool`` is how the last conv maps ``(256, rows, time)`` reach FC6:
+    ``"grid"``, torchvision's ``AdaptiveAvgPool2d((6, 6))`` (the paper's
+    AlexNet: 9,216 inputs, each tied to a position in time), or ``"stats"``,
+    the mean and standard deviation of every channel and row over time
+    (``2 · 256 · rows`` inputs; statistics pooling as in x-vectors), which
+    gives the same embedding wherever in the clip a pattern occurs and
+    whatever the clip's length.
     """
 
     n_classes: int = 4
@@ -138,8 +148,11 @@ class ModelConfig:
     in_channels: int = 3
     n_mels: int = 64
     norm: str = "speaker"
+    pool: str = "grid"
 
     def __post_init__(self) -> None:
+        if self.pool not in POOLS:
+            raise ConfigError(f"ModelConfig.pool must be one of {', '.join(POOLS)}; got {self.pool!r}")
         if self.norm not in NORMS:
             raise ConfigError(f"ModelConfig.norm must be one of {', '.join(NORMS)}; got {self.norm!r}")
         if self.n_classes < 2:

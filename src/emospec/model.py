@@ -15,6 +15,8 @@ inserted under the extra name ``features.lrn``)::
     features.8   Conv2d(384, 256, 3, pad 1)            features.9 ReLU
     features.10  Conv2d(256, 256, 3, pad 1)            features.11 ReLU  features.12 MaxPool2d(3, 2)
     avgpool      AdaptiveAvgPool2d((6, 6))             -> (batch, 9216)
+                 (or, with ``ModelConfig.pool="stats"``, each channel's and row's mean and
+                 std over time -> (batch, 2 · 256 · rows): :func:`stats_pool`)
     classifier.0 Dropout   classifier.1 Linear(9216, 256) = FC6, the embedding   classifier.2 ReLU
     classifier.3 Dropout   classifier.4 Linear(256, n_classes) = FC8  (FC7 removed)
 
@@ -38,7 +40,8 @@ import torch.nn.functional as F
 from .config import ModelConfig
 from .errors import CheckpointError
 
-__all__ = ["EmoAlexNet", "ChannelLRN", "MIN_SIZE", "load_imagenet_weights", "recalibrate_batchnorm", "batchnorm_layers"]
+__all__ = ["EmoAlexNet", "ChannelLRN", "MIN_SIZE", "load_imagenet_weights", "recalibrate_batchnorm", "batchnorm_layers",
+           "final_rows", "stats_pool"]
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +129,39 @@ def _features(cfg: ModelConfig) -> nn.Sequential:
     return nn.Sequential(layers)
 
 
+def final_rows(cfg: ModelConfig) -> int:
+    """Mel-band rows left after the conv stack for ``cfg.n_mels`` bands (1 at 64 bands, 3 at 128).
+
+    The input is padded to at least :data:`MIN_SIZE` rows; conv1 (11, stride
+    ``first_stride``, pad 2) and the three 3/2 max-pools shrink it, the other
+    convs keep it.
+    """
+    n = (max(cfg.n_mels, MIN_SIZE) + 4 - 11) // cfg.first_stride + 1
+    for _ in range(3):
+        n = (n - 3) // 2 + 1
+    return n
+
+
+def stats_pool(x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean and standard deviation over time: ``(batch, c, rows, time)`` -> ``(batch, 2 · c · rows)``.
+
+    ``lengths`` ``(batch,)`` int64 limits each clip to its first positions
+    (positions past them are ignored); None uses all. The std is
+    ``sqrt(var + 1e-6)`` (population variance), finite and differentiable at
+    a constant map. Means come first, then stds, each flattened as
+    ``(c, rows)``.
+    """
+    if lengths is None:
+        mean = x.mean(-1)
+        var = (x - mean[..., None]).pow(2).mean(-1)
+    else:
+        keep = (torch.arange(x.shape[-1], device=x.device)[None, :] < lengths[:, None]).to(x.dtype)[:, None, None, :]
+        n = lengths.clamp(min=1).to(x.dtype)[:, None, None]
+        mean = (x * keep).sum(-1) / n
+        var = ((x - mean[..., None]).pow(2) * keep).sum(-1) / n
+    return torch.cat([mean.flatten(1), (var + 1e-6).sqrt().flatten(1)], 1)
+
+
 class EmoAlexNet(nn.Module):
     """Modified AlexNet: 5 convs, LRN after conv1, FC7 removed, 256-d embedding.
 
@@ -153,12 +189,13 @@ class EmoAlexNet(nn.Module):
         cfg = config if config is not None else ModelConfig(n_classes=n_classes, embed_dim=embed_dim)
         self.config = cfg
         self.features = _features(cfg)
-        self.avgpool = nn.AdaptiveAvgPool2d((6, 6))
+        self.avgpool = nn.AdaptiveAvgPool2d((6, 6))  # pool="grid" only
+        head_in = 256 * 6 * 6 if cfg.pool == "grid" else 2 * 256 * final_rows(cfg)
         self.classifier = nn.Sequential(
             OrderedDict(
                 [
                     ("0", nn.Dropout(p=cfg.dropout)),
-                    ("1", nn.Linear(256 * 6 * 6, cfg.embed_dim)),
+                    ("1", nn.Linear(head_in, cfg.embed_dim)),
                     ("2", nn.ReLU(inplace=True)),
                     ("3", nn.Dropout(p=cfg.dropout)),
                     ("4", nn.Linear(cfg.embed_dim, cfg.n_classes)),
@@ -192,7 +229,7 @@ class EmoAlexNet(nn.Module):
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Conv maps -> embedding ``(batch, embed_dim)`` if ``pre_logits`` else logits ``(batch, n_classes)``."""
-        x = torch.flatten(self.avgpool(x), 1)
+        x = stats_pool(x) if self.config.pool == "stats" else torch.flatten(self.avgpool(x), 1)
         x = self.classifier[2](self.classifier[1](self.classifier[0](x)))
         if pre_logits:
             return x

@@ -13,7 +13,8 @@ count, giving every clip the result it gets alone (to float rounding,
   usual output-size formula) are set to zero, which is exactly what the
   layer's zero padding shows a clip run alone;
 * the final adaptive average pool is a per-clip pooling matrix built from
-  that length (PyTorch's bins: ``floor(i·L/6)`` to ``ceil((i+1)·L/6)``).
+  that length (PyTorch's bins: ``floor(i·L/6)`` to ``ceil((i+1)·L/6)``);
+  with ``pool="stats"`` the mean and std over time stop at that length.
 
 The wrapper uses only shape-generic tensor ops, so it also exports to ONNX
 with dynamic batch and time axes (see :mod:`emospec.export`).
@@ -28,7 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .model import MIN_SIZE, EmoAlexNet
+from .model import MIN_SIZE, EmoAlexNet, stats_pool
 from .norm import model_input
 
 __all__ = ["RaggedAlexNet", "pad_waves", "pool_matrix"]
@@ -136,11 +137,13 @@ class RaggedAlexNet(nn.Module):
             if isinstance(layer, (nn.Conv2d, nn.MaxPool2d)):
                 lengths = self._out_len(layer, lengths)
             x = _time_mask(x, lengths)
-        oh, ow = _pair(m.avgpool.output_size)
-        rows = pool_matrix(torch.full((1,), x.shape[-2], dtype=torch.int64, device=x.device), x.shape[-2], oh)[0]
-        cols = pool_matrix(lengths, x.shape[-1], ow)
-        x = torch.einsum("bchw,hi,bwj->bcij", x, rows, cols)  # (batch, 256, 6, 6)
-        x = torch.flatten(x, 1)
+        if m.config.pool == "stats":
+            x = stats_pool(x, lengths)
+        else:
+            oh, ow = _pair(m.avgpool.output_size)
+            rows = pool_matrix(torch.full((1,), x.shape[-2], dtype=torch.int64, device=x.device), x.shape[-2], oh)[0]
+            cols = pool_matrix(lengths, x.shape[-1], ow)
+            x = torch.flatten(torch.einsum("bchw,hi,bwj->bcij", x, rows, cols), 1)  # (batch, 256 · 6 · 6)
         c = m.classifier
         emb = c[2](c[1](c[0](x)))
         logits = c[4](c[3](emb))
