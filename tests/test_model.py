@@ -192,6 +192,11 @@ def test_stats_pool_is_the_mean_and_std_over_each_clips_own_positions():
     cut = stats_pool(torch.cat([x, x]), torch.tensor([3, 4]))  # the first clip ends after 3 positions
     assert torch.allclose(cut[0], torch.tensor([3.0, 2.0, (8 / 3 + 1e-6) ** 0.5, 1e-3]), atol=1e-5)
     assert torch.allclose(cut[1], full[0])
+    big = 300 + 2 * torch.randint(-3, 4, (2, 8, 1, 50)).float()  # exact in fp16 and bf16 (whose step at 300 is 2)
+    for dtype in (torch.float16, torch.bfloat16):
+        pooled = stats_pool(big.to(dtype))
+        assert pooled.dtype == torch.float32  # computed in float32, so the half-precision input loses nothing
+        assert torch.allclose(pooled, stats_pool(big), atol=1e-5)
 
 
 def test_stats_pool_sees_where_a_pattern_is_not_and_grid_does():

@@ -149,8 +149,10 @@ def stats_pool(x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Te
     (positions past them are ignored); None uses all. The std is
     ``sqrt(var + 1e-6)`` (population variance), finite and differentiable at
     a constant map. Means come first, then stds, each flattened as
-    ``(c, rows)``.
+    ``(c, rows)``. Computed in float32 whatever ``x``'s dtype (under half
+    precision autocast the variance of large activations would lose its digits).
     """
+    x = x.float()
     if lengths is None:
         mean = x.mean(-1)
         var = (x - mean[..., None]).pow(2).mean(-1)
