@@ -80,7 +80,7 @@ budgets that do not lose cross-corpus UA (see the README)."""
 _PAPER = Recipe(
     "paper",
     features=FeatureConfig(n_mels=128, top_db=None),
-    model=ModelConfig(n_mels=128, lrn=True, batch_norm=False, norm="global"),
+    model=ModelConfig(n_mels=128, lrn=True, batch_norm=False, norm="global", pool="grid"),
     train=TrainConfig(epochs=30, patience=8, optimizer="adamw", lr=1e-3, schedule="cosine", crop_s=3.0,
                       class_weights=False, amp="auto"),
 )
