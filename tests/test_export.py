@@ -161,7 +161,8 @@ def test_stats_pool_model_exports_and_matches_torch(real_waves, tmp_path):
     default = RECIPES["default"]
     torch.manual_seed(0)
     model = EmoAlexNet(config=replace(default.model_for(len(LABELS4)), pool="stats")).eval()
-    with torch.no_grad():
+    with torch.no_grad():  # scaled so that random weights give clips different, unsaturated probabilities
+        model.classifier[1].weight.mul_(30.0)
         model.classifier[4].weight.mul_(40.0)
     path = tmp_path / "stats.pt"
     save_model(path, model, default.features, LABELS4, {"note": "random weights for tests"}, half=False)
@@ -169,5 +170,6 @@ def test_stats_pool_model_exports_and_matches_torch(real_waves, tmp_path):
     assert export_onnx(path, out)["parity"]["max_abs_diff_probs"] < 1e-4
     res = check_parity(path, out, real_waves)
     assert res["n_clips"] == len(real_waves) and res["max_abs_diff_probs"] < 1e-4
-    probs = [p.scores for p in emospec.load(out, device="cpu").predict_batch(real_waves, batch_size=4, sr=SR)]
-    assert len({max(s, key=s.get) for s in probs if s}) > 1 or max(max(s.values()) for s in probs if s) < 0.99
+    probs = [p.scores for p in emospec.load(out, device="cpu").predict_batch(real_waves, batch_size=4, sr=SR) if p.scores]
+    spread = max(max(s[c] for s in probs) - min(s[c] for s in probs) for c in LABELS4)
+    assert spread > 0.05, spread  # the clips get different answers: the parity above compared something

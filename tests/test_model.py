@@ -200,7 +200,7 @@ def test_stats_pool_is_the_mean_and_std_over_each_clips_own_positions():
 
 
 def test_stats_pool_sees_where_a_pattern_is_not_and_grid_does():
-    """A burst moved from the start to the end of the clip by 256 frames (8 × the stack's total stride of 32, so
+    """A burst moved by 256 frames inside a long clip (8 × the stack's total stride of 32, so
     every conv and pool samples it in the same phase): the same embedding with pool="stats", a different one with
     the paper's 6 × 6 grid, whose FC6 weights are tied to positions in time."""
     torch.manual_seed(0)
