@@ -2,8 +2,9 @@
 
 Small convolutions use two threads badly: one training step took 359 ms on 2 threads and 506 ms on
 one (2-core AMD EPYC, session 12), so two 1-thread trainings side by side finish sooner than the same
-two one after the other on 2 threads: 1.13x in ``make bench`` (session 13, row "2 trainings side by
-side"). :func:`parallel_workers` says how many to run at once; :func:`run_jobs` runs them in spawned
+two one after the other on 2 threads: 1.13x in ``make bench`` in session 13 (row "2 trainings side by
+side"), but 0.91x (slower) in session 14 on the same kind of host, so the gain is not reliable there;
+re-measure before relying on it. :func:`parallel_workers` says how many to run at once; :func:`run_jobs` runs them in spawned
 processes and shows one progress bar per job, read from the ``history.json`` that
 :func:`emospec.train.fit` rewrites every epoch.
 """
