@@ -150,8 +150,8 @@ ADAPT = ("global", "corpus", "speaker")
 def run_cross(row, out: Path, data_root=None, norms=ADAPT) -> str:
     """Cross-corpus, both directions, with each standardisation (model and baseline alike); returns the table."""
     from emospec.baseline import BaselineConfig
+    from emospec.crosscorpus import run_cross_corpus
     from emospec.files import save_json
-    from emospec.protocols import run_cross_corpus
     from emospec.recipe import recipe_from
 
     name, _, base, over = row

@@ -103,7 +103,7 @@ def bench_forward(threads: int, repeat: int, compile_: bool, onnx_path: Optional
             if name == "torch.compile":
                 note += f"; first call {setup[name]:.0f} s"
             if name == "bf16 autocast":
-                from emospec.train import cpu_has_fast_bf16
+                from emospec.device import cpu_has_fast_bf16
 
                 note += "; native bf16 (training uses it)" if cpu_has_fast_bf16() else \
                     f"; no native bf16 on this CPU ({torch.backends.cpu.get_cpu_capability()}): training runs float32"

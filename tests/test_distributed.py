@@ -40,9 +40,10 @@ import torch
 from conftest import REPO, SHARED_DATA
 from emospec import audio, features
 from emospec.config import ModelConfig, TrainConfig
+from emospec.device import amp_dtype, seed_everything
 from emospec.distributed import DistContext, env_world_size, init, is_main
 from emospec.model import EmoAlexNet
-from emospec.train import amp_dtype, fit, seed_everything
+from emospec.train import fit
 
 CLASSES = ["neutral", "happy", "angry", "sad"]
 EMOTION = {"01": "neutral", "03": "happy", "05": "angry", "04": "sad"}
@@ -163,11 +164,11 @@ def test_batch_must_split_evenly_over_processes(tiny_set, tmp_path, monkeypatch)
 
 
 def test_amp_choices_and_cpu_bf16_training(tiny_set, tmp_path, monkeypatch):
-    from emospec import train
+    from emospec import device
     from emospec.errors import ConfigError
 
     cpu = torch.device("cpu")
-    monkeypatch.setattr(train, "cpu_has_fast_bf16", lambda: True)  # bf16 numerics are tested whatever this CPU has
+    monkeypatch.setattr(device, "cpu_has_fast_bf16", lambda: True)  # bf16 numerics are tested whatever this CPU has
     assert amp_dtype("auto", cpu) is None and amp_dtype("off", cpu) is None
     assert amp_dtype("bf16", cpu) == torch.bfloat16
     with pytest.raises(ConfigError, match="fp16.*CUDA"):
@@ -186,13 +187,13 @@ def test_amp_choices_and_cpu_bf16_training(tiny_set, tmp_path, monkeypatch):
 
 def test_bf16_on_a_cpu_that_would_emulate_it_trains_in_float32_and_says_so(tiny_set, tmp_path, monkeypatch, caplog):
     """An AVX2-only CPU emulates bf16 (35x slower than float32 here): the default amp='bf16' falls back, once, aloud."""
-    from emospec import train
+    from emospec import device
 
-    monkeypatch.setattr(train, "cpu_has_fast_bf16", lambda: False)
-    monkeypatch.setattr(train, "_WARNED", set())
+    monkeypatch.setattr(device, "cpu_has_fast_bf16", lambda: False)
+    monkeypatch.setattr(device, "_WARNED", set())
     assert amp_dtype("bf16", torch.device("cpu")) is None
     feats, y = tiny_set
-    with caplog.at_level("WARNING", logger="emospec.train"):
+    with caplog.at_level("WARNING", logger="emospec.device"):
         runs = {amp: fit(feats, y, [], [], CLASSES, tmp_path / amp, model_config=MODEL, progress=False,
                          train_config=replace(TRAIN, epochs=1, amp=amp)) for amp in ("off", "bf16")}
     assert runs["bf16"].history[0]["train_loss"] == runs["off"].history[0]["train_loss"]  # the same float32 run

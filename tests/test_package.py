@@ -1,5 +1,5 @@
-"""The package as shipped: the ``py.typed`` marker, one exception tree in ``emospec.errors``, and the
-test command's loud line when the browser tests cannot run."""
+"""The package as shipped: the ``py.typed`` marker, one exception tree in ``emospec.errors``, imports that flow
+one way, and the test command's loud line when the browser tests cannot run."""
 
 from __future__ import annotations
 
@@ -57,6 +57,68 @@ def test_errors_imports_nothing_from_emospec():
     imported += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
     relative = [n for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level > 0]
     assert not relative and not [m for m in imported if m.split(".")[0] == "emospec"]
+
+
+def _import_graph(package_dir: Path = PACKAGE_DIR) -> dict:
+    """``{module: {emospec modules it imports}}`` over every module of the package, lazy imports inside functions included."""
+    modules = {}
+    for path in package_dir.rglob("*.py"):
+        parts = ("emospec", *path.relative_to(package_dir).with_suffix("").parts)
+        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph = {}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                found |= {a.name for a in node.names if a.name.split(".")[0] == "emospec"}
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join(anchor + ([node.module] if node.module else []))
+                if base.split(".")[0] == "emospec":  # `from . import audio` imports the module emospec.audio
+                    found |= {f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base for a in node.names}
+        graph[name] = found - {name}
+    return graph
+
+
+def _cycle(graph: dict) -> list:
+    """One import cycle of ``graph`` as ``[a, b, ..., a]``, or ``[]``."""
+    state: dict = {}
+
+    def visit(node, path):
+        state[node] = "open"
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == "open":
+                return path[path.index(nxt):] + [node, nxt] if nxt in path else [node, nxt]
+            if nxt not in state and (found := visit(nxt, path + [node])):
+                return found
+        state[node] = "done"
+        return []
+
+    for start in sorted(graph):
+        if start not in state and (found := visit(start, [])):
+            return found
+    return []
+
+
+def test_the_cycle_finder_finds_cycles():
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) == []
+
+
+def test_imports_flow_one_way():
+    """audio -> features -> model -> train/protocols/predict/export -> cli/serve: no module imports, even lazily, one
+    that imports it back, and only the CLI, the server and ``python -m emospec`` import the CLI or the server."""
+    graph = _import_graph()
+    assert {"emospec.features", "emospec.train", "emospec.epoch", "emospec.crosscorpus", "emospec.cli"} <= set(graph)
+    assert "emospec.features" in graph["emospec.predict"] and "emospec.epoch" in graph["emospec.train"]
+    assert _cycle(graph) == []
+    top = ("emospec.cli", "emospec.serve")
+    upward = {m: sorted(i for i in imports if i.startswith(top)) for m, imports in graph.items()
+              if not m.startswith(top) and m != "emospec.__main__"}
+    assert {m: i for m, i in upward.items() if i} == {}
 
 
 def test_old_import_paths_still_work():

@@ -180,7 +180,7 @@ class TrainConfig:
 
     Defaults are the default recipe: AdamW with a one-cycle schedule peaking
     at lr 2e-3, class-weighted cross-entropy, 2 s crops, bf16 autocast (float32
-    on a CPU without native bf16: :func:`emospec.train.amp_dtype`), 100
+    on a CPU without native bf16: :func:`emospec.device.amp_dtype`), 100
     epochs with a patience of 100 (every epoch runs; the best validation
     epoch is kept). The ``paper`` recipe: AdamW 1e-3 cosine, 3 s crops, 30
     epochs, patience 8, ``amp="auto"``, no class weights.

@@ -86,7 +86,7 @@ def protocol_text(summary: Mapping) -> str:
 
 
 def cross_corpus_text(summary: Mapping) -> str:
-    """The printed report of :func:`emospec.protocols.run_cross_corpus`."""
+    """The printed report of :func:`emospec.crosscorpus.run_cross_corpus`."""
     n_val = summary.get("n_val")
     held = f", {n_val} of them from held-out speakers for early stopping" if n_val is not None else ""
     lines = [f"cross-corpus: train on {summary['train']} ({summary['n_train']} clips{held}), "

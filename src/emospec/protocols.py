@@ -1,12 +1,14 @@
-"""Evaluation protocols: cross-validation and cross-corpus, the model beside the baseline.
+"""Evaluation protocols within a corpus: cross-validation, the model beside the baseline.
 
 :func:`run_protocol` trains and tests every fold of a protocol with
 :func:`emospec.experiment.run_split` (and, on exactly the same folds, the
 eGeMAPS + SVM baseline of :mod:`emospec.baseline`), then reports pooled
 out-of-fold metrics with bootstrap CIs, mean ± std over folds, a paired
 bootstrap on the UA difference and the majority-class chance line.
-:func:`run_cross_corpus` trains once on one corpus and tests on others, on
-their shared classes. The protocols' folds come from the one fold builder,
+Training on some corpora and testing on others (cross-corpus, leave one
+corpus out) is :mod:`emospec.crosscorpus`, built from the same pieces
+(:func:`evaluate_folds`, :func:`summarise`, :func:`write_oof`,
+:func:`finish`). The protocols' folds come from the one fold builder,
 :func:`emospec.data.splits.make_folds` (re-exported here), which
 ``emospec train`` uses too:
 
@@ -50,8 +52,8 @@ from .norm import group_keys, normalize_rows
 from .parallel import parallel_workers, run_jobs
 from .versions import environment
 
-__all__ = ["CorpusData", "Fold", "EvalResult", "load_corpus", "make_folds", "speaker_kfold", "run_protocol",
-           "run_cross_corpus", "run_loco", "combine_corpora", "PROTOCOLS"]
+__all__ = ["CorpusData", "Fold", "EvalResult", "load_corpus", "make_folds", "speaker_kfold", "run_protocol", "read_oof",
+           "PROTOCOLS"]
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +74,7 @@ class CorpusData:
     problems: List[str] = field(default_factory=list)
 
 
-def _functionals(d: CorpusData) -> np.ndarray:
+def functionals_of(d: CorpusData) -> np.ndarray:
     """``d.functionals`` ``(n, 88)`` float64 for the baseline; DataError when ``d`` was loaded without them."""
     if d.functionals is None:
         raise DataError(f"{d.name}: the baseline needs eGeMAPS functionals, but the corpus was loaded without them")
@@ -148,7 +150,7 @@ def _fold_outputs(fold: Fold, fold_dir: Path, rows, data: CorpusData, y, labels,
     if (out.get("baseline") or {}).get("config") != wanted:
         out["baseline"] = None
         if baseline is not None:
-            fp = run_fold(_functionals(data), y, [r.speaker for r in rows], fold.train, fold.test, baseline)
+            fp = run_fold(functionals_of(data), y, [r.speaker for r in rows], fold.train, fold.test, baseline)
             out["baseline"] = {"pred": fp.y_pred.tolist(), "c": fp.c, "inner_ua": fp.inner_ua, "grid": fp.grid, "config": wanted}
     save_json(cached, out)
     return out
@@ -166,7 +168,7 @@ def _systems(idx: np.ndarray, y, preds: Mapping[str, np.ndarray], labels, speake
     return out
 
 
-def _evaluate_folds(data: CorpusData, folds: List[Fold], labels: List[str], out: Path, *, train_config, feature_config,
+def evaluate_folds(data: CorpusData, folds: List[Fold], labels: List[str], out: Path, *, train_config, feature_config,
                     model_config: Optional[ModelConfig], baseline,
                     progress, resume, workers: int = 1) -> Tuple[Dict[str, np.ndarray], List[Dict], np.ndarray]:
     """Run every fold; return out-of-fold predictions (-1 where untested), per-fold records, y.
@@ -242,7 +244,9 @@ def _best_val_ua(history: Sequence[Dict]) -> Optional[float]:
     return max(vals) if vals else None
 
 
-def _summarise(idx, y, preds, labels, speakers, *, n_resamples, seed, cluster) -> Dict:
+def summarise(idx, y, preds, labels, speakers, *, n_resamples, seed, cluster) -> Dict:
+    """The pooled evaluation of the clips ``idx``: each system's metrics with bootstrap CIs and the paired
+    differences (:func:`_systems`); the unadapted model only where it was run on every one of them."""
     scored = {k: v for k, v in preds.items() if k != "chance" and (k != "unadapted" or np.all(v[idx] >= 0))}
     systems = _systems(idx, y, scored, labels, speakers,
                        n_resamples=n_resamples, seed=seed, cluster=cluster)
@@ -296,11 +300,11 @@ def run_protocol(
         fold_list = [fold_list[j] for j in sorted(set(fold_subset))]
     main = data
     if extra:
-        data, n_main = _with_extra(data, extra, labels), len(data.rows)
+        data, n_main = with_extra(data, extra, labels), len(data.rows)
         more = np.arange(n_main, len(data.rows))
         fold_list = [Fold(f.name, np.concatenate([f.train, more]), f.test, f.speaker_independent) for f in fold_list]
     workers = max(1, min(workers or parallel_workers(len(fold_list), train_config.device), len(fold_list)))
-    preds, records, y = _evaluate_folds(data, fold_list, labels, out, train_config=train_config, feature_config=feature_config,
+    preds, records, y = evaluate_folds(data, fold_list, labels, out, train_config=train_config, feature_config=feature_config,
                                         model_config=model_config, baseline=baseline if data.functionals is not None else None,
                                         progress=progress, resume=resume, workers=workers)
     tested = np.flatnonzero(preds["model"] >= 0)
@@ -310,7 +314,7 @@ def run_protocol(
         "n_speakers": len({r.speaker for r in main.rows}), "counts": {c: int(n) for c, n in Counter(r.label4 for r in main.rows).items()},
         "extra_train": {d.name: len(d.rows) for d in extra},
         "n_folds": len(fold_list), "folds_at_once": workers, "n_tested": int(tested.size),
-        **_summarise(tested, y, preds, labels, speakers, n_resamples=n_resamples, seed=train_config.seed, cluster=cluster),
+        **summarise(tested, y, preds, labels, speakers, n_resamples=n_resamples, seed=train_config.seed, cluster=cluster),
         "folds": _fold_table(records, y, fold_list, labels, preds),
         "train_config": to_dict(train_config), "feature_config": to_dict(feature_config),
         "model_config": to_dict(model_config or ModelConfig()),
@@ -318,12 +322,12 @@ def run_protocol(
         "problems": data.problems, "versions": environment(),
     }
     summary["fold_summary"] = {k: fold_summary([f[k] for f in summary["folds"]]) for k in ("model", "baseline") if k in summary}
-    _write_oof(out / OOF_NAME, data.rows, tested, y, preds, labels, fold_list)
+    write_oof(out / OOF_NAME, data.rows, tested, y, preds, labels, fold_list)
     made = protocol_figures(summary, main, records, out) if plots else []
-    return _finish(out, summary, made, protocol_text, t0)
+    return finish(out, summary, made, protocol_text, t0)
 
 
-def _with_extra(data: CorpusData, extra: Sequence[CorpusData], labels: List[str]) -> CorpusData:
+def with_extra(data: CorpusData, extra: Sequence[CorpusData], labels: List[str]) -> CorpusData:
     """``data`` followed by the clips of ``extra`` whose class is in ``labels``."""
     if any((d.functionals is None) != (data.functionals is None) for d in extra):
         raise DataError("extra training corpora need the baseline's functionals too (or no baseline at all)")
@@ -331,11 +335,11 @@ def _with_extra(data: CorpusData, extra: Sequence[CorpusData], labels: List[str]
     return CorpusData(
         "+".join([data.name, *(d.name for d in extra)]), data.rows + [d.rows[i] for d, keep in parts for i in keep],
         data.feats + [d.feats[i] for d, keep in parts for i in keep],
-        None if data.functionals is None else np.concatenate([data.functionals, *(_functionals(d)[keep] for d, keep in parts)]),
+        None if data.functionals is None else np.concatenate([data.functionals, *(functionals_of(d)[keep] for d, keep in parts)]),
         data.problems + [p for d in extra for p in d.problems])
 
 
-def _finish(out: Path, summary: Dict, made: List[Path], render, t0: float) -> EvalResult:
+def finish(out: Path, summary: Dict, made: List[Path], render, t0: float) -> EvalResult:
     """Add plots and wall time to ``summary``; write ``metrics.json`` and ``report.txt``."""
     summary["plots"] = [str(p) for p in made]
     summary["seconds"] = time.perf_counter() - t0
@@ -345,7 +349,8 @@ def _finish(out: Path, summary: Dict, made: List[Path], render, t0: float) -> Ev
     return EvalResult(out, summary, text, made)
 
 
-def _write_oof(path: Path, rows, tested, y, preds, labels, folds) -> None:
+def write_oof(path: Path, rows, tested, y, preds, labels, folds) -> None:
+    """Write :data:`OOF_NAME`: one row per tested clip (path, corpus, speaker, fold, true label and each system's)."""
     import csv
     import io
 
@@ -365,7 +370,7 @@ def _write_oof(path: Path, rows, tested, y, preds, labels, folds) -> None:
 
 
 OOF_NAME = "oof_predictions.csv"
-"""Each evaluation's per-clip predictions (written by :func:`_write_oof`, read by :func:`read_oof`)."""
+"""Each evaluation's per-clip predictions (written by :func:`write_oof`, read by :func:`read_oof`)."""
 
 
 def read_oof(run_dir: str | Path) -> List[Dict[str, str]]:
@@ -384,121 +389,3 @@ def read_oof(run_dir: str | Path) -> List[Dict[str, str]]:
         raise DataError(f"{f}: not found (is {run_dir} a finished emospec evaluate run?)")
     with f.open(newline="", encoding="utf-8") as fh:
         return list(csv.DictReader(fh))
-
-
-def run_cross_corpus(
-    train: CorpusData, tests: Sequence[CorpusData], out_dir: str | Path, *,
-    feature_config: FeatureConfig = FeatureConfig(), train_config: TrainConfig = TrainConfig(),
-    model_config: Optional[ModelConfig] = None, baseline: Optional[BaselineConfig] = BaselineConfig(),
-    n_resamples: int = 1000, cluster: bool = False,
-    progress: bool = True, resume: bool = False, plots: bool = True,
-) -> EvalResult:
-    """Train on all of ``train`` (validation: held-out training speakers), test on each of ``tests``.
-
-    Only the classes present in every corpus are used (normally the four).
-    ``summary["tests"][name]`` holds each test corpus's pooled evaluation.
-    """
-    from .protocol_report import cross_corpus_figures, cross_corpus_text
-
-    t0 = time.perf_counter()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    every = [train, *tests]
-    labels = [c for c in CLASSES4 if all(any(r.label4 == c for r in d.rows) for d in every)]
-    if len(labels) < 2:
-        raise DataError(f"cross-corpus: the corpora share fewer than two classes ({labels})")
-    use_baseline = baseline is not None and all(d.functionals is not None for d in every)
-    parts, offset, spans = [], 0, {}
-    for d in every:
-        keep = [i for i, r in enumerate(d.rows) if r.label4 in labels]
-        parts.append((d, keep))
-        spans[d.name if d is not train else "__train__"] = np.arange(offset, offset + len(keep))
-        offset += len(keep)
-    rows = [d.rows[i] for d, keep in parts for i in keep]
-    merged = CorpusData("+".join(d.name for d in every), rows, [d.feats[i] for d, keep in parts for i in keep],
-                        np.concatenate([_functionals(d)[keep] for d, keep in parts]) if use_baseline else None,
-                        [p for d in every for p in d.problems])
-    test_idx = np.concatenate([spans[d.name] for d in tests])
-    fold = Fold(f"train_{train.name}", spans["__train__"], test_idx, True)
-    preds, records, y = _evaluate_folds(merged, [fold], labels, out, train_config=train_config, feature_config=feature_config,
-                                        model_config=model_config, baseline=baseline if use_baseline else None, progress=progress,
-                                        resume=resume)
-    speakers = [r.speaker for r in rows]
-    summary = {
-        "kind": "cross-corpus", "train": train.name, "labels": labels, "n_train": int(len(spans["__train__"])),
-        "tests": {d.name: {"n_speakers": len({r.speaker for r in d.rows}),
-                           **_summarise(spans[d.name], y, preds, labels, speakers, n_resamples=n_resamples,
-                                        seed=train_config.seed, cluster=cluster)} for d in tests},
-        "best_epoch": records[0]["best_epoch"], "n_val": records[0].get("n_val"), "baseline_fit": records[0]["baseline"] and
-        {k: records[0]["baseline"][k] for k in ("c", "inner_ua", "grid")},
-        "train_config": to_dict(train_config), "feature_config": to_dict(feature_config),
-        "model_config": to_dict(model_config or ModelConfig()),
-        "baseline_config": to_dict(baseline) if use_baseline else None, "problems": merged.problems, "versions": environment(),
-    }
-    for part in summary["tests"].values():  # one model: the clip weight it runs with when given no adaptation clips
-        if "unadapted" in part:
-            part["unadapted"]["clip_weight"] = records[0].get("clip_weight") or 0.0
-    _write_oof(out / OOF_NAME, rows, test_idx, y, preds, labels, [fold])
-    made = cross_corpus_figures(summary, records, out) if plots else []
-    return _finish(out, summary, made, cross_corpus_text, t0)
-
-
-def combine_corpora(datas: Sequence[CorpusData]) -> CorpusData:
-    """Several corpora as one training set named ``A+B+...``: their clips of the classes all of them share.
-
-    Rows keep their own corpus (so ``TrainConfig.balance="corpus"`` and per-corpus
-    statistics see them apart); one corpus is returned as it is.
-    """
-    if len(datas) == 1:
-        return datas[0]
-    labels = [c for c in CLASSES4 if all(any(r.label4 == c for r in d.rows) for d in datas)]
-    first = CorpusData(datas[0].name, [r for r in datas[0].rows if r.label4 in labels],
-                       [f for f, r in zip(datas[0].feats, datas[0].rows) if r.label4 in labels],
-                       None if datas[0].functionals is None else
-                       datas[0].functionals[[i for i, r in enumerate(datas[0].rows) if r.label4 in labels]],
-                       datas[0].problems)
-    return _with_extra(first, datas[1:], labels)
-
-
-def run_loco(
-    datas: Sequence[CorpusData], out_dir: str | Path, *,
-    feature_config: FeatureConfig = FeatureConfig(), train_config: TrainConfig = TrainConfig(),
-    model_config: Optional[ModelConfig] = None, baseline: Optional[BaselineConfig] = BaselineConfig(), n_resamples: int = 1000,
-    cluster: bool = False, progress: bool = True, resume: bool = False, plots: bool = True,
-) -> EvalResult:
-    """Leave one corpus out: each corpus of ``datas`` in turn is the test set, all the others train.
-
-    Each held-out corpus is a :func:`run_cross_corpus` run in ``out_dir/held_out_<name>/`` (model
-    and baseline trained on the other corpora together; ``train_config.balance="corpus"`` samples
-    them equally). ``summary["held_out"][name]`` is that corpus's pooled evaluation (UA with CIs,
-    the paired Δ against the baseline); ``summary["mean_ua"]`` the mean over held-out corpora.
-    """
-    from .protocol_report import loco_figures, loco_text
-
-    t0 = time.perf_counter()
-    names = [d.name for d in datas]
-    if len(datas) < 2:
-        raise ConfigError(f"leave-one-corpus-out needs at least two corpora, got {names}")
-    if len(set(names)) != len(names):
-        raise ConfigError(f"leave-one-corpus-out: two corpora share a name ({names})")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    labels = [c for c in CLASSES4 if all(any(r.label4 == c for r in d.rows) for d in datas)]
-    held: Dict[str, Dict] = {}
-    for k, test in enumerate(datas):
-        train = combine_corpora([d for j, d in enumerate(datas) if j != k])
-        res = run_cross_corpus(train, [test], out / f"held_out_{test.name}", feature_config=feature_config,
-                               train_config=train_config, model_config=model_config, baseline=baseline, n_resamples=n_resamples,
-                               cluster=cluster, progress=progress, resume=resume, plots=plots)
-        held[test.name] = {"train": train.name, "n_train": res.summary["n_train"], "best_epoch": res.summary["best_epoch"],
-                           **res.summary["tests"][test.name]}
-    systems = [k for k in ("model", "unadapted", "baseline") if all(k in h for h in held.values())]
-    summary = {
-        "kind": "loco", "corpora": names, "labels": labels, "held_out": held,
-        "mean_ua": {k: float(np.mean([h[k]["ua"] for h in held.values()])) for k in systems},
-        "train_config": to_dict(train_config), "feature_config": to_dict(feature_config),
-        "model_config": to_dict(model_config or ModelConfig()), "baseline_config": to_dict(baseline) if baseline else None,
-        "versions": environment(),
-    }
-    made = loco_figures(summary, out) if plots else []
-    return _finish(out, summary, made, loco_text, t0)

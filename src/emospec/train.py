@@ -16,13 +16,15 @@ The run directory holds::
     convergence.json training-set recall per class of the best model (full clips), best
                      epoch, warnings when the budget looks too short (see :func:`convergence`)
     versions.json    python, torch, emospec, git commit ...
+
+What one epoch does (crops, SpecAugment, mixup, the step, precise BatchNorm
+statistics) is :mod:`emospec.epoch`; the device, autocast dtype and seeding
+are :mod:`emospec.device`.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -30,22 +32,19 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader
-from torch.utils.data.distributed import DistributedSampler
 
 from . import distributed
 from .checkpoint import load_model, load_state, save_model, save_state
 from .config import FeatureConfig, ModelConfig, TrainConfig, to_dict
 from .convergence import convergence
-from .data.dataset import CropDataset, GroupBalancedSampler, feature_stats
+from .epoch import Parts, build, precise_bn, train_one_epoch
 from .errors import CheckpointError, ConfigError, DataError
 from .files import save_json
 from .metrics import unweighted_accuracy, weighted_accuracy
-from .model import EmoAlexNet, batchnorm_layers, infer, recalibrate_batchnorm
+from .model import EmoAlexNet, infer
 from .versions import environment
 
-__all__ = ["FitResult", "fit", "convergence", "amp_dtype", "resolve_device", "seed_everything"]
+__all__ = ["FitResult", "fit", "convergence"]
 
 log = logging.getLogger(__name__)
 
@@ -62,115 +61,6 @@ class FitResult:
     world_size: int = 1
     convergence: Dict = field(default_factory=dict)
     """:func:`convergence` of this run: training-set UA per class, best epoch, warnings."""
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; otherwise ``torch.device(name)``."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (CPU and CUDA) RNGs."""
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
-
-
-def _schedule(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
-    """The learning-rate scheduler of ``cfg.schedule``; stepped per batch, except ``plateau`` (per epoch, on val UA)."""
-    total = cfg.epochs * steps_per_epoch
-    if cfg.schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total, pct_start=0.3)
-    if cfg.schedule == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.5, patience=cfg.plateau_patience)
-    warm = cfg.warmup_epochs * steps_per_epoch
-
-    def factor(step: int) -> float:
-        if warm and step < warm:
-            return (step + 1) / warm
-        if cfg.schedule == "constant":
-            return 1.0
-        progress = (step - warm) / max(1, total - warm)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
-
-
-def _spec_augment(x: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
-    """SpecAugment-style masks on normalised input ``(batch, 3, n_mels, frames)`` (masked to 0 = mean)."""
-    b, _, m, t = x.shape
-    for _ in range(cfg.freq_masks):
-        w = torch.randint(0, cfg.freq_mask_bins + 1, (b,), generator=gen)
-        s = (torch.rand(b, generator=gen) * (m - w).clamp(min=1)).long()
-        band = torch.arange(m)[None, :]
-        mask = (band >= s[:, None]) & (band < (s + w)[:, None])
-        x = x.masked_fill(mask[:, None, :, None].to(x.device), 0.0)
-    for _ in range(cfg.time_masks):
-        w = torch.randint(0, cfg.time_mask_frames + 1, (b,), generator=gen)
-        s = (torch.rand(b, generator=gen) * (t - w).clamp(min=1)).long()
-        frame = torch.arange(t)[None, :]
-        mask = (frame >= s[:, None]) & (frame < (s + w)[:, None])
-        x = x.masked_fill(mask[:, None, None, :].to(x.device), 0.0)
-    return x
-
-
-class _Logits(torch.nn.Module):
-    """Standardised input -> logits: the part of :class:`EmoAlexNet` that DDP wraps.
-
-    SpecAugment and mixup act between standardisation and the conv stack, so
-    the wrapped forward starts after :meth:`EmoAlexNet.normalize`.
-    """
-
-    def __init__(self, model: EmoAlexNet):
-        super().__init__()
-        self.model = model
-
-    def forward(self, xn: torch.Tensor) -> torch.Tensor:
-        return self.model.forward_head(self.model.features(xn))
-
-
-def cpu_has_fast_bf16() -> bool:
-    """Whether oneDNN runs bfloat16 natively on this CPU (AVX-512 or AMX). On an AVX2-only CPU it emulates
-    bf16: on a 2-core AMD EPYC one conv layer of a 32-clip batch took 8.4 s under bf16 autocast against
-    0.24 s in float32, and a whole batch-32 forward ran at 0.2x float32's speed (``make bench``)."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def amp_dtype(amp: str, device: torch.device) -> Optional[torch.dtype]:
-    """The autocast dtype :attr:`TrainConfig.amp` asks for on ``device``, or None (float32).
-
-    ``"auto"`` is bf16 on CUDA devices that support it, fp16 on older ones,
-    and off on CPU; ``"fp16"`` needs CUDA. ``"bf16"`` (the default) runs on
-    CPU when the CPU computes bf16 natively (:func:`cpu_has_fast_bf16`); on
-    one that would emulate it, training runs in float32 and says so once.
-    """
-    if amp == "off":
-        return None
-    if device.type != "cuda":
-        if amp == "fp16":
-            raise ConfigError(f"TrainConfig.amp='fp16' needs a CUDA device; training runs on {device}")
-        if amp == "bf16" and not cpu_has_fast_bf16():
-            _warn_once("amp='bf16': this CPU (%s) has no native bfloat16 and would emulate it at a fraction of "
-                       "float32's speed; training in float32", torch.backends.cpu.get_cpu_capability())
-            return None
-        return torch.bfloat16 if amp == "bf16" else None
-    if amp == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if amp == "bf16" else torch.float16
-
-
-_WARNED: set = set()
-
-
-def _warn_once(msg: str, *args) -> None:
-    if (msg, args) not in _WARNED:
-        _WARNED.add((msg, args))
-        log.warning(msg, *args)
 
 
 def _validation_logits(model: EmoAlexNet, feats: Sequence[torch.Tensor], ctx: distributed.DistContext) -> torch.Tensor:
@@ -274,166 +164,16 @@ def fit(
         distributed.cleanup(ctx)
 
 
-@dataclass
-class _Parts:
-    """Everything one training process builds before its first epoch."""
-
-    model: EmoAlexNet
-    net: torch.nn.Module
-    ds: CropDataset
-    sampler: object
-    loader: DataLoader
-    opt: torch.optim.Optimizer
-    sched: object
-    scaler: Optional[torch.amp.GradScaler]
-    weight: Optional[torch.Tensor]
-    aug_gen: torch.Generator
-    autocast_dtype: Optional[torch.dtype]
-
-
-def _build(train_feats, train_y, n_classes: int, ctx: distributed.DistContext, *, feature_config: FeatureConfig,
-           mcfg: ModelConfig, tcfg: TrainConfig, train_groups: Optional[Sequence],
-           train_versions: Optional[Sequence[Sequence[torch.Tensor]]] = None) -> _Parts:
-    """Seeded model (with the training clips' per-bin statistics), data pipeline, optimiser and schedule."""
-    device = ctx.device
-    autocast_dtype = amp_dtype(tcfg.amp, device)
-    seed_everything(tcfg.seed)
-    model = EmoAlexNet(config=mcfg)
-    mean, std = feature_stats(train_feats)
-    model.set_normalization(mean, std)
-    model.to(device)
-    net: torch.nn.Module = _Logits(model)
-    if ctx.world_size > 1:
-        if mcfg.batch_norm and device.type == "cuda":
-            net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
-        net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None,
-                                      broadcast_buffers=mcfg.batch_norm)
-        torch.manual_seed(tcfg.seed + 1 + ctx.rank)  # same initial weights, different dropout masks per rank
-
-    crop_frames = max(1, int(round(tcfg.crop_s * 1000.0 / feature_config.hop_ms)))
-    ds = CropDataset(train_feats, train_y, crop_frames, mean[..., None], seed=tcfg.seed, versions=train_versions)
-    # The order depends only on (seed, epoch), and a world of N sees the same global batches as one process.
-    sampler: object
-    if tcfg.balance == "corpus" and train_groups is not None:
-        sampler = GroupBalancedSampler(train_groups, seed=tcfg.seed, num_replicas=ctx.world_size, rank=ctx.rank)
-    else:
-        sampler = DistributedSampler(ds, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=tcfg.seed, drop_last=True)
-    loader = DataLoader(ds, batch_size=tcfg.batch_size // ctx.world_size, sampler=sampler,  # type: ignore[arg-type]
-                        drop_last=len(ds) > tcfg.batch_size, num_workers=tcfg.workers,
-                        pin_memory=device.type == "cuda")
-    aug_gen = torch.Generator().manual_seed(tcfg.seed + 1 + 7919 * ctx.rank)
-
-    opt: torch.optim.Optimizer
-    if tcfg.optimizer == "sgd":
-        opt = torch.optim.SGD(model.parameters(), lr=tcfg.lr, momentum=tcfg.momentum, weight_decay=tcfg.weight_decay, nesterov=True)
-    else:
-        opt = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
-    sched = _schedule(opt, tcfg, len(loader))
-    scaler = torch.amp.GradScaler("cuda") if autocast_dtype == torch.float16 else None
-    weight = None
-    if tcfg.class_weights:
-        counts = np.bincount(np.asarray(train_y), minlength=n_classes).astype(np.float64)
-        w = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / n_classes, 0.0)
-        weight = torch.tensor(w, dtype=torch.float32, device=device)
-    return _Parts(model, net, ds, sampler, loader, opt, sched, scaler, weight, aug_gen, autocast_dtype)
-
-
-def _train_one_epoch(p: _Parts, tcfg: TrainConfig, epoch: int, n_classes: int, ctx: distributed.DistContext) -> Dict:
-    """One pass over the training crops; returns mean loss and per-class accuracy on those crops.
-
-    The accuracy is of the crops as trained on (dropout, SpecAugment and mixup
-    active; with mixup, against each crop's own label): a cheap, slightly
-    pessimistic training-set figure, reduced over processes.
-    """
-    device = ctx.device
-    p.net.train()
-    p.ds.set_epoch(epoch)
-    p.sampler.set_epoch(epoch)  # type: ignore[attr-defined]
-    total = torch.zeros((), dtype=torch.float64, device=device)
-    hits = torch.zeros(2, n_classes, dtype=torch.float64, device=device)  # row 0: right, row 1: seen
-    count = 0
-    for x, y in p.loader:
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        xn = p.model.normalize(x)
-        if tcfg.freq_masks or tcfg.time_masks:
-            xn = _spec_augment(xn, tcfg, p.aug_gen)
-        lam, perm = 1.0, None
-        if tcfg.mixup_alpha > 0:
-            mix_rng = np.random.default_rng(int(torch.randint(0, 2**31, (1,), generator=p.aug_gen)))
-            lam = float(mix_rng.beta(tcfg.mixup_alpha, tcfg.mixup_alpha))
-            perm = torch.randperm(x.shape[0], generator=p.aug_gen).to(device)
-            xn = lam * xn + (1 - lam) * xn[perm]
-        with torch.autocast(device.type, dtype=p.autocast_dtype or torch.float32, enabled=p.autocast_dtype is not None):
-            logits = p.net(xn).float()
-        loss = F.cross_entropy(logits, y, weight=p.weight, label_smoothing=tcfg.label_smoothing)
-        if perm is not None:
-            loss = lam * loss + (1 - lam) * F.cross_entropy(logits, y[perm], weight=p.weight, label_smoothing=tcfg.label_smoothing)
-        _step(p, loss, tcfg)
-        total += loss.detach().double() * x.shape[0]
-        count += x.shape[0]
-        right = (logits.detach().argmax(1) == y).double()
-        hits[0].index_add_(0, y, right)
-        hits[1].index_add_(0, y, torch.ones_like(right))
-    sums = distributed.all_reduce_sum(torch.cat([total.reshape(1).cpu(), torch.tensor([float(count)], dtype=torch.float64),
-                                                 hits.cpu().reshape(-1)]), device)
-    seen = sums[2 + n_classes:]
-    recall = [float(r / s) if s > 0 else float("nan") for r, s in zip(sums[2:2 + n_classes], seen)]
-    present = [r for r, s in zip(recall, seen) if s > 0]
-    return {"train_loss": float(sums[0] / max(1.0, float(sums[1]))), "train_ua": float(np.mean(present)) if present else float("nan"),
-            "train_recall": recall}
-
-
-def _step(p: _Parts, loss: torch.Tensor, tcfg: TrainConfig) -> None:
-    """Backward, clip, optimiser step (with loss scaling for fp16) and a per-batch schedule step."""
-    p.opt.zero_grad(set_to_none=True)
-    if p.scaler is not None:
-        p.scaler.scale(loss).backward()
-        p.scaler.unscale_(p.opt)
-    else:
-        loss.backward()
-    if tcfg.grad_clip > 0:
-        torch.nn.utils.clip_grad_norm_(p.model.parameters(), tcfg.grad_clip)
-    if p.scaler is not None:
-        p.scaler.step(p.opt)
-        p.scaler.update()
-    else:
-        p.opt.step()
-    if tcfg.schedule != "plateau":
-        p.sched.step()  # type: ignore[attr-defined]
-
-
-def _precise_bn(p: _Parts, n_batches: int, ctx: distributed.DistContext, model: Optional[EmoAlexNet] = None) -> None:
-    """Re-estimate the BatchNorm statistics of ``model`` (default: the one training) on ``n_batches`` of this epoch's crops.
-
-    The crops are the first of the epoch in the sampler's order. Every process
-    then holds the average of all processes' statistics, so all ranks
-    validate the same model and make the same decisions.
-    """
-    model = p.model if model is None else model
-    if n_batches <= 0 or not batchnorm_layers(model):
-        return
-    bs = int(p.loader.batch_size or 1)
-    order = list(iter(p.sampler))[: n_batches * bs]  # type: ignore[call-overload]
-    recalibrate_batchnorm(model, (torch.stack([p.ds[i][0] for i in order[s:s + bs]]).to(ctx.device)
-                                  for s in range(0, len(order), bs)))
-    if ctx.world_size > 1:
-        for bn in batchnorm_layers(model):
-            for buf in (bn.running_mean, bn.running_var):
-                if buf is not None:
-                    buf.copy_((distributed.all_reduce_sum(buf.detach().cpu(), ctx.device) / ctx.world_size)
-                              .reshape(buf.shape).to(buf))
-
-
 SWA_BN_BATCHES = 10
 """Batches that re-estimate the averaged model's BatchNorm statistics when ``TrainConfig.precise_bn`` is 0."""
 
 
-def _average(swa: torch.optim.swa_utils.AveragedModel, p: _Parts, tcfg: TrainConfig, val_feats, val_y,
+def _average(swa: torch.optim.swa_utils.AveragedModel, p: Parts, tcfg: TrainConfig, val_feats, val_y,
              ctx: distributed.DistContext) -> Dict[str, float]:
     """Add this epoch's weights to the average, give it fresh BatchNorm statistics, validate it (``swa_val_*``)."""
     swa.update_parameters(p.model)
     avg: EmoAlexNet = swa.module  # type: ignore[assignment]
-    _precise_bn(p, tcfg.precise_bn or SWA_BN_BATCHES, ctx, avg)
+    precise_bn(p, tcfg.precise_bn or SWA_BN_BATCHES, ctx, avg)
     avg.eval()
     return {f"swa_{k}": v for k, v in _validate(avg, val_feats, val_y, ctx).items()}
 
@@ -449,7 +189,7 @@ def _validate(model: EmoAlexNet, val_feats, val_y, ctx: distributed.DistContext)
             "val_wa": weighted_accuracy(y, vpred)}
 
 
-def _restore(p: _Parts, ck: Dict, run_dir: Path, main: bool) -> Dict[str, torch.Tensor]:
+def _restore(p: Parts, ck: Dict, run_dir: Path, main: bool) -> Dict[str, torch.Tensor]:
     """Load a checkpoint's model, optimiser, schedule and RNG state into ``p``; return the best weights so far."""
     if main:  # a run killed while saving leaves its temp file (tens of MB); the rename never happened
         for tmp in run_dir.glob(".*.pt.*.tmp"):
@@ -477,7 +217,7 @@ def _fit(train_feats, train_y, val_feats, val_y, labels: List[str], run_dir: Pat
     main = ctx.is_main
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
-    p = _build(train_feats, train_y, len(labels), ctx, feature_config=feature_config, mcfg=mcfg, tcfg=tcfg,
+    p = build(train_feats, train_y, len(labels), ctx, feature_config=feature_config, mcfg=mcfg, tcfg=tcfg,
                train_groups=train_groups, train_versions=train_versions)
     model = p.model
     cfg_dict = {"feature": to_dict(feature_config), "model": to_dict(mcfg), "train": to_dict(tcfg)}
@@ -518,8 +258,8 @@ def _fit(train_feats, train_y, val_feats, val_y, labels: List[str], run_dir: Pat
     for epoch in epochs:
         if stop:
             break
-        trained = _train_one_epoch(p, tcfg, epoch, len(labels), ctx)
-        _precise_bn(p, tcfg.precise_bn, ctx)
+        trained = train_one_epoch(p, tcfg, epoch, len(labels), ctx)
+        precise_bn(p, tcfg.precise_bn, ctx)
         rec = {"epoch": epoch, **trained, **_validate(model, val_feats, val_y, ctx), "lr": float(p.opt.param_groups[0]["lr"])}
         if swa is not None and epoch >= swa_from:
             rec.update(_average(swa, p, tcfg, val_feats, val_y, ctx))

@@ -115,7 +115,8 @@ def _cmd_evaluate(args) -> int:
     if args.extra_train and not args.protocol:
         raise ConfigError("--extra-train goes with --protocol (cross-corpus runs train on --train only)")
     from ..baseline import BaselineConfig
-    from ..protocols import combine_corpora, run_cross_corpus, run_loco, run_protocol
+    from ..crosscorpus import combine_corpora, run_cross_corpus, run_loco
+    from ..protocols import run_protocol
 
     rec = recipe_from_args(args, model_norm=args.adapt_norm)
     base = None if args.baseline == "none" else BaselineConfig(kernel=args.svm_kernel, norm=args.adapt_norm or "global")
