@@ -17,6 +17,7 @@ from emospec.metrics import (
     format_metrics,
     format_report,
     paired_bootstrap,
+    paired_bootstrap_runs,
     per_speaker,
     report,
     side_by_side,
@@ -170,6 +171,27 @@ def test_paired_bootstrap():
         paired_bootstrap(yt, good, bad, labels, metric="auc")
 
 
+def test_paired_bootstrap_runs_is_paired_bootstrap_for_one_run_and_widens_with_the_seed_spread():
+    yt, good = _noisy(400, 0.8, seed=4)
+    _, bad = _noisy(400, 0.4, seed=5)
+    labels = list("nhas")
+    one = paired_bootstrap(yt, good, bad, labels, seed=3)
+    copies = paired_bootstrap_runs(yt, [good, good, good], [bad, bad], labels, seed=3)  # runs drawn, items drawn as before
+    assert [copies[k] for k in ("a", "b", "difference", "low", "high", "p_two_sided")] == \
+        pytest.approx([one[k] for k in ("a", "b", "difference", "low", "high", "p_two_sided")], abs=1e-12)
+    # two seeds of A (UA 1.0 and 0.5) against one of B (0.75) on 200 clips: the means tie, the seeds do not
+    y = np.repeat(np.arange(4), 50)
+    perfect, half, mid = y.copy(), y.copy(), y.copy()
+    half[::2], mid[::4] = (half[::2] + 1) % 4, (mid[::4] + 1) % 4
+    spread = paired_bootstrap_runs(y, [perfect, half], [mid], labels, n_resamples=2000)
+    clips_only = paired_bootstrap_runs(y, [perfect, half], [mid], labels, n_resamples=2000, resample_runs=False)
+    assert spread["runs_a"] == [1.0, 0.5] and spread["runs_b"] == [0.75] and spread["difference"] == 0.0
+    assert spread["low"] < -0.2 and spread["high"] > 0.2  # a quarter of resamples draw the 0.5 seed twice: -0.25
+    assert -0.1 < clips_only["low"] < 0 < clips_only["high"] < 0.1
+    with pytest.raises(ValueError, match="at least one run"):
+        paired_bootstrap_runs(y, [], [mid], labels)
+
+
 def test_paired_bootstrap_close_systems_not_significant():
     yt, a = _noisy(200, 0.6, seed=11)
     b = a.copy()
@@ -262,3 +284,8 @@ def test_compare_runs_pairs_two_evaluations_on_the_clips_both_tested(tmp_path):
     assert "column 'model' of A, 'baseline' of B" in against
     row = next(line.split() for line in against.splitlines() if line.startswith("all"))
     assert row[1:5] == ["8", "1.000", "0.250", "+0.750"]
+    seeds = cr.compare([tmp_path / "a", tmp_path / "b"], [tmp_path / "b"], n_resamples=200)  # A: two runs, B: one
+    assert "8 clips in every run (of 8-9 a run)" in seeds and "over clips and runs" in seeds
+    row = next(line.split() for line in seeds.splitlines() if line.startswith("all"))
+    assert row[1:5] == ["8", "0.875", "0.750", "+0.125"]  # A's mean of 1.000 and 0.750
+    assert "all       A 1.000 0.750 | B 0.750" in seeds

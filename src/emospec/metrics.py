@@ -29,6 +29,7 @@ __all__ = [
     "weighted_accuracy",
     "bootstrap_ci",
     "paired_bootstrap",
+    "paired_bootstrap_runs",
     "per_speaker",
     "fold_summary",
     "format_ci",
@@ -293,25 +294,69 @@ def paired_bootstrap(
         ``2 · min(P(d* <= 0), P(d* >= 0))`` over the resampled differences d*
         (capped at 1): small when the interval stays clear of zero.
     """
+    out = paired_bootstrap_runs(y_true, [pred_a], [pred_b], labels, metric=metric, n_resamples=n_resamples,
+                                confidence=confidence, seed=seed, groups=groups)
+    return {k: v for k, v in out.items() if k not in ("runs_a", "runs_b", "resample_runs")}
+
+
+def paired_bootstrap_runs(
+    y_true: Sequence | np.ndarray,
+    runs_a: Sequence[Sequence | np.ndarray],
+    runs_b: Sequence[Sequence | np.ndarray],
+    labels: Sequence[str],
+    *,
+    metric: str = "ua",
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    groups: Optional[Sequence | np.ndarray] = None,
+    resample_runs: bool = True,
+) -> Dict:
+    """:func:`paired_bootstrap` for several trainings (seeds) of each system: ``mean_r metric(a_r) - mean_r metric(b_r)``.
+
+    ``runs_a`` and ``runs_b`` hold one ``(n,)`` prediction array per run, all on the items of ``y_true``. Every
+    resample draws the items (or ``groups``) once for all runs of both systems and, with ``resample_runs``, draws
+    each system's runs with replacement, so the interval covers which clips were tested *and* which seeds were
+    trained. With r runs a system's resampled mean spreads by ``sqrt((r - 1) / r)`` of its seed spread (0.82 for
+    three), so few runs still understate it. With one run each it is :func:`paired_bootstrap`.
+
+    Returns
+    -------
+    dict
+        :func:`paired_bootstrap`'s keys, ``a`` and ``b`` being the means over runs, plus ``runs_a`` / ``runs_b``
+        (each run's metric on all items) and ``resample_runs``.
+    """
     if metric not in METRICS:
-        raise ValueError(f"paired_bootstrap: metric must be one of {METRICS}, got {metric!r}")
+        raise ValueError(f"paired bootstrap: metric must be one of {METRICS}, got {metric!r}")
+    if not runs_a or not runs_b:
+        raise ValueError("paired bootstrap: need at least one run of each system")
     labels = [str(c) for c in labels]
-    yt, pa, pb = _codes(y_true, labels), _codes(pred_a, labels), _codes(pred_b, labels)
-    _check_bootstrap_args(yt, pa, n_resamples, confidence, groups)
-    _check_bootstrap_args(yt, pb, n_resamples, confidence, groups)
-    k = len(labels)
-    both = np.concatenate([_group_confusions(yt, pa, k, groups), _group_confusions(yt, pb, k, groups)], axis=2)
+    yt, k = _codes(y_true, labels), len(labels)
+    preds = [_codes(p, labels) for p in (*runs_a, *runs_b)]
+    for p in preds:
+        _check_bootstrap_args(yt, p, n_resamples, confidence, groups)
+    ra = len(runs_a)
+    units = np.concatenate([_group_confusions(yt, p, k, groups) for p in preds], axis=2)  # (units, K, K * runs)
+    full = np.array([float(_from_confusion(units.sum(0)[:, i * k:(i + 1) * k])[metric]) for i in range(len(preds))])
+    run_rng = np.random.default_rng([seed, 1])  # the items are drawn exactly as paired_bootstrap draws them
     diffs = []
-    for cm in _resampled_confusions(both, n_resamples, seed):
-        diffs.append(_from_confusion(cm[:, :, :k])[metric] - _from_confusion(cm[:, :, k:])[metric])
+    for cm in _resampled_confusions(units, n_resamples, seed):
+        per_run = np.stack([_from_confusion(cm[:, :, i * k:(i + 1) * k])[metric] for i in range(len(preds))], axis=1)
+        pick_a, pick_b = np.arange(ra)[None, :], np.arange(ra, len(preds))[None, :]
+        if resample_runs:
+            pick_a = run_rng.integers(0, ra, size=(cm.shape[0], ra))
+            pick_b = ra + run_rng.integers(0, len(preds) - ra, size=(cm.shape[0], len(preds) - ra))
+        diffs.append(np.take_along_axis(per_run, np.broadcast_to(pick_a, (cm.shape[0], pick_a.shape[1])), 1).mean(1)
+                     - np.take_along_axis(per_run, np.broadcast_to(pick_b, (cm.shape[0], pick_b.shape[1])), 1).mean(1))
     d = np.concatenate(diffs)
-    a, b = float(_from_confusion(both[:, :, :k].sum(0))[metric]), float(_from_confusion(both[:, :, k:].sum(0))[metric])
+    a, b = float(full[:ra].mean()), float(full[ra:].mean())
     ci = _interval(d, a - b, confidence)
     finite = d[np.isfinite(d)]
-    p = min(1.0, 2.0 * min(np.mean(finite <= 0), np.mean(finite >= 0))) if finite.size else float("nan")
-    return {"metric": metric, "a": a, "b": b, "difference": a - b, "low": ci["low"], "high": ci["high"],
-            "p_two_sided": float(p), "n": int(yt.size), "n_resamples": int(n_resamples), "confidence": float(confidence),
-            "seed": int(seed), "unit": "item" if groups is None else "group"}
+    p_value = min(1.0, 2.0 * min(np.mean(finite <= 0), np.mean(finite >= 0))) if finite.size else float("nan")
+    return {"metric": metric, "a": a, "b": b, "runs_a": full[:ra].tolist(), "runs_b": full[ra:].tolist(),
+            "difference": a - b, "low": ci["low"], "high": ci["high"], "p_two_sided": float(p_value), "n": int(yt.size),
+            "n_resamples": int(n_resamples), "confidence": float(confidence), "seed": int(seed),
+            "unit": "item" if groups is None else "group", "resample_runs": bool(resample_runs)}
 
 
 def per_speaker(y_true: Sequence | np.ndarray, y_pred: Sequence | np.ndarray, speakers: Sequence[str] | np.ndarray,
