@@ -201,7 +201,9 @@ class TrainConfig:
     each takes ``batch_size / N`` clips per step (N must divide it), so a
     recipe trains the same on one device or many. ``amp`` is mixed precision:
     ``"auto"`` (bf16 on CUDA devices that support it, else fp16 with loss
-    scaling; off on CPU), ``"bf16"`` (on CPU only where it is native), ``"fp16"`` (CUDA only) or ``"off"``.
+    scaling; off on CPU), ``"bf16"`` (on CPU only where it is native), ``"fp16"`` (CUDA only), ``"off"``, or
+    ``"bf16-round"``: float32 kernels with bf16's rounding of every conv, linear and BatchNorm input and output
+    (:class:`emospec.device.BF16Rounding`), bf16's numbers at float32's speed on a CPU without native bf16.
     ``workers`` is DataLoader worker processes (0: load in the training
     process, right for features already in memory). ``balance="corpus"``
     draws training clips so that every corpus is equally likely per epoch
@@ -248,7 +250,7 @@ class TrainConfig:
     mixup_alpha: float = 0.0
     grad_clip: float = 5.0
     device: str = "auto"
-    amp: str = "bf16"  # "auto", "bf16", "fp16" or "off"
+    amp: str = "bf16"  # "auto", "bf16", "fp16", "off" or "bf16-round"
     workers: int = 0
     balance: str = "none"  # "none" or "corpus"
     augment_copies: int = 0
@@ -284,8 +286,8 @@ class TrainConfig:
             raise ConfigError(f"TrainConfig.swa_start must be in [0, 1) (a fraction of the epochs), got {self.swa_start}")
         if self.patience < 1:
             raise ConfigError(f"TrainConfig.patience must be >= 1, got {self.patience}")
-        if self.amp not in ("auto", "bf16", "fp16", "off"):
-            raise ConfigError(f"TrainConfig.amp must be 'auto', 'bf16', 'fp16' or 'off', got {self.amp!r}")
+        if self.amp not in ("auto", "bf16", "fp16", "off", "bf16-round"):
+            raise ConfigError(f"TrainConfig.amp must be 'auto', 'bf16', 'fp16', 'off' or 'bf16-round', got {self.amp!r}")
         if self.augment_copies < 0 or self.stats_copies < 0:
             raise ConfigError(f"TrainConfig.augment_copies and stats_copies must be >= 0, got {self.augment_copies}, "
                               f"{self.stats_copies}")

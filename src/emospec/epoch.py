@@ -11,6 +11,7 @@ re-estimates the BatchNorm statistics on the epoch's crops before validation.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from typing import Dict, Optional, Sequence
@@ -25,7 +26,7 @@ from torch.utils.data.distributed import DistributedSampler
 from . import distributed
 from .config import FeatureConfig, ModelConfig, TrainConfig
 from .data.dataset import CropDataset, GroupBalancedSampler, feature_stats
-from .device import amp_dtype, seed_everything
+from .device import BF16Rounding, amp_dtype, seed_everything
 from .model import EmoAlexNet, batchnorm_layers, recalibrate_batchnorm
 
 __all__ = ["Parts", "build", "schedule", "spec_augment", "train_one_epoch", "step", "precise_bn"]
@@ -173,7 +174,8 @@ def train_one_epoch(p: Parts, tcfg: TrainConfig, epoch: int, n_classes: int, ctx
             lam = float(mix_rng.beta(tcfg.mixup_alpha, tcfg.mixup_alpha))
             perm = torch.randperm(x.shape[0], generator=p.aug_gen).to(device)
             xn = lam * xn + (1 - lam) * xn[perm]
-        with torch.autocast(device.type, dtype=p.autocast_dtype or torch.float32, enabled=p.autocast_dtype is not None):
+        with torch.autocast(device.type, dtype=p.autocast_dtype or torch.float32, enabled=p.autocast_dtype is not None), \
+                (BF16Rounding() if tcfg.amp == "bf16-round" else contextlib.nullcontext()):
             logits = p.net(xn).float()
         loss = F.cross_entropy(logits, y, weight=p.weight, label_smoothing=tcfg.label_smoothing)
         if perm is not None:

@@ -236,7 +236,8 @@ def _fit(train_feats, train_y, val_feats, val_y, labels: List[str], run_dir: Pat
         save_json(run_dir / "labels.json", labels)
         save_json(run_dir / "norm_stats.json", {"mean_db": mean.tolist(), "std_db": std.tolist(), "shape": "(3, n_mels)"})
         save_json(run_dir / "versions.json", env)
-    model_meta = {"config": cfg_dict, "versions": env, "autocast": str(p.autocast_dtype or "off"), **(meta or {})}
+    autocast = "bf16-round" if tcfg.amp == "bf16-round" else str(p.autocast_dtype or "off")
+    model_meta = {"config": cfg_dict, "versions": env, "autocast": autocast, **(meta or {})}
 
     history: List[Dict] = []
     start_epoch, best_ua, best_epoch, bad_epochs, kept_ua = 0, -1.0, -1, 0, float("nan")

@@ -101,8 +101,9 @@ def add_train(sub) -> None:
     p.add_argument("--out", required=True, help="run directory to write")
     add_recipe_options(p, seed_help="seed for the split and training (default: the recipe's)")
     p.add_argument("--device", help="auto, cpu, cuda... (default: the recipe's)")
-    p.add_argument("--amp", choices=["auto", "bf16", "fp16", "off"],
-                   help="mixed precision (default: the recipe's, bf16; on a CPU without native bf16 it trains in float32)")
+    p.add_argument("--amp", choices=["auto", "bf16", "fp16", "off", "bf16-round"],
+                   help="mixed precision (default: the recipe's, bf16; on a CPU without native bf16 it trains in float32; "
+                        "bf16-round: float32 kernels with bf16's rounding)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     p.set_defaults(func=_cmd_train)
 
