@@ -98,7 +98,7 @@ def main(argv=None) -> int:
     ap.add_argument("--column", default="model", help="prediction column of oof_predictions.csv (model, unadapted, baseline)")
     ap.add_argument("--column-b", help="B's prediction column, when it differs from A's (e.g. --column-b baseline)")
     ap.add_argument("--by", choices=("clip", "speaker"), default="clip", help="resample clips (default) or whole speakers")
-    args = ap.parse_args(argv)
+    args = ap.parse_intermixed_args(argv)
     if args.vs is None and len(args.runs) != 2:
         ap.error("give two run directories A B, or A's runs followed by --vs and B's runs")
     a, b = (args.runs, args.vs) if args.vs is not None else (args.runs[0], args.runs[1])

@@ -289,3 +289,7 @@ def test_compare_runs_pairs_two_evaluations_on_the_clips_both_tested(tmp_path):
     row = next(line.split() for line in seeds.splitlines() if line.startswith("all"))
     assert row[1:5] == ["8", "0.875", "0.750", "+0.125"]  # A's mean of 1.000 and 0.750
     assert "all       A 1.000 0.750 | B 0.750" in seeds
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    assert cr.main([a, "--column-b", "baseline", b]) == 0 and cr.main([a, b, "--vs", b]) == 0  # options anywhere
+    with pytest.raises(SystemExit):
+        cr.main([a, b, a])  # three runs but no --vs: which are A's?
