@@ -61,6 +61,19 @@ def test_rounding_touches_only_conv_linear_and_batchnorm():
     assert F.linear(a[None], torch.eye(3)).ne(1.0).all()  # and outside the mode it is not rounded at all
 
 
+def test_rounding_leaves_batchnorms_running_statistics_to_update():
+    """The running averages are updated in place: rounding a copy of them would freeze them at 0 and 1 (it did)."""
+    torch.manual_seed(0)
+    x = torch.randn(8, 3, 5, 5) * 2 + torch.tensor([1.0, 2.0, 3.0])[:, None, None]
+    plain, rounded = torch.nn.BatchNorm2d(3).train(), torch.nn.BatchNorm2d(3).train()
+    plain(x)
+    with BF16Rounding():
+        rounded(x)
+    assert rounded.running_mean.dtype == torch.float32 and rounded.running_mean.min() > 0.05
+    torch.testing.assert_close(rounded.running_mean, plain.running_mean, rtol=1e-2, atol=1e-3)
+    torch.testing.assert_close(rounded.running_var, plain.running_var, rtol=2e-2, atol=1e-3)
+
+
 def test_bf16_round_trains_in_float32_kernels_and_says_so_in_the_model(tmp_path):
     assert amp_dtype("bf16-round", torch.device("cpu")) is None  # no autocast: float32 kernels
     with pytest.raises(ConfigError, match="bf16-round"):

@@ -98,8 +98,12 @@ class BF16Rounding(TorchFunctionMode):
         kwargs = kwargs or {}
         if func not in _ROUNDED:
             return func(*args, **kwargs)
-        args = tuple(_to_bf16_grid(a) for a in args)
-        return _to_bf16_grid(func(*args, **{k: _to_bf16_grid(v) for k, v in kwargs.items()}))
+        # BatchNorm's running_mean / running_var (arguments 1 and 2) are updated in place: round a copy of them and
+        # the module's statistics would never move (they stay float32 under autocast too)
+        kept = (1, 2) if func in (torch.batch_norm, F.batch_norm) else ()
+        args = tuple(a if i in kept else _to_bf16_grid(a) for i, a in enumerate(args))
+        kwargs = {k: v if k in ("running_mean", "running_var") else _to_bf16_grid(v) for k, v in kwargs.items()}
+        return _to_bf16_grid(func(*args, **kwargs))
 
 
 _WARNED: set = set()
