@@ -72,6 +72,10 @@ def test_rounding_leaves_batchnorms_running_statistics_to_update():
     assert rounded.running_mean.dtype == torch.float32 and rounded.running_mean.min() > 0.05
     torch.testing.assert_close(rounded.running_mean, plain.running_mean, rtol=1e-2, atol=1e-3)
     torch.testing.assert_close(rounded.running_var, plain.running_var, rtol=2e-2, atol=1e-3)
+    mean, var = torch.zeros(3), torch.ones(3)  # torch.batch_norm itself takes the statistics 4th and 5th
+    with BF16Rounding():
+        torch.batch_norm(x, torch.ones(3), torch.zeros(3), mean, var, True, 0.1, 1e-5, False)
+    torch.testing.assert_close(mean, plain.running_mean, rtol=1e-2, atol=1e-3)
 
 
 def test_bf16_round_trains_in_float32_kernels_and_says_so_in_the_model(tmp_path):

@@ -98,9 +98,10 @@ class BF16Rounding(TorchFunctionMode):
         kwargs = kwargs or {}
         if func not in _ROUNDED:
             return func(*args, **kwargs)
-        # BatchNorm's running_mean / running_var (arguments 1 and 2) are updated in place: round a copy of them and
-        # the module's statistics would never move (they stay float32 under autocast too)
-        kept = (1, 2) if func in (torch.batch_norm, F.batch_norm) else ()
+        # BatchNorm's running_mean / running_var are updated in place: round a copy of them and the module's
+        # statistics would never move (they stay float32 under autocast too). F.batch_norm(input, running_mean,
+        # running_var, weight, bias, ...) takes them 2nd and 3rd, torch.batch_norm(input, weight, bias, ...) 4th and 5th.
+        kept = (1, 2) if func is F.batch_norm else (3, 4) if func is torch.batch_norm else ()
         args = tuple(a if i in kept else _to_bf16_grid(a) for i, a in enumerate(args))
         kwargs = {k: v if k in ("running_mean", "running_var") else _to_bf16_grid(v) for k, v in kwargs.items()}
         return _to_bf16_grid(func(*args, **kwargs))
