@@ -342,12 +342,11 @@ def paired_bootstrap_runs(
     diffs = []
     for cm in _resampled_confusions(units, n_resamples, seed):
         per_run = np.stack([_from_confusion(cm[:, :, i * k:(i + 1) * k])[metric] for i in range(len(preds))], axis=1)
-        pick_a, pick_b = np.arange(ra)[None, :], np.arange(ra, len(preds))[None, :]
-        if resample_runs:
-            pick_a = run_rng.integers(0, ra, size=(cm.shape[0], ra))
-            pick_b = ra + run_rng.integers(0, len(preds) - ra, size=(cm.shape[0], len(preds) - ra))
-        diffs.append(np.take_along_axis(per_run, np.broadcast_to(pick_a, (cm.shape[0], pick_a.shape[1])), 1).mean(1)
-                     - np.take_along_axis(per_run, np.broadcast_to(pick_b, (cm.shape[0], pick_b.shape[1])), 1).mean(1))
+        side_a, side_b = per_run[:, :ra], per_run[:, ra:]
+        if resample_runs:  # each resample's runs of a side, drawn with replacement
+            side_a = np.take_along_axis(side_a, run_rng.integers(0, ra, size=side_a.shape), 1)
+            side_b = np.take_along_axis(side_b, run_rng.integers(0, side_b.shape[1], size=side_b.shape), 1)
+        diffs.append(side_a.mean(1) - side_b.mean(1))
     d = np.concatenate(diffs)
     a, b = float(full[:ra].mean()), float(full[ra:].mean())
     ci = _interval(d, a - b, confidence)
