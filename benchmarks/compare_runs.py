@@ -3,10 +3,10 @@
 Reads the ``oof_predictions.csv`` of two ``emospec evaluate`` run directories
 (speaker folds, leave-one-corpus-out or cross-corpus), keeps the clips both
 tested, and prints UA of each with the paired bootstrap of the difference
-(:func:`emospec.metrics.paired_bootstrap`, clips resampled; ``--by speaker``
+(:func:`emospec.bootstrap.paired_bootstrap`, clips resampled; ``--by speaker``
 resamples whole speakers), overall and per corpus. With several runs a side
 (seeds of one recipe, ``--vs``) it compares their mean UAs and resamples the
-runs too (:func:`emospec.metrics.paired_bootstrap_runs`): one training's
+runs too (:func:`emospec.bootstrap.paired_bootstrap_runs`): one training's
 seed can move a held-out corpus's UA by 0.08 or more (README), more than most
 recipe changes. The folds need not match:
 each clip's prediction is the one made while it was held out.
@@ -26,9 +26,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from emospec.bootstrap import paired_bootstrap_runs
 from emospec.data.labels import CLASSES4
 from emospec.errors import DataError
-from emospec.metrics import paired_bootstrap_runs
 from emospec.protocols import read_oof
 
 
@@ -48,7 +48,7 @@ def compare(a: Path | Sequence[Path], b: Path | Sequence[Path], *, column: str =
     """The comparison table of runs ``a`` and ``b`` (``a - b``) on the clips every run tested.
 
     ``a`` and ``b`` are one run each or several (seeds of one recipe): with several, UA is each side's mean over
-    its runs and the interval also resamples the runs (:func:`emospec.metrics.paired_bootstrap_runs`).
+    its runs and the interval also resamples the runs (:func:`emospec.bootstrap.paired_bootstrap_runs`).
     ``a``'s predictions come from ``column``, ``b``'s from ``column_b`` (default: the same column).
     """
     column_b = column_b or column

@@ -26,9 +26,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from emospec.bootstrap import bootstrap_ci, paired_bootstrap
 from emospec.checkpoint import load_model
 from emospec.data.dataset import compute_features
-from emospec.metrics import bootstrap_ci, paired_bootstrap, unweighted_accuracy
+from emospec.metrics import unweighted_accuracy
 from emospec.model import infer
 from emospec.norm import inference_model, raw_inputs
 from emospec.protocols import read_oof

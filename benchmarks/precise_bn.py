@@ -25,11 +25,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import DATA  # noqa: E402
+from emospec.bootstrap import paired_bootstrap  # noqa: E402
 from emospec.checkpoint import load_model  # noqa: E402
 from emospec.cv import load_corpus  # noqa: E402
 from emospec.data.dataset import CropDataset  # noqa: E402
 from emospec.data.labels import CLASSES4  # noqa: E402
-from emospec.metrics import paired_bootstrap, unweighted_accuracy  # noqa: E402
+from emospec.metrics import unweighted_accuracy  # noqa: E402
 from emospec.model import infer, recalibrate_batchnorm  # noqa: E402
 from emospec.norm import normalize_for  # noqa: E402
 from emospec.recipe import RECIPES  # noqa: E402

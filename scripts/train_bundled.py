@@ -20,7 +20,7 @@ Steps:
    (``emospec.data.splits.make_folds``), each trained with the same recipe
    (``emospec.experiment.run_split``), pooled out-of-fold UA/WA with 95 %
    confidence intervals from a speaker-level bootstrap
-   (``emospec.metrics.bootstrap_ci`` with ``groups=speakers``,
+   (``emospec.bootstrap.bootstrap_ci`` with ``groups=speakers``,
    ``--bootstrap`` resamples, seeded), written to ``OUT/cv/evaluation.json``.
    ``--metrics FILE`` instead reads ``{"ua", "wa", "ua_ci95", "wa_ci95", "protocol", ...}``.
 3. ``final``: trained on all speakers of both corpora, early stopping on a
@@ -44,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
+from emospec.bootstrap import bootstrap_ci
 from emospec.checkpoint import load_model, save_model
 from emospec.config import FeatureConfig, to_dict
 from emospec.data.corpora import four_class, prepare_corpus
@@ -54,7 +55,7 @@ from emospec.data.splits import make_folds
 from emospec.errors import EmospecError
 from emospec.experiment import run_split, train_on, validation_split
 from emospec.files import load_json, save_json
-from emospec.metrics import bootstrap_ci, unweighted_accuracy, weighted_accuracy
+from emospec.metrics import unweighted_accuracy, weighted_accuracy
 from emospec.modelcard import CORPUS_TERMS, INFERENCE_NORM, licence_for, sha256_of
 from emospec.norm import ADAPT_WEIGHT_KEY, CLIP_WEIGHT_KEY, POPULATION_KEY
 from emospec.protocols import read_oof
@@ -87,7 +88,7 @@ def four_class_clips(data, fcfg: FeatureConfig, *, progress: bool, corpora=CORPO
 
 def pooled_estimate(y_true, y_pred, labels, speakers, corpora, *, n: int, seed: int) -> dict:
     """The card's estimate from pooled out-of-fold predictions: UA/WA, their 95 % CIs resampling whole
-    speakers (:func:`emospec.metrics.bootstrap_ci`), and UA/WA per corpus; the keys ``emospec info`` shows."""
+    speakers (:func:`emospec.bootstrap.bootstrap_ci`), and UA/WA per corpus; the keys ``emospec info`` shows."""
     ci = bootstrap_ci(y_true, y_pred, labels, n_resamples=n, seed=seed, groups=list(speakers))
     corpus = np.asarray(corpora)
     return {
@@ -223,7 +224,7 @@ def evaluation_from_runs(run_dirs, *, n: int, seed: int) -> dict:
     """The card's estimate from finished ``emospec evaluate`` runs of this recipe (e.g. RAVDESS 6-fold + EMOVO LOSO).
 
     Pools their out-of-fold predictions (``oof_predictions.csv``): UA/WA with 95 % CIs from the
-    speaker-level bootstrap of :func:`emospec.metrics.bootstrap_ci`, and UA per corpus (:func:`pooled_estimate`).
+    speaker-level bootstrap of :func:`emospec.bootstrap.bootstrap_ci`, and UA per corpus (:func:`pooled_estimate`).
     """
     rows = [r for d in run_dirs for r in read_oof(d)]
     labels = [c for c in CLASSES4 if any(r["true"] == c for r in rows)]

@@ -9,15 +9,13 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, classification_report, confusion_matrix, f1_score
 
+from emospec.bootstrap import bootstrap_ci, paired_bootstrap, paired_bootstrap_runs
 from emospec.metrics import (
-    bootstrap_ci,
     fold_summary,
     format_ci,
     format_comparison,
     format_metrics,
     format_report,
-    paired_bootstrap,
-    paired_bootstrap_runs,
     per_speaker,
     report,
     side_by_side,

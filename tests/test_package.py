@@ -160,10 +160,11 @@ def test_missing_chromium_ends_the_run_with_a_loud_line():
 
 def test_old_module_names_are_aliases_of_the_new_ones():
     """``emospec.cv`` and ``emospec.evaluate`` were renamed ``protocols`` and ``metrics``; the old names still import."""
+    import emospec.bootstrap
     import emospec.cv
     import emospec.evaluate
     import emospec.metrics
     import emospec.protocols
 
     assert emospec.cv.run_protocol is emospec.protocols.run_protocol and emospec.cv.make_folds is emospec.protocols.make_folds
-    assert emospec.evaluate.bootstrap_ci is emospec.metrics.bootstrap_ci and emospec.evaluate.report is emospec.metrics.report
+    assert emospec.evaluate.bootstrap_ci is emospec.bootstrap.bootstrap_ci and emospec.evaluate.report is emospec.metrics.report

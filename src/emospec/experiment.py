@@ -25,12 +25,13 @@ import torch
 
 from . import distributed
 from .augment import AUGMENT_VERSION, augmented_features, standardised_versions
+from .bootstrap import bootstrap_ci
 from .checkpoint import load_model, save_model
 from .config import FeatureConfig, ModelConfig, TrainConfig
 from .data.manifest import Utterance
 from .data.splits import paper_split, speaker_holdout
 from .files import atomic_write_bytes, save_json
-from .metrics import bootstrap_ci, format_report, report
+from .metrics import format_report, report
 from .model import infer
 from .norm import (
     CLIP_WEIGHT_KEY,

@@ -236,7 +236,7 @@ def per_class_f1(systems: Mapping[str, Mapping[str, Mapping[str, float]]], path:
     """Grouped bars of each class's F1 per system, with CI error bars.
 
     ``systems`` maps a system name to ``{class: {"estimate", "low", "high"}}``
-    (the ``"f1"`` part of :func:`emospec.metrics.bootstrap_ci`).
+    (the ``"f1"`` part of :func:`emospec.bootstrap.bootstrap_ci`).
     """
     plt = _plt()
     names = list(systems)

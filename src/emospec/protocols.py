@@ -38,6 +38,7 @@ import numpy as np
 import torch
 
 from .baseline import BaselineConfig, egemaps_functionals, run_fold
+from .bootstrap import bootstrap_ci, paired_bootstrap
 from .config import FeatureConfig, ModelConfig, TrainConfig, to_dict
 from .data.corpora import four_class, prepare_corpus
 from .data.dataset import compute_features
@@ -47,7 +48,7 @@ from .data.splits import PROTOCOLS, Fold, make_folds, speaker_kfold
 from .errors import ConfigError, DataError
 from .experiment import run_split
 from .files import atomic_write_bytes, load_json, save_json
-from .metrics import bootstrap_ci, fold_summary, paired_bootstrap, per_speaker, report
+from .metrics import fold_summary, per_speaker, report
 from .norm import group_keys, normalize_rows
 from .parallel import parallel_workers, run_jobs
 from .versions import environment

@@ -160,6 +160,7 @@ def _cmd_evaluate(args) -> int:
 def _eval_model(args) -> int:
     import numpy as np
 
+    from ..bootstrap import bootstrap_ci
     from ..checkpoint import load_model
     from ..data.corpora import prepare_corpus
     from ..data.dataset import compute_features
@@ -167,7 +168,7 @@ def _eval_model(args) -> int:
     from ..data.paths import find_data_root
     from ..errors import DataError
     from ..files import save_json
-    from ..metrics import bootstrap_ci, format_report, report
+    from ..metrics import format_report, report
     from ..model import infer
     from ..norm import normalize_for
 
