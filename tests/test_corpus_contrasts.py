@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
+from benchmark_scripts import load_benchmark
+
 
 def _script():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "corpus_contrasts.py"
-    spec = importlib.util.spec_from_file_location("corpus_contrasts", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("corpus_contrasts")
 
 
 def test_contrasts_average_each_speakers_difference_from_their_own_neutral():

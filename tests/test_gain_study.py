@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 import torch
 
+from benchmark_scripts import load_benchmark
 from emospec.checkpoint import save_model
 from emospec.config import FeatureConfig, ModelConfig
 from emospec.features import extract
@@ -20,10 +19,7 @@ LABELS = ["neutral", "happy", "angry", "sad"]
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("gain_study", Path(__file__).resolve().parents[1] / "benchmarks" / "gain_study.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("gain_study")
 
 
 def test_a_model_relative_to_the_peak_answers_the_same_at_every_gain_and_an_absolute_one_does_not(ravdess_clips, tmp_path):

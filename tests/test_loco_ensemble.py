@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
 
+from benchmark_scripts import load_benchmark
 from emospec.checkpoint import save_model
 from emospec.config import FeatureConfig, ModelConfig
 from emospec.features import extract
@@ -25,10 +24,7 @@ FC = FeatureConfig(n_mels=64, top_db=80.0)
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("loco_ensemble", Path(__file__).resolve().parents[1] / "benchmarks" / "loco_ensemble.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("loco_ensemble")
 
 
 def _model(norm: str, seed: int) -> EmoAlexNet:

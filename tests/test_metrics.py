@@ -256,12 +256,10 @@ def test_format_report_without_ci_and_side_by_side():
 def test_compare_runs_pairs_two_evaluations_on_the_clips_both_tested(tmp_path):
     """benchmarks/compare_runs.py: UA of each run and the paired difference, on the shared clips only, per corpus."""
     import csv
-    import importlib.util
-    from pathlib import Path
 
-    spec = importlib.util.spec_from_file_location("compare_runs", Path(__file__).resolve().parents[1] / "benchmarks" / "compare_runs.py")
-    cr = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cr)
+    from benchmark_scripts import load_benchmark
+
+    cr = load_benchmark("compare_runs")
     truth = ["neutral", "happy", "angry", "sad"] * 2
     runs = {"a": list(truth) + ["sad"], "b": ["neutral", "neutral", "angry", "sad", "neutral", "happy", "sad", "sad"]}
     for name, pred in runs.items():

@@ -198,19 +198,9 @@ def test_group_balanced_sampler():
 
 
 def _load_bench(name):
-    import importlib.util
-    import sys
-    from pathlib import Path
+    from benchmark_scripts import load_benchmark
 
-    folder = Path(__file__).resolve().parents[1] / "benchmarks"
-    sys.path.insert(0, str(folder))
-    try:
-        spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(folder))
-    return module
+    return load_benchmark(name)
 
 
 def test_default_recipe_is_the_first_attempts_best_row_at_the_budget_the_study_chose():
