@@ -1,7 +1,8 @@
 """Paired comparison of two finished evaluations on the same clips: did recipe A beat recipe B?
 
 Reads the ``oof_predictions.csv`` of two ``emospec evaluate`` run directories
-(speaker folds, leave-one-corpus-out or cross-corpus), keeps the clips both
+(speaker folds, leave-one-corpus-out or cross-corpus) — or one finished fold
+folder of a run stopped early (its ``oof.json``) — keeps the clips both
 tested, and prints UA of each with the paired bootstrap of the difference
 (:func:`emospec.bootstrap.paired_bootstrap`, clips resampled; ``--by speaker``
 resamples whole speakers), overall and per corpus. With several runs a side
@@ -15,11 +16,13 @@ each clip's prediction is the one made while it was held out.
     python benchmarks/compare_runs.py A B --column unadapted   # another prediction column (both runs)
     python benchmarks/compare_runs.py A B --column-b baseline  # A's model against B's baseline (e.g. B trained on less data)
     python benchmarks/compare_runs.py A_s0 A_s1 A_s2 --vs B_s0 B_s1 B_s2   # several seeds a side: means, runs resampled too
+    python benchmarks/compare_runs.py runs/A/ravdess/fold_01 runs/B/ravdess/fold_01   # one finished fold of each
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -29,13 +32,34 @@ import numpy as np
 from emospec.bootstrap import paired_bootstrap_runs
 from emospec.data.labels import CLASSES4
 from emospec.errors import DataError
-from emospec.protocols import read_oof
+from emospec.protocols import OOF_NAME, read_oof
+
+
+def fold_rows(fold: Path) -> List[Dict[str, str]]:
+    """:func:`emospec.protocols.read_oof`'s rows for one finished fold folder (``oof.json``, ``predictions.csv``).
+
+    An evaluation writes ``oof_predictions.csv`` only when all its folds are done; a run stopped after some folds
+    still holds each finished fold's answers. ``corpus`` is empty (a fold folder does not record it).
+    """
+    import csv
+
+    oof = json.loads((fold / "oof.json").read_text())
+    with (fold / "predictions.csv").open(newline="", encoding="utf-8") as fh:
+        preds = list(csv.DictReader(fh))
+    labels = json.loads((fold / "labels.json").read_text())  # class names in index order
+    if [labels[int(k)] for k in oof["model_pred"]] != [r["pred"] for r in preds]:
+        raise SystemExit(f"{fold}: oof.json and predictions.csv disagree")
+    base = (oof.get("baseline") or {}).get("pred")
+    unadapted = oof.get("unadapted_pred")
+    return [{"path": r["path"], "corpus": "", "speaker": r["speaker"], "fold": oof["name"], "true": r["true"], "model": r["pred"],
+             "baseline": labels[int(base[i])] if base else "",
+             "unadapted": labels[int(unadapted[i])] if unadapted and int(unadapted[i]) >= 0 else ""} for i, r in enumerate(preds)]
 
 
 def _oof(run: Path, column: str) -> Dict[str, Tuple[str, str, str, str]]:
-    """path -> (corpus, speaker, true label, predicted label in ``column``) of one finished evaluation."""
+    """path -> (corpus, speaker, true label, predicted label in ``column``) of one finished evaluation or fold folder."""
     try:
-        rows = read_oof(run)
+        rows = fold_rows(run) if (run / "oof.json").is_file() and not (run / OOF_NAME).is_file() else read_oof(run)
     except DataError as e:
         raise SystemExit(str(e)) from e
     if rows and column not in rows[0]:

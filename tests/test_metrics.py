@@ -289,3 +289,38 @@ def test_compare_runs_pairs_two_evaluations_on_the_clips_both_tested(tmp_path):
     assert cr.main([a, "--column-b", "baseline", b]) == 0 and cr.main([a, b, "--vs", b]) == 0  # options anywhere
     with pytest.raises(SystemExit):
         cr.main([a, b, a])  # three runs but no --vs: which are A's?
+
+
+def test_compare_runs_reads_one_finished_fold_of_a_stopped_evaluation(tmp_path):
+    """A fold folder (oof.json + predictions.csv + labels.json) gives the rows an oof_predictions.csv would."""
+    import csv
+
+    from benchmark_scripts import load_benchmark
+
+    cr = load_benchmark("compare_runs")
+    labels = ["neutral", "happy", "angry", "sad"]
+    truth = labels * 2
+    folds = {"a": [0, 1, 2, 3, 0, 1, 2, 3], "b": [0, 0, 2, 3, 0, 1, 3, 3]}  # a: all right; b: 6 of 8, UA 0.75
+    for name, pred in folds.items():
+        d = tmp_path / name / "fold_01"
+        d.mkdir(parents=True)
+        (d / "labels.json").write_text(json.dumps(labels))
+        (d / "oof.json").write_text(json.dumps({"name": "fold_01", "model_pred": pred, "unadapted_pred": [-1, 1, 2, 3, 0, 1, 2, 3],
+                                                "baseline": {"pred": [0] * 8}}))
+        with (d / "predictions.csv").open("w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["path", "speaker", "true", "pred"])
+            for i, p in enumerate(pred):
+                w.writerow([f"c{i}.wav", f"s{i % 2}", truth[i], labels[p]])
+    rows = cr.fold_rows(tmp_path / "a" / "fold_01")
+    assert rows[0] == {"path": "c0.wav", "corpus": "", "speaker": "s0", "fold": "fold_01", "true": "neutral", "model": "neutral",
+                       "baseline": "neutral", "unadapted": ""}  # -1: not predicted without adaptation
+    row = next(line.split() for line in cr.compare(tmp_path / "a" / "fold_01", tmp_path / "b" / "fold_01", n_resamples=200).splitlines()
+               if line.startswith("all"))
+    assert row[1:5] == ["8", "1.000", "0.750", "+0.250"]
+    against = cr.compare(tmp_path / "a" / "fold_01", tmp_path / "a" / "fold_01", column_b="baseline", n_resamples=200)
+    assert next(line.split() for line in against.splitlines() if line.startswith("all"))[1:4] == ["8", "1.000", "0.250"]
+    broken = tmp_path / "b" / "fold_01" / "predictions.csv"
+    broken.write_text(broken.read_text().replace("c1.wav,s1,happy,neutral", "c1.wav,s1,happy,sad"))
+    with pytest.raises(SystemExit, match="disagree"):
+        cr.fold_rows(tmp_path / "b" / "fold_01")
