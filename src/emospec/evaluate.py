@@ -1,4 +1,4 @@
-"""Deprecated alias of :mod:`emospec.metrics` (the module's name until 0.x; kept for one release)."""
+"""Deprecated alias of :mod:`emospec.metrics` and :mod:`emospec.bootstrap` (one module, `evaluate`, until 0.x; kept for one release)."""
 
 from .bootstrap import *  # noqa: F401,F403
 from .bootstrap import __all__ as _bootstrap_all

@@ -236,7 +236,7 @@ def format_comparison(
     the chance line, mean ± std over folds and the paired bootstrap.
 
     ``systems`` maps a display name to a report with ``"ci"`` (see
-    :func:`bootstrap_ci`); ``folds`` maps the same names to :func:`fold_summary`.
+    :func:`emospec.bootstrap.bootstrap_ci`); ``folds`` maps the same names to :func:`fold_summary`.
     """
     width = max([len(s) for s in systems] + [len("chance (majority class)")]) + 2
     col = 24
