@@ -17,7 +17,10 @@ better. Each argument is a finished training folder (``model.pt`` and the
 
 once on the whole clip and once as the mean of the class probabilities over
 windows of ``crop_s`` every ``--hop-s`` (the last window ends at the clip's
-end; a clip no longer than a window is one window). Printed per run and
+end; a clip no longer than a window is one window). Windows are cut from the
+clip's model input after its standardisation (the clip's own statistics blended
+in, for models with a clip weight), so the two answers differ only in what the
+network pools over. Printed per run and
 standardisation: UA on whole clips, UA of the window average, the paired
 bootstrap Δ (windows − whole), and the recall per class; with several runs
 (e.g. the folds of one evaluation), the same over all their clips pooled.
