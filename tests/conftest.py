@@ -53,6 +53,27 @@ def ravdess_clips(shared_data) -> list:
     return out
 
 
+@pytest.fixture(scope="session")
+def subsets(shared_data, tmp_path_factory) -> Path:
+    """Symlinked corpora: RAVDESS actors 01-06 (statement 01, repetition 01: 7 clips each, 42)
+    and EMOVO f1, m1 (neutral, joy, anger, sadness; sentences b1, b2: 16 clips)."""
+    root = tmp_path_factory.mktemp("corpora")
+    for actor in range(1, 7):
+        d = root / "ravdess" / f"Actor_{actor:02d}"
+        d.mkdir(parents=True)
+        for p in (shared_data / "ravdess" / f"Actor_{actor:02d}").glob("*.flac"):
+            _, _, emo, _, statement, rep, _ = p.stem.split("-")
+            if emo in ("01", "03", "04", "05") and statement == "01" and rep == "01":
+                (d / p.name).symlink_to(p)
+    for spk in ("f1", "m1"):
+        d = root / "emovo" / spk
+        d.mkdir(parents=True)
+        for emo in ("neu", "gio", "rab", "tri"):
+            for sent in ("b1", "b2"):
+                (d / f"{emo}-{spk}-{sent}.flac").symlink_to(shared_data / "emovo" / spk / f"{emo}-{spk}-{sent}.flac")
+    return root
+
+
 def run_cli(*args: str, cwd: str | os.PathLike | None = None, env: dict | None = None, timeout: float = 600,
             input: bytes | None = None) -> subprocess.CompletedProcess:
     """Run ``python -m emospec ARGS`` with this checkout's ``src`` first on the path."""

@@ -8,6 +8,7 @@ loader, how to make it plus names to use for bad items: a valid-looking name
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Tuple
@@ -25,6 +26,12 @@ def clip(path: Path, *, seconds: float = 0.1, sr: int = SR, seed: int = 0, fmt: 
     x = 0.1 * np.random.default_rng(seed).standard_normal(int(round(seconds * sr))).astype(np.float32)
     sf.write(path, x, sr, subtype="VORBIS" if fmt == "OGG" else "PCM_16", format=fmt)
     return path
+
+
+def csv_rows(path: Path) -> list:
+    """The rows of a CSV file with a header (``oof_predictions.csv``, a manifest) as dicts."""
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
 
 
 def empty_wav(path: Path) -> Path:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from collections import Counter
 
@@ -10,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
-from corpus_fixtures import clip
+from corpus_fixtures import csv_rows
 from emospec.config import TrainConfig
 from emospec.data.manifest import Utterance
 from emospec.demo import DEMO_TRAIN
@@ -107,27 +106,6 @@ def test_train_config_from_recipes(tmp_path):
 
 # --------------------------------------------------------------------------- end to end on real clips
 @pytest.fixture(scope="module")
-def subsets(shared_data, tmp_path_factory):
-    """Symlinked corpora: RAVDESS actors 01-06 (statement 01, repetition 01: 7 clips each, 42)
-    and EMOVO f1, m1 (neutral, joy, anger, sadness; sentences b1, b2: 16 clips)."""
-    root = tmp_path_factory.mktemp("corpora")
-    for actor in range(1, 7):
-        d = root / "ravdess" / f"Actor_{actor:02d}"
-        d.mkdir(parents=True)
-        for p in (shared_data / "ravdess" / f"Actor_{actor:02d}").glob("*.flac"):
-            _, _, emo, _, statement, rep, _ = p.stem.split("-")
-            if emo in ("01", "03", "04", "05") and statement == "01" and rep == "01":
-                (d / p.name).symlink_to(p)
-    for spk in ("f1", "m1"):
-        d = root / "emovo" / spk
-        d.mkdir(parents=True)
-        for emo in ("neu", "gio", "rab", "tri"):
-            for sent in ("b1", "b2"):
-                (d / f"{emo}-{spk}-{sent}.flac").symlink_to(shared_data / "emovo" / spk / f"{emo}-{spk}-{sent}.flac")
-    return root
-
-
-@pytest.fixture(scope="module")
 def cv_run(subsets, tmp_path_factory):
     out = tmp_path_factory.mktemp("cv") / "run"
     r = run_cli("-q", "evaluate", "--protocol", "speaker", "--corpus", "ravdess", "--root", str(subsets / "ravdess"),
@@ -136,17 +114,12 @@ def cv_run(subsets, tmp_path_factory):
     return out, r.stdout.decode()
 
 
-def _oof(path):
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
 @pytest.mark.slow
 def test_cv_every_clip_once_and_no_speaker_leak(cv_run, subsets):
     out, _ = cv_run
     m = json.loads((out / "metrics.json").read_text())
     assert (m["n_clips"], m["n_tested"], m["n_folds"], m["n_speakers"]) == (42, 42, 3, 6)
-    oof = _oof(out / "oof_predictions.csv")
+    oof = csv_rows(out / "oof_predictions.csv")
     assert len(oof) == 42 and len({r["path"] for r in oof}) == 42
     assert {r["path"] for r in oof} == {str(p) for p in (subsets / "ravdess").glob("*/*.flac")}
     tested = []
@@ -185,7 +158,7 @@ def test_train_and_evaluate_hold_out_the_same_speakers(cv_run, subsets, tmp_path
 def test_cv_pooled_metrics_match_predictions(cv_run):
     out, text = cv_run
     m = json.loads((out / "metrics.json").read_text())
-    oof = _oof(out / "oof_predictions.csv")
+    oof = csv_rows(out / "oof_predictions.csv")
     truth = [r["true"] for r in oof]
     for system in ("model", "baseline"):
         rep = report(truth, [r[system] for r in oof], m["labels"])
@@ -252,7 +225,7 @@ def test_cross_corpus(subsets, tmp_path):
     assert m["kind"] == "cross-corpus" and m["labels"] == CLASSES and m["n_train"] == 42
     part = m["tests"]["emovo"]
     assert part["n"] == 16 and part["n_speakers"] == 2 and part["model"]["n"] == 16 and "paired_ua" in part
-    oof = _oof(out / "oof_predictions.csv")
+    oof = csv_rows(out / "oof_predictions.csv")
     assert len(oof) == 16 and {r["corpus"] for r in oof} == {"emovo"}
     assert all(r["unadapted"] in CLASSES for r in oof)  # a per-speaker model: also the predictions without adaptation
     from emospec.metrics import unweighted_accuracy
@@ -283,7 +256,7 @@ def test_extra_training_corpus_joins_every_fold_and_is_never_tested(subsets, tmp
     m = json.loads((out / "metrics.json").read_text())
     assert (m["n_clips"], m["n_tested"], m["n_speakers"], m["extra_train"]) == (42, 42, 6, {"emovo": 16})
     assert m["model_config"]["norm"] == "speaker" and m["train_config"]["balance"] == "corpus"
-    assert {r["corpus"] for r in _oof(out / "oof_predictions.csv")} == {"ravdess"}
+    assert {r["corpus"] for r in csv_rows(out / "oof_predictions.csv")} == {"ravdess"}
     emovo_ids = {f"{e}-{s}-{b}" for e in ("neu", "gio", "rab", "tri") for s in ("f1", "m1") for b in ("b1", "b2")}
     for f in m["folds"]:
         split = json.loads((out / f["name"] / "split.json").read_text())
@@ -307,138 +280,3 @@ def test_cross_corpus_adapt_norm(subsets, tmp_path):
     assert m["tests"]["emovo"]["n"] == 16
     r = run_cli("-q", "evaluate", "--train", "ravdess", "--test", "emovo", "--extra-train", "emovo")
     assert r.returncode == 1 and "--extra-train" in r.stderr.decode()
-
-
-# --------------------------------------------------------------------------- named test sets
-def _label_tree(root, speakers, seed):
-    """A folder-per-label tree ``<Label>/<speaker>/<k>.wav``: 4 labels x ``speakers`` x 2 clips of 0.5 s noise."""
-    for i, (lab, spk, k) in enumerate((lab, s, k) for lab in ("Neutral", "Happy", "Angry", "Sad") for s in speakers
-                                      for k in range(2)):
-        clip(root / lab / spk / f"{k}.wav", seconds=0.5, seed=seed + i)
-    return root
-
-
-def test_three_folder_test_sets_give_three_results(tmp_path):
-    train = _label_tree(tmp_path / "train", ("s1", "s2", "s3", "s4"), 0)
-    a, b = _label_tree(tmp_path / "A", ("x",), 100), _label_tree(tmp_path / "B", ("x",), 200)
-    c = _label_tree(tmp_path / "other" / "A", ("x", "y"), 300)  # also called A: named C explicitly
-    out = tmp_path / "xc"
-    r = run_cli("-q", "evaluate", "--train", f"folder:{train}", "--test", f"folder:{a}", "--test", f"folder:{b}",
-                "--test", f"C=folder:{c}", "--epochs", "1", "--baseline", "none", "--resamples", "50", "--no-plots",
-                "--out", str(out))
-    assert r.returncode == 0, r.stderr.decode()[-3000:]
-    m = json.loads((out / "metrics.json").read_text())
-    assert m["train"] == "train" and m["n_train"] == 32
-    assert {k: (v["n"], v["n_speakers"]) for k, v in m["tests"].items()} == {"A": (8, 1), "B": (8, 1), "C": (16, 2)}
-    text = r.stdout.decode()
-    for name, n, spk in (("A", 8, 1), ("B", 8, 1), ("C", 16, 2)):
-        assert text.count(f"=== test on {name}: {n} clips, {spk} speakers ===") == 1
-    # each set keeps its own name in the predictions, so per-corpus statistics never pool two sets
-    assert Counter(row["corpus"] for row in _oof(out / "oof_predictions.csv")) == {"A": 8, "B": 8, "C": 16}
-
-
-def test_two_test_sets_with_one_name_are_an_error(tmp_path):
-    for tests in ([f"folder:{tmp_path / 'A'}", f"folder:{tmp_path / 'x' / 'A'}"], ["emovo", "emovo:/elsewhere"],
-                  [f"folder:{tmp_path / 'B'}", f"B=folder:{tmp_path / 'C'}"]):
-        r = run_cli("-q", "evaluate", "--train", "ravdess", "--test", tests[0], "--test", tests[1], "--epochs", "1",
-                    "--out", str(tmp_path / "never"))
-        err = r.stderr.decode().strip()
-        name = "emovo" if tests[0] == "emovo" else tests[0].rsplit("/", 1)[1]
-        assert r.returncode == 1 and err == (f"emospec: error: --test: two data sets are named {name!r} ({tests[0]} and "
-                                             f"{tests[1]}); name them apart with --test NAME=CORPUS:ROOT")
-    assert not (tmp_path / "never").exists()
-    r = run_cli("-q", "evaluate", "--train", "ravdess", "--test", "a b=emovo", "--epochs", "1")
-    assert r.returncode == 1 and "data set name 'a b' must be letters" in r.stderr.decode()
-
-
-# --------------------------------------------------------------------------- leave one corpus out
-def test_leave_one_corpus_out_tests_each_corpus_with_a_model_of_the_others(tmp_path):
-    a = _label_tree(tmp_path / "a", ("s1", "s2"), 0)             # 16 clips
-    b = _label_tree(tmp_path / "b", ("s1", "s2", "s3"), 100)     # 24 clips
-    c = _label_tree(tmp_path / "c", ("s1",), 200)                # 8 clips
-    out = tmp_path / "loco"
-    r = run_cli("-q", "evaluate", "--protocol", "loco", "--corpus", f"A=folder:{a}", "--corpus", f"B=folder:{b}",
-                "--corpus", f"C=folder:{c}", "--epochs", "1", "--baseline", "none", "--resamples", "50", "--out", str(out))
-    assert r.returncode == 0, r.stderr.decode()[-3000:]
-    m = json.loads((out / "metrics.json").read_text())
-    assert m["kind"] == "loco" and m["corpora"] == ["A", "B", "C"] and m["labels"] == CLASSES
-    sizes = {"A": 16, "B": 24, "C": 8}
-    for name, h in m["held_out"].items():
-        assert h["n"] == sizes[name] and h["n_train"] == sum(sizes.values()) - sizes[name]
-        assert h["train"] == "+".join(k for k in sizes if k != name)
-        assert Counter(row["corpus"] for row in _oof(out / f"held_out_{name}" / "oof_predictions.csv")) == {name: sizes[name]}
-        assert (out / f"held_out_{name}" / f"confusion_model_{name}.png").read_bytes()[:4] == b"\x89PNG"  # per held-out corpus
-    assert m["mean_ua"]["model"] == pytest.approx(sum(h["model"]["ua"] for h in m["held_out"].values()) / 3)
-    assert (out / "loco_ua.png").read_bytes()[:4] == b"\x89PNG"
-    text = r.stdout.decode()
-    assert "Leave one corpus out: A, B, C" in text and "mean UA over held-out corpora: model" in text
-    for name in sizes:
-        assert sum(line.startswith(f"{name} ") for line in text.splitlines()) == 1
-
-
-def test_the_loco_table_says_how_test_clips_were_standardised():
-    from emospec.protocol_report import loco_text
-
-    part = {"ua": 0.5, "ci": {"ua": {"low": 0.4, "high": 0.6}},
-            "per_class": {c: {"recall": 0.5} for c in CLASSES}}
-    held = {"A": {"n": 8, "model": part, "unadapted": part}}
-    summary = {"corpora": ["A", "B"], "labels": CLASSES, "held_out": held, "mean_ua": {"model": 0.5}}
-    speaker = loco_text({**summary, "model_config": {"norm": "speaker"}})
-    assert "model: each test speaker standardised with their own unlabelled clips; no adaptation: with the training" in speaker
-    utterance = loco_text({**summary, "held_out": {"A": {"n": 8, "model": part}}, "model_config": {"norm": "utterance"}})
-    assert "model: each clip standardised with its own statistics alone\n" in utterance + "\n"
-    assert "own unlabelled clips" not in utterance and "no adaptation:" not in utterance
-    moved = loco_text({**summary, "held_out": {"A": {"n": 8, "model": part, "unadapted": {**part, "clip_weight": 0.75}},
-                                              "B": {"n": 8, "model": part, "unadapted": {**part, "clip_weight": 0.0}}},
-                       "model_config": {"norm": "speaker"}})
-    assert "each clip moved towards its own statistics by the weight chosen on the validation speakers (A 0.75, B 0)" in moved
-    assert "towards its own" not in speaker
-
-
-@pytest.mark.slow
-def test_leave_one_corpus_out_with_the_baseline_on_real_clips(subsets, tmp_path):
-    out = tmp_path / "loco-real"
-    r = run_cli("-q", "evaluate", "--protocol", "loco", "--corpus", f"ravdess:{subsets / 'ravdess'}",
-                "--corpus", f"emovo:{subsets / 'emovo'}", "--epochs", "1", "--out", str(out), "--no-plots")
-    assert r.returncode == 0, r.stderr.decode()[-3000:]
-    m = json.loads((out / "metrics.json").read_text())
-    assert {k: (h["n"], h["n_train"]) for k, h in m["held_out"].items()} == {"ravdess": (42, 16), "emovo": (16, 42)}
-    for h in m["held_out"].values():  # model and baseline on the same clips, with the paired difference
-        assert h["model"]["n"] == h["baseline"]["n"] == h["n"]
-        assert h["paired_ua"]["low"] <= h["paired_ua"]["difference"] <= h["paired_ua"]["high"]
-        assert h["unadapted"]["n"] == h["n"] and "difference" in h["paired_ua_unadapted"]
-    assert set(m["mean_ua"]) == {"model", "unadapted", "baseline"}
-    # "no adaptation" is what a user gets from the saved model on the raw clips, no adaptation clips given
-    from emospec.predict import load
-
-    clips = sorted((subsets / "emovo").rglob("*.flac"))
-    truth = [{"neu": "neutral", "gio": "happy", "rab": "angry", "tri": "sad"}[p.name[:3]] for p in clips]
-    got = [p.label for p in load(out / "held_out_emovo" / "train_ravdess").predict_batch(clips)]
-    assert m["held_out"]["emovo"]["unadapted"]["ua"] == pytest.approx(report(truth, got, m["labels"])["ua"])
-    from emospec.checkpoint import load_model  # the clip weight that run used is the one its model file runs with
-    from emospec.norm import CLIP_WEIGHT_KEY, CLIP_WEIGHTS
-
-    saved = load_model(out / "held_out_emovo" / "train_ravdess").meta
-    assert m["held_out"]["emovo"]["unadapted"]["clip_weight"] == saved[CLIP_WEIGHT_KEY] in CLIP_WEIGHTS
-
-
-def test_leave_one_corpus_out_usage_errors(tmp_path):
-    r = run_cli("-q", "evaluate", "--protocol", "loco", "--corpus", "ravdess")
-    assert r.returncode == 1 and "two or more --corpus" in r.stderr.decode()
-    r = run_cli("-q", "evaluate", "--protocol", "speaker", "--corpus", "ravdess", "--corpus", "emovo")
-    assert r.returncode == 1 and "two or more --corpus" in r.stderr.decode()
-    r = run_cli("-q", "evaluate", "--protocol", "loco", "--corpus", "ravdess", "--corpus", "ravdess")
-    assert r.returncode == 1 and "ravdess" in r.stderr.decode() and len(r.stderr.decode().strip().splitlines()) == 1
-
-
-def test_cross_corpus_trains_on_several_corpora_together(tmp_path):
-    a, b = _label_tree(tmp_path / "a", ("s1", "s2"), 0), _label_tree(tmp_path / "b", ("s1", "s2", "s3"), 100)
-    c = _label_tree(tmp_path / "c", ("s1",), 200)
-    out = tmp_path / "ab-to-c"
-    r = run_cli("-q", "evaluate", "--train", f"A=folder:{a}", "--train", f"B=folder:{b}", "--test", f"C=folder:{c}",
-                "--epochs", "1", "--baseline", "none", "--resamples", "50", "--no-plots", "--out", str(out), "--set", "balance=corpus")
-    assert r.returncode == 0, r.stderr.decode()[-3000:]
-    m = json.loads((out / "metrics.json").read_text())
-    assert (m["train"], m["n_train"], m["tests"]["C"]["n"], m["train_config"]["balance"]) == ("A+B", 40, 8, "corpus")
-    r = run_cli("-q", "evaluate", "--train", f"A=folder:{a}", "--train", f"C=folder:{b}", "--test", f"C=folder:{c}", "--epochs", "1")
-    assert r.returncode == 1 and "named 'C'" in r.stderr.decode() and len(r.stderr.decode().strip().splitlines()) == 1
