@@ -13,11 +13,15 @@ UA(model) - UA(baseline). Rows are resumable: a finished fold is reused.
     python benchmarks/ablate.py                      # every row, then the table
     python benchmarks/ablate.py --rows default,no-bn  # some rows
     python benchmarks/ablate.py --table              # the table from finished rows only
+    python benchmarks/ablate.py --rows global-norm --corpora ravdess --folds 3,4  # a fold subset (0-based)
     python benchmarks/ablate.py --cross ROW          # RAVDESS <-> EMOVO, with and without adapted standardisation
     python benchmarks/ablate.py --cross ROW --norms speaker  # one standardisation only
 
 Output: ``runs/ablate/<row>/<corpus>/`` (``emospec evaluate`` run directories),
-``runs/ablate/table.md`` and ``table.json``. The same row by hand::
+``runs/ablate/table.md`` and ``table.json``. A fold subset (``--folds``) writes
+``metrics_folds-3-4.json`` and ``table_folds-3-4.*`` beside them; subsets of one row
+may run side by side (each trains only its own folds), and the row without
+``--folds`` then reuses every finished fold. The same row by hand::
 
     emospec evaluate --protocol speaker --corpus ravdess --recipe paper --set model.batch_norm=true
 """
@@ -29,13 +33,13 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 FAST = {"class_weights": True, "crop_s": 2.0, "feature.n_mels": 64, "amp": "bf16", "schedule": "onecycle", "lr": 2e-3,
         "epochs": 30, "patience": 30}
 """The training part shared by the first attempt's later rows: 30 epochs, the best validation epoch kept."""
 BN_SPK_FLOOR = {**FAST, "model.batch_norm": True, "model.norm": "speaker", "feature.top_db": 60.0}
-AUG = {"freq_masks": 2, "freq_mask_bins": 8, "time_masks": 2, "time_mask_frames": 20}
+AUG: Dict[str, object] = {"freq_masks": 2, "freq_mask_bins": 8, "time_masks": 2, "time_mask_frames": 20}
 
 ROWS: List[Tuple[str, str, str, Dict[str, object]]] = [
     # (row name, change, base recipe, overrides). Rows on "default" change one thing of today's default recipe,
@@ -83,7 +87,19 @@ def _corpus(name: str, features, data_root, cache_dir: Path, memo: Dict):
     return memo[key]
 
 
-def run_rows(rows, corpora, out: Path, data_root=None) -> None:
+def metrics_name(folds: Optional[Sequence[int]]) -> str:
+    """``metrics.json`` for all folds, ``metrics_folds-0-1.json`` for a subset (so a screening is kept beside the full run)."""
+    return "metrics.json" if folds is None else "metrics_folds-" + "-".join(str(j) for j in sorted(set(folds))) + ".json"
+
+
+def finished(path: Path, row_key) -> bool:
+    """Whether ``path`` holds this script's summary of the row ``row_key`` (run_protocol's own metrics.json of a
+    fold subset, written beside it, carries no ``recipe_row`` and never counts)."""
+    return path.exists() and json.loads(path.read_text()).get("recipe_row") == row_key
+
+
+def run_rows(rows, corpora, out: Path, data_root=None, folds: Optional[Sequence[int]] = None) -> None:
+    """Train and test each row on each corpus (all folds, or the 0-based ``folds`` only) beside the baseline."""
     from emospec.files import save_json
     from emospec.protocols import run_protocol
     from emospec.recipe import recipe_from
@@ -92,18 +108,19 @@ def run_rows(rows, corpora, out: Path, data_root=None) -> None:
     for name, desc, base, over in rows:
         rec = recipe_from(base, over)
         for corpus in corpora:
-            protocol, folds = CORPORA[corpus]
+            protocol, n_folds = CORPORA[corpus]
             d = out / name / corpus
-            if (d / "metrics.json").exists() and json.loads((d / "metrics.json").read_text()).get("recipe_row") == [name, base, over]:
+            if finished(d / metrics_name(folds), [name, base, over]):
                 print(f"{name}/{corpus}: done", flush=True)
                 continue
             t0 = time.time()
             data = _corpus(corpus, rec.features, data_root, out, memo)
             extra = [_corpus(c, rec.features, data_root, out, memo) for c in CORPORA if c != corpus] if name in WITH_OTHER_CORPUS else []
-            res = run_protocol(data, protocol, d, folds=folds, feature_config=rec.features, train_config=rec.train,
-                               model_config=rec.model, progress=False, resume=True, plots=False, extra=extra)
-            summary = dict(res.summary, recipe_row=[name, base, over], description=desc)
-            save_json(d / "metrics.json", summary)
+            res = run_protocol(data, protocol, d, folds=n_folds, feature_config=rec.features, train_config=rec.train,
+                               model_config=rec.model, progress=False, resume=True, plots=False, extra=extra, fold_subset=folds)
+            summary = dict(res.summary, recipe_row=[name, base, over], description=desc,
+                           fold_subset=sorted(set(folds)) if folds is not None else None)
+            save_json(d / metrics_name(folds), summary)
             m, b, p = summary["model"], summary["baseline"], summary["paired_ua"]
             print(f"{name}/{corpus}: UA {m['ua']:.3f} vs baseline {b['ua']:.3f}, diff {p['difference']:+.3f} "
                   f"[{p['low']:+.3f}, {p['high']:+.3f}] ({time.time() - t0:.0f} s)", flush=True)
@@ -114,16 +131,17 @@ def _cell(summary, key="model"):
     return f"{m['ua']:.3f} [{m['ci']['ua']['low']:.3f}, {m['ci']['ua']['high']:.3f}]"
 
 
-def table(rows, corpora, out: Path) -> str:
+def table(rows, corpora, out: Path, folds: Optional[Sequence[int]] = None) -> str:
+    """Markdown table of the finished rows (of a fold subset: its own file), also written to ``out``."""
     head = "| row | change | " + " | ".join(f"{c} UA [95% CI] | {c} Δ vs baseline [95% CI]" for c in corpora) + " |"
     lines = [head, "|" + "---|" * (2 + 2 * len(corpora))]
-    base_cells = {}
+    base_cells: Dict[str, str] = {}
     records = []
-    for name, desc, _, over in rows:
+    for name, desc, base, over in rows:
         cells, rec = [], {"row": name, "change": desc, "overrides": over}
         for c in corpora:
-            f = out / name / c / "metrics.json"
-            if not f.exists():
+            f = out / name / c / metrics_name(folds)
+            if not finished(f, [name, base, over]):
                 cells += ["—", "—"]
                 continue
             s = json.loads(f.read_text())
@@ -138,8 +156,9 @@ def table(rows, corpora, out: Path) -> str:
         lines.append(f"| {name} | {desc} | " + " | ".join(cells) + " |")
     lines.append("| baseline | eGeMAPSv02 + SVM, same folds | " + " | ".join(f"{base_cells.get(c, '—')} | 0" for c in corpora) + " |")
     text = "\n".join(lines)
-    (out / "table.md").write_text(text + "\n")
-    (out / "table.json").write_text(json.dumps(records, indent=1))
+    stem = "table" if folds is None else "table_" + metrics_name(folds)[len("metrics_"):-len(".json")]
+    (out / f"{stem}.md").write_text(text + "\n")
+    (out / f"{stem}.json").write_text(json.dumps(records, indent=1))
     return text
 
 
@@ -193,6 +212,7 @@ def main(argv=None) -> int:
     ap.add_argument("--corpora", default="ravdess,emovo")
     ap.add_argument("--out", default="runs/ablate")
     ap.add_argument("--data", help="folder holding the corpora (default: $EMOSPEC_DATA or ../shared/data)")
+    ap.add_argument("--folds", help="comma-separated 0-based fold numbers (default: all; EMOVO's are its 6 speakers)")
     ap.add_argument("--table", action="store_true", help="only print the table of finished rows")
     ap.add_argument("--cross", metavar="ROW", help="instead: cross-corpus RAVDESS <-> EMOVO with this row's recipe, "
                                                    "global / per-corpus / per-speaker standardisation")
@@ -205,9 +225,10 @@ def main(argv=None) -> int:
     if args.cross:
         print(run_cross(select_rows(ap, args.cross, ROWS)[0], out, args.data, norms=tuple(args.norms.split(","))))
         return 0
+    folds = [int(j) for j in args.folds.split(",")] if args.folds else None
     if not args.table:
-        run_rows(rows, corpora, out, args.data)
-    print(table(rows if args.rows else ROWS, corpora, out))
+        run_rows(rows, corpora, out, args.data, folds)
+    print(table(rows if args.rows else ROWS, corpora, out, folds))
     return 0
 
 

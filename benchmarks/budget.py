@@ -38,7 +38,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ablate import BN_SPK_FLOOR, _cell, _corpus, run_cross, select_rows  # noqa: E402  (the same corpus loading, table cells, cross-corpus runs)
+from ablate import BN_SPK_FLOOR, _cell, _corpus, metrics_name, run_cross, select_rows  # noqa: E402  (the same corpus loading, file names, table cells, cross-corpus runs)
 
 BASE = ("paper", BN_SPK_FLOOR)
 """What every row changes: the first attempt's best recipe, row ``bn+spk+floor@30`` of ablate.py (the old default)."""
@@ -88,15 +88,10 @@ def run(rows, out: Path, folds: Optional[Sequence[int]], data_root=None) -> None
         res = run_protocol(data, "speaker", d, feature_config=rec.features, train_config=rec.train, model_config=rec.model,
                            progress=False, resume=True, plots=False, fold_subset=folds)
         summary = dict(res.summary, budget_row=[name, over], description=desc, fold_subset=list(folds) if folds else None)
-        save_json(d / _metrics_name(folds), summary)
+        save_json(d / metrics_name(folds), summary)
         histories = {f["name"]: json.loads((d / f["name"] / "history.json").read_text()) for f in summary["folds"]}
         fold_curves(histories, d / "training_curves.png", title=f"{name}: {desc}")
         print(f"{name}: " + _line(summary, d) + f" ({time.time() - t0:.0f} s)", flush=True)
-
-
-def _metrics_name(folds: Optional[Sequence[int]]) -> str:
-    """``metrics.json`` for all folds, ``metrics_folds-0-1.json`` for a subset (so a screening is kept beside the full run)."""
-    return "metrics.json" if folds is None else "metrics_folds-" + "-".join(str(j) for j in sorted(set(folds))) + ".json"
 
 
 def _stats(summary: Dict, d: Path) -> Dict:
@@ -131,7 +126,7 @@ def table(rows, out: Path, folds: Optional[Sequence[int]] = None) -> str:
              "| test UA [95% CI] | test sad recall | Δ vs baseline [95% CI] |", "|" + "---|" * 10]
     records = []
     for name, desc, over in rows:
-        f = out / name / "ravdess" / _metrics_name(folds)
+        f = out / name / "ravdess" / metrics_name(folds)
         if not f.exists():
             continue
         summary = json.loads(f.read_text())
@@ -146,7 +141,7 @@ def table(rows, out: Path, folds: Optional[Sequence[int]] = None) -> str:
                      f"[{p.get('low', float('nan')):+.3f}, {p.get('high', float('nan')):+.3f}] |")
         records.append({"row": name, "change": desc, "overrides": over, **s})
     text = "\n".join(lines)
-    stem = "table" if folds is None else "table_" + _metrics_name(folds)[len("metrics_"):-len(".json")]
+    stem = "table" if folds is None else "table_" + metrics_name(folds)[len("metrics_"):-len(".json")]
     (out / f"{stem}.md").write_text(text + "\n")
     (out / f"{stem}.json").write_text(json.dumps(records, indent=1))
     return text

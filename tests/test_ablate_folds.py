@@ -1,0 +1,53 @@
+"""benchmarks/ablate.py on a subset of folds: its own summary file, resumable, never mistaken for the full row."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import emospec.protocols
+from benchmark_scripts import load_benchmark
+
+
+def _summary(ua: float, n_folds: int) -> dict:
+    """The parts of run_protocol's summary that ablate.py prints and tabulates."""
+    cell = {"ua": ua, "ci": {"ua": {"low": ua - 0.05, "high": ua + 0.05}}}
+    return {"model": cell, "baseline": {"ua": 0.5, "ci": {"ua": {"low": 0.45, "high": 0.55}}},
+            "paired_ua": {"difference": ua - 0.5, "low": ua - 0.55, "high": ua - 0.45}, "n_folds": n_folds}
+
+
+def test_fold_subsets_get_their_own_summary_and_the_full_row_is_not_faked(tmp_path, monkeypatch):
+    ablate = load_benchmark("ablate")
+    calls = []
+
+    def fake_run_protocol(data, protocol, out, fold_subset=None, **kw):
+        calls.append((protocol, fold_subset))
+        out.mkdir(parents=True, exist_ok=True)
+        summary = _summary(0.7, len(fold_subset or range(6)))
+        (out / "metrics.json").write_text(json.dumps(summary))  # as run_protocol does, whatever the subset
+        return SimpleNamespace(summary=summary)
+
+    monkeypatch.setattr(emospec.protocols, "run_protocol", fake_run_protocol)
+    monkeypatch.setattr(ablate, "_corpus", lambda *a, **k: None)
+    row = [r for r in ablate.ROWS if r[0] == "global-norm"]
+
+    assert ablate.metrics_name(None) == "metrics.json"
+    assert ablate.metrics_name([4, 3, 4]) == "metrics_folds-3-4.json"
+    ablate.run_rows(row, ["ravdess"], tmp_path, folds=[4, 3])
+    assert calls == [("speaker", [4, 3])]
+    d = tmp_path / "global-norm" / "ravdess"
+    subset = json.loads((d / "metrics_folds-3-4.json").read_text())
+    assert subset["fold_subset"] == [3, 4] and subset["recipe_row"][0] == "global-norm"
+
+    ablate.run_rows(row, ["ravdess"], tmp_path, folds=[3, 4])  # finished: nothing trains again
+    assert len(calls) == 1
+    full = ablate.table(row, ["ravdess"], tmp_path)  # metrics.json is run_protocol's of the subset: not the row's result
+    assert "| global-norm |" in full and "0.700" not in full
+    part = ablate.table(row, ["ravdess"], tmp_path, folds=[3, 4])
+    assert "0.700 [0.650, 0.750]" in part and "+0.200" in part
+    assert (tmp_path / "table_folds-3-4.md").read_text().strip() == part
+
+    ablate.run_rows(row, ["ravdess"], tmp_path)  # the full row then runs (resuming its finished folds in run_protocol)
+    assert calls[-1] == ("speaker", None)
+    assert json.loads((d / "metrics.json").read_text())["fold_subset"] is None
+    assert "0.700 [0.650, 0.750]" in ablate.table(row, ["ravdess"], tmp_path)
