@@ -61,9 +61,12 @@ ROWS: Dict[str, Tuple[str, str, Dict[str, object]]] = {
     "last-e200": ("200 epochs, last epoch", "default", {**LAST, "epochs": 200, "patience": 200}),
     "last+other-corpus": ("+ the other corpus in every training side (corpus-balanced)", "default",
                           {**LAST, "balance": "corpus"}),
+    "e200": ("200 epochs, the best validation epoch kept", "default", {"epochs": 200, "patience": 200}),
+    "ema0.8": ("a moving average of the weights (decay 0.8 an epoch) validated, chosen and kept", "default", {"ema": 0.8}),
 }
 WITH_OTHER_CORPUS = {"last+other-corpus"}
 PRIORITY: List[Tuple[str, int]] = [
+    ("ema0.8", 0), ("ema0.8", 1), ("e200", 1), ("ema0.8", 2),  # session 18's open questions first
     ("last", 0), ("last-allspk", 0), ("default", 0), ("last", 1), ("last-allspk", 1), ("default", 1), ("paper-e100", 0),
     ("last+mixup", 0), ("last-no-bn", 0), ("last-128mels", 0), ("last-stride2", 0), ("last-crop3s", 0),
     ("last-global-norm", 0), ("last-utterance-norm", 0), ("last-no-floor", 0), ("last+specaug", 0),

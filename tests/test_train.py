@@ -299,3 +299,39 @@ def test_select_swa_keeps_the_average_of_the_late_epochs_with_its_own_statistics
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(resumed.model.parameters(), res.model.parameters()))
     with pytest.raises(ConfigError, match="swa_start"):
         TrainConfig(select="swa", swa_start=1.0)
+
+
+def test_ema_validates_chooses_and_keeps_the_moving_average_of_the_epochs_weights(real_feats, tmp_path, monkeypatch):
+    """``ema=d``: after epoch k the kept weights are ``d * avg + (1 - d) * w_k`` (the first epoch's copied), the
+    history's ``val_*`` are that average's and ``raw_val_*`` the weights'; an interrupted run resumes to the same."""
+    from emospec.errors import ConfigError
+
+    feats, y, classes = real_feats
+    speech = list(torch.stack([f[..., 50:250] for f in feats]))  # crop = clip: one full-batch step an epoch
+    base = TrainConfig(epochs=3, batch_size=8, crop_s=2.0, seed=0, patience=100, schedule="constant", lr=1e-3)
+
+    def run(name, **change):
+        return fit(speech, y, speech[:4], y[:4], classes, tmp_path / name, train_config=replace(base, **change), progress=False)
+
+    w1, w2, w3 = (dict(run(f"last{n}", epochs=n, select="last").model.named_parameters()) for n in (1, 2, 3))
+    res = run("ema", select="last", ema=0.5)
+    for name, got in res.model.named_parameters():  # 0.5 * (0.5 * w1 + 0.5 * w2) + 0.5 * w3
+        assert torch.allclose(got, 0.25 * w1[name] + 0.25 * w2[name] + 0.5 * w3[name], atol=1e-6), name
+    assert not torch.allclose(res.model.features[0].weight, w3["features.0.weight"])
+    first, *_ = res.history
+    assert first["val_ua"] == first["raw_val_ua"] and abs(first["val_loss"] - first["raw_val_loss"]) < 1e-5  # a copy
+    assert all({"val_ua", "raw_val_ua"} <= set(h) for h in res.history)
+    assert load_model(tmp_path / "ema").meta["ema"] == 0.5
+
+    best = run("ema-best", ema=0.5)  # select="best": the epoch whose average validated best
+    assert best.best_val_ua == max(h["val_ua"] for h in best.history)
+    assert best.convergence["kept_epoch"] == 1 + max(range(3), key=lambda e: (best.history[e]["val_ua"], -e))
+
+    with _killed_after_checkpoint(monkeypatch, 2):  # after epoch 2's checkpoint, then resumed
+        run("part", select="last", ema=0.5)
+    resumed = fit(speech, y, speech[:4], y[:4], classes, tmp_path / "part", train_config=replace(base, select="last", ema=0.5),
+                  progress=False, resume=True)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(resumed.model.parameters(), res.model.parameters()))
+    for bad in ({"ema": 1.0}, {"ema": -0.1}, {"ema": 0.5, "select": "swa"}):
+        with pytest.raises(ConfigError, match="ema"):
+            TrainConfig(**bad)

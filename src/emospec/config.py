@@ -195,7 +195,13 @@ class TrainConfig:
     ``torch.optim.swa_utils.AveragedModel``), its BatchNorm statistics
     re-estimated on ``precise_bn`` batches of crops (10 when that is 0). With
     ``last`` and ``swa`` validation is only watched, and ``val_fraction=0``
-    trains on every training clip.
+    trains on every training clip. ``ema`` > 0 (with ``best`` or ``last``):
+    the model validated, chosen and kept is an exponential moving average of
+    the weights after each epoch, ``avg = ema * avg + (1 - ema) * w``
+    (``torch.optim.swa_utils.get_ema_multi_avg_fn``; 0.8 averages over about
+    the last five epochs), with its own re-estimated BatchNorm statistics;
+    ``history.json`` then holds its figures as ``val_*`` and the raw
+    weights' as ``raw_val_*``.
 
     ``batch_size`` is the global batch: under ``torchrun`` with N processes
     each takes ``batch_size / N`` clips per step (N must divide it), so a
@@ -242,6 +248,7 @@ class TrainConfig:
     val_fraction: float = 0.1
     select: str = "best"  # "best" (validation UA), "last" or "swa"
     swa_start: float = 0.5
+    ema: float = 0.0  # per-epoch decay of a moving average of the weights (0: none)
     seed: int = 0
     freq_masks: int = 0
     freq_mask_bins: int = 16
@@ -284,6 +291,8 @@ class TrainConfig:
                               f"got {self.val_fraction}")
         if not 0.0 <= self.swa_start < 1.0:
             raise ConfigError(f"TrainConfig.swa_start must be in [0, 1) (a fraction of the epochs), got {self.swa_start}")
+        if not 0.0 <= self.ema < 1.0 or (self.ema > 0.0 and self.select == "swa"):
+            raise ConfigError(f"TrainConfig.ema must be in [0, 1) (a per-epoch decay; 0 with select='swa'), got {self.ema}")
         if self.patience < 1:
             raise ConfigError(f"TrainConfig.patience must be >= 1, got {self.patience}")
         if self.amp not in ("auto", "bf16", "fp16", "off", "bf16-round"):

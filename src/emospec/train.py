@@ -12,7 +12,8 @@ The run directory holds::
     labels.json      class names in output order
     norm_stats.json  per-bin mean/std (dB) from the training clips
     history.json     per-epoch training loss and UA / per-class recall (on the training crops),
-                     validation loss and UA/WA (full clips), learning rate; swa_val_* for the average
+                     validation loss and UA/WA (full clips), learning rate; swa_val_* for the average;
+                     with TrainConfig.ema, val_* are the moving average's and raw_val_* the weights'
     convergence.json training-set recall per class of the best model (full clips), best
                      epoch, warnings when the budget looks too short (see :func:`convergence`)
     versions.json    python, torch, emospec, git commit ...
@@ -169,13 +170,31 @@ SWA_BN_BATCHES = 10
 
 
 def _average(swa: torch.optim.swa_utils.AveragedModel, p: Parts, tcfg: TrainConfig, val_feats, val_y,
-             ctx: distributed.DistContext) -> Dict[str, float]:
-    """Add this epoch's weights to the average, give it fresh BatchNorm statistics, validate it (``swa_val_*``)."""
+             ctx: distributed.DistContext, prefix: str = "swa_") -> Dict[str, float]:
+    """Add this epoch's weights to the average (SWA's or the moving one), give it fresh BatchNorm statistics,
+    validate it (``swa_val_*``; ``prefix=""`` for the moving average, whose figures are the run's ``val_*``)."""
     swa.update_parameters(p.model)
     avg: EmoAlexNet = swa.module  # type: ignore[assignment]
     precise_bn(p, tcfg.precise_bn or SWA_BN_BATCHES, ctx, avg)
     avg.eval()
-    return {f"swa_{k}": v for k, v in _validate(avg, val_feats, val_y, ctx).items()}
+    return {f"{prefix}{k}": v for k, v in _validate(avg, val_feats, val_y, ctx).items()}
+
+
+def _moving_average(model: EmoAlexNet, decay: float) -> Optional[torch.optim.swa_utils.AveragedModel]:
+    """``TrainConfig.ema``'s averaged copy of ``model`` (None when 0); its first update copies the weights."""
+    if decay <= 0:
+        return None
+    return torch.optim.swa_utils.AveragedModel(model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(decay))
+
+
+def _validate_epoch(p: Parts, tcfg: TrainConfig, ema, val_feats, val_y, ctx: distributed.DistContext) -> Dict[str, float]:
+    """This epoch's validation figures (``val_*``) of the model the run chooses from: the training weights with
+    precise BatchNorm statistics, or (``ema``) their moving average, the weights' own figures then as ``raw_val_*``."""
+    precise_bn(p, tcfg.precise_bn, ctx)
+    own = _validate(p.model, val_feats, val_y, ctx)
+    if ema is None:
+        return own
+    return {**_average(ema, p, tcfg, val_feats, val_y, ctx, prefix=""), **{f"raw_{k}": v for k, v in own.items()}}
 
 
 def _validate(model: EmoAlexNet, val_feats, val_y, ctx: distributed.DistContext) -> Dict[str, float]:
@@ -244,10 +263,14 @@ def _fit(train_feats, train_y, val_feats, val_y, labels: List[str], run_dir: Pat
     best_state: Dict[str, torch.Tensor] = {}
     swa = torch.optim.swa_utils.AveragedModel(model) if tcfg.select == "swa" else None
     swa_from = int(tcfg.swa_start * tcfg.epochs)  # the first epoch (0-based) whose weights join the average
+    ema = _moving_average(model, tcfg.ema)
+    validated: EmoAlexNet = model if ema is None else ema.module  # type: ignore[assignment]  # what is chosen and kept
     if ck is not None:
         best_state = _restore(p, ck, run_dir, main)
         if swa is not None:
             swa.load_state_dict(ck["swa"])
+        if ema is not None:
+            ema.load_state_dict(ck["ema"])
         start_epoch, best_ua, best_epoch, bad_epochs = ck["epoch"] + 1, ck["best_ua"], ck["best_epoch"], ck["bad_epochs"]
         kept_ua = ck.get("kept_ua", best_ua)
         history = list(ck["history"])
@@ -260,8 +283,8 @@ def _fit(train_feats, train_y, val_feats, val_y, labels: List[str], run_dir: Pat
         if stop:
             break
         trained = train_one_epoch(p, tcfg, epoch, len(labels), ctx)
-        precise_bn(p, tcfg.precise_bn, ctx)
-        rec = {"epoch": epoch, **trained, **_validate(model, val_feats, val_y, ctx), "lr": float(p.opt.param_groups[0]["lr"])}
+        rec = {"epoch": epoch, **trained, **_validate_epoch(p, tcfg, ema, val_feats, val_y, ctx),
+               "lr": float(p.opt.param_groups[0]["lr"])}
         if swa is not None and epoch >= swa_from:
             rec.update(_average(swa, p, tcfg, val_feats, val_y, ctx))
         history.append(rec)
@@ -273,12 +296,12 @@ def _fit(train_feats, train_y, val_feats, val_y, labels: List[str], run_dir: Pat
         stop = bad_epochs >= tcfg.patience
         if tcfg.select == "best" and improved:
             best_epoch, kept_ua = epoch, val_ua
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            best_state = {k: v.detach().clone() for k, v in validated.state_dict().items()}
             if main:
-                save_model(run_dir / "model.pt", model, feature_config, labels,
-                           {**model_meta, "best_epoch": epoch, "best_val_ua": val_ua})
+                save_model(run_dir / "model.pt", validated, feature_config, labels,
+                           {**model_meta, "best_epoch": epoch, "best_val_ua": val_ua, "ema": tcfg.ema})
         elif tcfg.select != "best" and (stop or epoch == tcfg.epochs - 1):  # the final model, written once
-            kept, kept_meta = model, {"best_epoch": epoch, "best_val_ua": val_ua, "select": tcfg.select}
+            kept, kept_meta = validated, {"best_epoch": epoch, "best_val_ua": val_ua, "select": tcfg.select, "ema": tcfg.ema}
             if swa is not None:
                 if not int(swa.n_averaged):  # stopped before the averaging began: the average is this epoch
                     rec.update(_average(swa, p, tcfg, val_feats, val_y, ctx))
@@ -295,7 +318,7 @@ def _fit(train_feats, train_y, val_feats, val_y, labels: List[str], run_dir: Pat
                 "scheduler": p.sched.state_dict(), "scaler": p.scaler.state_dict() if p.scaler is not None else None,  # type: ignore[attr-defined]
                 "rng_torch": torch.get_rng_state(), "rng_aug": p.aug_gen.get_state(), "epoch": epoch,
                 "best_ua": best_ua, "best_epoch": best_epoch, "kept_ua": kept_ua, "bad_epochs": bad_epochs, "history": history,
-                "swa": swa.state_dict() if swa is not None else None,
+                "swa": swa.state_dict() if swa is not None else None, "ema": ema.state_dict() if ema is not None else None,
             })
             save_json(run_dir / "history.json", history)
         epochs.set_postfix(loss=f"{rec['train_loss']:.3f}", train_ua=f"{rec['train_ua']:.3f}", val_ua=f"{val_ua:.3f}",
