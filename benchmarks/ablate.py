@@ -93,10 +93,11 @@ def metrics_name(folds: Optional[Sequence[int]]) -> str:
     return "metrics.json" if folds is None else "metrics_folds-" + "-".join(str(j) for j in sorted(set(folds))) + ".json"
 
 
-def finished(path: Path, row_key) -> bool:
-    """Whether ``path`` holds this script's summary of the row ``row_key`` (run_protocol's own metrics.json of a
-    fold subset, written beside it, carries no ``recipe_row`` and never counts)."""
-    return path.exists() and json.loads(path.read_text()).get("recipe_row") == row_key
+def finished(path: Path, row_key, field: str = "recipe_row") -> bool:
+    """Whether ``path`` holds a benchmark script's summary of the row ``row_key`` under ``field`` (``recipe_row``
+    here, ``budget_row`` in budget.py): run_protocol's own metrics.json of a fold subset, written beside it,
+    carries neither and never counts as the row's result."""
+    return path.exists() and json.loads(path.read_text()).get(field) == row_key
 
 
 def run_rows(rows, corpora, out: Path, data_root=None, folds: Optional[Sequence[int]] = None) -> None:

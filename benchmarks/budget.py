@@ -38,7 +38,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ablate import BN_SPK_FLOOR, _cell, _corpus, metrics_name, run_cross, select_rows  # noqa: E402  (the same corpus loading, file names, table cells, cross-corpus runs)
+from ablate import BN_SPK_FLOOR, _cell, _corpus, finished, metrics_name, run_cross, select_rows  # noqa: E402  (the same corpus loading, file names, finished rows, table cells, cross-corpus runs)
 
 BASE = ("paper", BN_SPK_FLOOR)
 """What every row changes: the first attempt's best recipe, row ``bn+spk+floor@30`` of ablate.py (the old default)."""
@@ -65,8 +65,6 @@ ROWS: List[Tuple[str, str, Dict[str, object]]] = [
     ("aug100", "SpecAugment (2 x <= 8 bands, 2 x <= 20 frames), 100 epochs", {"epochs": 100, "patience": 100, **AUG}),
     ("mixaug150", "mixup 0.2 + SpecAugment, 150 epochs", {"epochs": 150, "patience": 150, "mixup_alpha": 0.2, **AUG}),
 ]
-FOLDS = 6
-"""RAVDESS speaker folds (emospec.protocols's default for 24 actors); ``metrics.json`` of a full row covers all of them."""
 CHOSEN = "e100"
 """``RECIPES["default"]`` trains this way: the best mean validation-speaker UA on the screening folds among the rows
 that do not lose cross-corpus UA against the old default (``mix100`` validated higher, then fell to 0.238 UA from
@@ -87,7 +85,8 @@ def run(rows, out: Path, folds: Optional[Sequence[int]], data_root=None) -> None
         data = _corpus("ravdess", rec.features, data_root, out, memo)
         res = run_protocol(data, "speaker", d, feature_config=rec.features, train_config=rec.train, model_config=rec.model,
                            progress=False, resume=True, plots=False, fold_subset=folds)
-        summary = dict(res.summary, budget_row=[name, over], description=desc, fold_subset=list(folds) if folds else None)
+        summary = dict(res.summary, budget_row=[name, over], description=desc,
+                       fold_subset=sorted(set(folds)) if folds is not None else None)
         save_json(d / metrics_name(folds), summary)
         histories = {f["name"]: json.loads((d / f["name"] / "history.json").read_text()) for f in summary["folds"]}
         fold_curves(histories, d / "training_curves.png", title=f"{name}: {desc}")
@@ -127,11 +126,9 @@ def table(rows, out: Path, folds: Optional[Sequence[int]] = None) -> str:
     records = []
     for name, desc, over in rows:
         f = out / name / "ravdess" / metrics_name(folds)
-        if not f.exists():
-            continue
+        if not finished(f, [name, over], "budget_row"):
+            continue  # not run, or run_protocol's own metrics.json of a screening (fold subset) run
         summary = json.loads(f.read_text())
-        if folds is None and summary["n_folds"] < FOLDS:
-            continue  # run_protocol's own metrics.json of a screening (fold subset) run
         s = _stats(summary, f.parent)
         p = s["paired"] or {}
         tr = "/".join(f"{v:.2f}" for v in s["train_recall"].values())

@@ -51,3 +51,42 @@ def test_fold_subsets_get_their_own_summary_and_the_full_row_is_not_faked(tmp_pa
     assert calls[-1] == ("speaker", None)
     assert json.loads((d / "metrics.json").read_text())["fold_subset"] is None
     assert "0.700 [0.650, 0.750]" in ablate.table(row, ["ravdess"], tmp_path)
+
+
+def test_budget_table_takes_only_its_own_summaries_of_a_row(tmp_path, monkeypatch):
+    """budget.py shares ablate.finished: a screening's run_protocol metrics.json is never the row's six-fold result."""
+    budget = load_benchmark("budget")
+    calls = []
+
+    def fake_run_protocol(data, protocol, out, fold_subset=None, **kw):
+        calls.append(fold_subset)
+        out.mkdir(parents=True, exist_ok=True)
+        for name in [f["name"] for f in _folds(fold_subset)]:
+            (out / name).mkdir(exist_ok=True)
+            (out / name / "history.json").write_text(json.dumps([{"epoch": 0, "train_loss": 0.1, "val_loss": 0.2, "val_ua": 0.8}]))
+        summary = dict(_summary(0.7, len(fold_subset or range(6))), folds=_folds(fold_subset), labels=["neutral", "sad"])
+        (out / "metrics.json").write_text(json.dumps(summary))  # as run_protocol does, whatever the subset
+        return SimpleNamespace(summary=summary)
+
+    monkeypatch.setattr(emospec.protocols, "run_protocol", fake_run_protocol)
+    monkeypatch.setattr(budget, "_corpus", lambda *a, **k: None)
+    row = [r for r in budget.ROWS if r[0] == "e200"]
+
+    budget.run(row, tmp_path, folds=[5, 3])
+    d = tmp_path / "e200" / "ravdess"
+    assert calls == [[5, 3]] and json.loads((d / "metrics_folds-3-5.json").read_text())["fold_subset"] == [3, 5]
+    assert "| e200 |" not in budget.table(row, tmp_path)  # metrics.json is run_protocol's of the subset
+    part = budget.table(row, tmp_path, folds=[3, 5])
+    assert "| e200 |" in part and "0.700 [0.650, 0.750]" in part and "+0.200 [+0.150, +0.250]" in part
+    (d / "metrics.json").write_text(json.dumps({**json.loads((d / "metrics.json").read_text()), "budget_row": ["e200", {}]}))
+    assert "| e200 |" not in budget.table(row, tmp_path)  # another row's overrides under the same name do not count
+
+    budget.run(row, tmp_path, folds=None)
+    assert calls[-1] is None and "| e200 | one-cycle, 200 epochs | 6 |" in budget.table(row, tmp_path)
+
+
+def _folds(subset) -> list:
+    """run_protocol's per-fold records, with the fields budget.py's table reads."""
+    return [{"name": f"fold_{j + 1:02d}", "best_val_ua": 0.8,
+             "convergence": {"best_epoch": 1, "epochs_run": 1, "final_train_loss": 0.1,
+                             "train_recall_full": {"neutral": 1.0, "sad": 1.0}}} for j in (subset or range(6))]
