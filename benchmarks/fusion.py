@@ -76,7 +76,10 @@ def _corpus_rows(name: str, data_root) -> List:
 def run_fusion(run: Path, train: Sequence[str] = (), data_root=None, cache: Optional[Path] = None,
                w: float = WEIGHT) -> Dict:
     """Per-clip ``y``, ``model``, ``baseline`` and ``fusion`` predictions (``(n,)`` int) of a finished run, with
-    ``labels``, ``speakers`` and the C of each fold's SVM."""
+    ``labels``, ``speakers``, the C of each fold's SVM and the SVM's ``weight``.
+
+    In-corpus, each fold's SVM trains on every other clip of ``oof_predictions.csv``; a run whose folds trained
+    on clips the file does not hold (a fold subset, extra training corpora) is refused."""
     rows = read_oof(run)
     folds = sorted({r["fold"] for r in rows})
     labels = json.loads((run / folds[0] / "labels.json").read_text())
@@ -109,11 +112,14 @@ def run_fusion(run: Path, train: Sequence[str] = (), data_root=None, cache: Opti
         else:
             if not oof.get("baseline"):
                 raise SystemExit(f"{run / fold}: no baseline in oof.json (run with --baseline none?); give --train")
+            if oof.get("n_train", (~test).sum()) != (~test).sum():  # the SVM must see the evaluation's training side
+                raise SystemExit(f"{run / fold}: trained on {oof['n_train']} clips, but {run / 'oof_predictions.csv'} holds "
+                                 f"{(~test).sum()} others (a fold subset, or extra training corpora?)")
             cs[fold] = float(oof["baseline"]["c"])
             p_svm[test] = svm_probs(X[~test], y[~test], X[test], cs[fold], len(labels))
     if np.isnan(p_model).any() or np.isnan(p_svm).any() or (base < 0).any():
         raise SystemExit(f"{run}: some clips lack the model's probabilities, the SVM's or the baseline's prediction")
-    return {"labels": labels, "y": y, "speakers": [r["speaker"] for r in rows], "c": cs, "model": p_model.argmax(1),
+    return {"labels": labels, "y": y, "speakers": [r["speaker"] for r in rows], "c": cs, "weight": w, "model": p_model.argmax(1),
             "baseline": base, "svm": p_svm.argmax(1), "fusion": fuse(p_model, p_svm, w).argmax(1)}
 
 
@@ -121,7 +127,7 @@ def summary(res: Dict, resamples: int = 1000, by_speaker: bool = False) -> Dict:
     """UA [95 % CI] and recall per class of each system; paired Δ of the fusion against the model and the baseline."""
     y, labels = res["y"], res["labels"]
     groups = res["speakers"] if by_speaker else None
-    out: Dict = {"n": int(len(y)), "weight": WEIGHT, "c": res["c"]}
+    out: Dict = {"n": int(len(y)), "weight": res["weight"], "c": res["c"]}
     for key in ("model", "baseline", "svm", "fusion"):
         ci = bootstrap_ci(y, res[key], labels, n_resamples=resamples, groups=groups)["ua"]
         recall = {c: float(np.mean(res[key][y == k] == k)) for k, c in enumerate(labels) if (y == k).any()}

@@ -37,7 +37,7 @@ def _finished_run(root, model_probs, with_baseline=True):
         (run / fold).mkdir()
         (run / fold / "labels.json").write_text(json.dumps(LABELS))
         oof = {"test_ids": [f"s{i // 12}_{rows[i]['true']}_{i % 3}" for i in test], "probs": [model_probs(rows[i]) for i in test],
-               "baseline": {"c": 1.0, "pred": [0] * len(test)} if with_baseline else None}
+               "baseline": {"c": 1.0, "pred": [0] * len(test)} if with_baseline else None, "n_train": 48 - len(test)}
         (run / fold / "oof.json").write_text(json.dumps(oof))
     for r in rows:
         r["model"] = LABELS[int(np.argmax(model_probs(r)))]
@@ -88,4 +88,13 @@ def test_a_run_without_its_baseline_needs_the_training_corpora(tmp_path):
     fusion = load_benchmark("fusion")
     run = _finished_run(tmp_path, lambda r: [0.25] * 4, with_baseline=False)
     with pytest.raises(SystemExit, match="give --train"):
+        fusion.run_fusion(run)
+
+
+def test_a_run_whose_folds_trained_on_clips_the_file_lacks_is_refused(tmp_path):
+    fusion = load_benchmark("fusion")
+    run = _finished_run(tmp_path, lambda r: [0.25] * 4)
+    oof = json.loads((run / "fold_02" / "oof.json").read_text())
+    (run / "fold_02" / "oof.json").write_text(json.dumps({**oof, "n_train": 40}))  # e.g. an --extra-train corpus
+    with pytest.raises(SystemExit, match="trained on 40 clips.*holds 24 others"):
         fusion.run_fusion(run)
