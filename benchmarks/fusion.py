@@ -73,6 +73,14 @@ def _corpus_rows(name: str, data_root) -> List:
     return four_class(rows, CLASSES4)
 
 
+def _functionals(paths: Sequence[str], cache: Path) -> np.ndarray:
+    """``(len(paths), 88)`` eGeMAPS functionals; a clip openSMILE cannot read stops the run with its reason."""
+    func = egemaps_functionals(paths, cache=cache, progress=False)
+    if func.problems:
+        raise SystemExit("\n".join(func.problems))
+    return func.values
+
+
 def run_fusion(run: Path, train: Sequence[str] = (), data_root=None, cache: Optional[Path] = None,
                w: float = WEIGHT) -> Dict:
     """Per-clip ``y``, ``model``, ``baseline`` and ``fusion`` predictions (``(n,)`` int) of a finished run, with
@@ -86,7 +94,7 @@ def run_fusion(run: Path, train: Sequence[str] = (), data_root=None, cache: Opti
     paths = [r["path"] for r in rows]
     fold_of = np.array([r["fold"] for r in rows])
     cache = cache or run / "egemaps_fusion.npz"
-    X = egemaps_functionals(paths, cache=cache, progress=False).values
+    X = _functionals(paths, cache)
     y = np.array([labels.index(r["true"]) for r in rows])
     p_model = np.full((len(rows), len(labels)), np.nan)
     p_svm = np.full_like(p_model, np.nan)
@@ -94,7 +102,7 @@ def run_fusion(run: Path, train: Sequence[str] = (), data_root=None, cache: Opti
     cs = {}
     if train:
         tr_rows = [r for name in train for r in _corpus_rows(name, data_root)]
-        X_tr = egemaps_functionals([r.path for r in tr_rows], cache=cache, progress=False).values
+        X_tr = _functionals([r.path for r in tr_rows], cache)
         y_tr = np.array([labels.index(r.label4) for r in tr_rows])
         search = fit_svm(X_tr, y_tr, [r.speaker for r in tr_rows])
         c_all = float(search.best_params_["svc__C"])
@@ -115,6 +123,9 @@ def run_fusion(run: Path, train: Sequence[str] = (), data_root=None, cache: Opti
             if oof.get("n_train", (~test).sum()) != (~test).sum():  # the SVM must see the evaluation's training side
                 raise SystemExit(f"{run / fold}: trained on {oof['n_train']} clips, but {run / 'oof_predictions.csv'} holds "
                                  f"{(~test).sum()} others (a fold subset, or extra training corpora?)")
+            if (oof["baseline"].get("config") or {}).get("norm", "global") != "global":
+                raise SystemExit(f"{run / fold}: the baseline standardised its functionals per speaker or corpus; "
+                                 "fusion.py refits the global one only")
             cs[fold] = float(oof["baseline"]["c"])
             p_svm[test] = svm_probs(X[~test], y[~test], X[test], cs[fold], len(labels))
     if np.isnan(p_model).any() or np.isnan(p_svm).any() or (base < 0).any():

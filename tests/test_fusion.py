@@ -98,3 +98,12 @@ def test_a_run_whose_folds_trained_on_clips_the_file_lacks_is_refused(tmp_path):
     (run / "fold_02" / "oof.json").write_text(json.dumps({**oof, "n_train": 40}))  # e.g. an --extra-train corpus
     with pytest.raises(SystemExit, match="trained on 40 clips.*holds 24 others"):
         fusion.run_fusion(run)
+
+
+def test_a_clip_opensmile_cannot_read_stops_the_run_naming_it(tmp_path):
+    fusion = load_benchmark("fusion")
+    run = _finished_run(tmp_path, lambda r: [0.25] * 4)
+    bad = tmp_path / "clips" / "s3_sad_2.wav"
+    bad.write_bytes(b"not audio at all")
+    with pytest.raises(SystemExit, match="s3_sad_2.wav"):
+        fusion.run_fusion(run)
