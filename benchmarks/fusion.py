@@ -37,6 +37,7 @@ from emospec.bootstrap import bootstrap_ci, paired_bootstrap
 from emospec.data.corpora import four_class, prepare_corpus
 from emospec.data.labels import CLASSES4
 from emospec.data.paths import find_data_root
+from emospec.errors import EmospecError
 from emospec.files import save_json
 from emospec.protocols import read_oof
 
@@ -95,6 +96,9 @@ def run_fusion(run: Path, train: Sequence[str] = (), data_root=None, cache: Opti
     fold_of = np.array([r["fold"] for r in rows])
     cache = cache or run / "egemaps_fusion.npz"
     X = _functionals(paths, cache)
+    unknown = sorted({r["true"] for r in rows} - set(labels))
+    if unknown:
+        raise SystemExit(f"{run / 'oof_predictions.csv'}: labels {unknown} are not the model's classes {labels}")
     y = np.array([labels.index(r["true"]) for r in rows])
     p_model = np.full((len(rows), len(labels)), np.nan)
     p_svm = np.full_like(p_model, np.nan)
@@ -158,7 +162,10 @@ def main(argv=None) -> int:
     ap.add_argument("--by-speaker", action="store_true", help="resample speakers instead of clips")
     ap.add_argument("--out", help="write the figures as JSON here")
     args = ap.parse_args(argv)
-    s = summary(run_fusion(args.run, args.train, args.data, args.cache), args.resamples, args.by_speaker)
+    try:
+        s = summary(run_fusion(args.run, args.train, args.data, args.cache), args.resamples, args.by_speaker)
+    except EmospecError as e:  # no such run, an unreadable corpus: one line, no traceback
+        raise SystemExit(f"fusion: {e}") from None
     print(f"{args.run} ({s['n']} clips; SVM weight {s['weight']}; C per fold {sorted(set(s['c'].values()))})")
     for key in ("model", "baseline", "svm", "fusion"):
         m = s[key]

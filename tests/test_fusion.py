@@ -107,3 +107,14 @@ def test_a_clip_opensmile_cannot_read_stops_the_run_naming_it(tmp_path):
     bad.write_bytes(b"not audio at all")
     with pytest.raises(SystemExit, match="s3_sad_2.wav"):
         fusion.run_fusion(run)
+
+
+def test_no_run_or_a_label_outside_the_model_s_classes_is_one_line(tmp_path):
+    fusion = load_benchmark("fusion")
+    with pytest.raises(SystemExit, match="fusion: .*oof_predictions.csv: not found"):
+        fusion.main([str(tmp_path / "nothing")])
+    run = _finished_run(tmp_path, lambda r: [0.25] * 4)
+    text = (run / "oof_predictions.csv").read_text()
+    (run / "oof_predictions.csv").write_text(text.replace(",sad,", ",calm,", 1))
+    with pytest.raises(SystemExit, match=r"labels \['calm'\] are not the model's classes"):
+        fusion.run_fusion(run)
