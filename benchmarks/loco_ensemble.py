@@ -24,7 +24,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from emospec.bootstrap import bootstrap_ci, paired_bootstrap
 from emospec.checkpoint import load_model
@@ -49,7 +48,7 @@ def unadapted_probs(model_dir: Path, paths, cache: dict) -> tuple:
         cache[key] = feats
     model = inference_model(bundle.model, bundle.meta)
     inputs = raw_inputs(model, cache[key])
-    return list(bundle.labels), torch.softmax(infer(model, inputs)[0], 1).numpy()
+    return list(bundle.labels), model.probabilities(infer(model, inputs)[0]).numpy()
 
 
 def held_out(run: Path, corpus: str) -> Path:

@@ -60,13 +60,13 @@ def window_starts(frames: int, window: int, hop: int) -> List[int]:
 
 def whole_and_windows(model, inputs: List[torch.Tensor], window: int, hop: int) -> Tuple[np.ndarray, np.ndarray]:
     """Class probabilities ``(n, K)`` of ``model`` on each whole input ``(3, n_mels, frames_i)`` and averaged over its windows."""
-    whole = torch.softmax(infer(model, inputs)[0], 1).numpy()
+    whole = model.probabilities(infer(model, inputs)[0]).numpy()
     pieces, owner = [], []
     for i, x in enumerate(inputs):
         for s in window_starts(int(x.shape[-1]), window, hop):
             pieces.append(x[..., s : s + window])
             owner.append(i)
-    probs = torch.softmax(infer(model, pieces, batch_size=64)[0], 1).numpy()
+    probs = model.probabilities(infer(model, pieces, batch_size=64)[0]).numpy()
     owner_arr = np.asarray(owner)
     return whole, np.stack([probs[owner_arr == i].mean(0) for i in range(len(inputs))])
 

@@ -10,6 +10,9 @@
 
 ``--stage cv|final|card`` runs one step (the default ``all`` runs the three in
 order), so the CV and the final training can run in parallel before ``card``.
+``--stage calibrate`` (with the options of the card's ``command``) fits the
+temperature of the model already in ``--assets`` on its validation speakers
+and rewrites it and its card: for a model shipped before training fitted one.
 
 Steps:
 
@@ -53,7 +56,7 @@ from emospec.data.labels import CLASSES4
 from emospec.data.paths import find_data_root
 from emospec.data.splits import make_folds
 from emospec.errors import EmospecError
-from emospec.experiment import run_split, train_on, validation_split
+from emospec.experiment import run_split, train_on, unadapted_calibration, validation_split
 from emospec.files import load_json, save_json
 from emospec.metrics import unweighted_accuracy, weighted_accuracy
 from emospec.modelcard import CORPUS_TERMS, INFERENCE_NORM, licence_for, sha256_of
@@ -243,6 +246,33 @@ def evaluation_from_runs(run_dirs, *, n: int, seed: int) -> dict:
     }
 
 
+def calibrate_shipped(rows, feats, y, assets: Path, tcfg, command: str) -> int:
+    """``--stage calibrate``: fit the temperature of ``assets/model.pt`` on its validation speakers as it runs
+    without adaptation clips (:func:`emospec.experiment.unadapted_calibration`), then rewrite the model file
+    (float16) and ``model_card.json`` with it. The validation speakers must be the card's (same seed and data)."""
+    path = assets / "model.pt"
+    shipped = load_model(path)
+    card = dict(shipped.meta.get("model_card") or {})
+    _, val_idx = validation_split(rows, np.arange(len(rows)), y, speaker_independent=True, fraction=tcfg.val_fraction,
+                                  seed=tcfg.seed)
+    speakers = sorted({rows[i].speaker for i in val_idx})
+    if speakers != card.get("validation_speakers"):
+        raise SystemExit(f"{path}: these options hold out {speakers}, the card's model was chosen on "
+                         f"{card.get('validation_speakers')}: give the options of its command ({card.get('command')})")
+    cal = unadapted_calibration(shipped.model, shipped.meta, [feats[i] for i in val_idx], y[val_idx])
+    if not cal:
+        raise SystemExit(f"{path}: no population statistics to run it as without adaptation clips; nothing to calibrate")
+    shipped.model.temperature.fill_(cal["temperature"])
+    card.update(calibration=cal, calibration_command=command)
+    save_model(path, shipped.model, shipped.feature_config, list(shipped.labels),
+               {**shipped.meta, "model_card": card, "calibration": cal}, half=True)
+    card["model_file_sha256"] = sha256_of(path)
+    card["model_file_bytes"] = path.stat().st_size
+    save_json(assets / "model_card.json", card)
+    print(json.dumps(cal, indent=2))
+    return 0
+
+
 def reproduce_command(args: argparse.Namespace) -> str:
     """The ``train_bundled.py`` command line that rebuilds this card from ``args`` (options left at None omitted).
 
@@ -263,7 +293,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--data", help="folder holding the corpora' folders (default: $EMOSPEC_DATA or ../shared/data)")
     ap.add_argument("--out", default="runs/bundled", help="work folder for the CV and final runs")
     ap.add_argument("--assets", default=str(REPO / "src" / "emospec" / "assets"), help="where model.pt and model_card.json go")
-    ap.add_argument("--stage", choices=["all", "cv", "final", "card"], default="all", help="run one step only")
+    ap.add_argument("--stage", choices=["all", "cv", "final", "card", "calibrate"], default="all",
+                    help="run one step only (calibrate: fit the shipped model's temperature; no training)")
     ap.add_argument("--cv-folds", type=int, default=5, help="speaker-independent folds for the estimate")
     ap.add_argument("--metrics", help="JSON with ua, wa, ua_ci95, wa_ci95, protocol (instead of running CV)")
     ap.add_argument("--metrics-from", nargs="+", metavar="RUN", help="instead of running CV: pool the out-of-fold "
@@ -304,6 +335,8 @@ def main(argv=None) -> int:
     out = Path(args.out)
     print(f"{len(rows)} clips, {len(set(speakers))} speakers: {dict(Counter(r.label4 for r in rows))}", file=sys.stderr)
 
+    if args.stage == "calibrate":
+        return calibrate_shipped(rows, feats, y, Path(args.assets), tcfg, reproduce_command(args) + " --stage calibrate")
     eval_path = Path(args.metrics) if args.metrics else out / "cv" / "evaluation.json"
     if args.metrics_from:
         eval_path = out / "evaluation_from_runs.json"
@@ -345,7 +378,7 @@ def main(argv=None) -> int:
         "evaluation": evaluation,
         **({"leave_one_corpus_out": loco_summary(args.loco, tcfg, args.loco_seeds)} if args.loco else {}),
         "inference_norm": INFERENCE_NORM.get(final.model.config.norm, final.model.config.norm),
-        **{k: final.meta[k] for k in (CLIP_WEIGHT_KEY, "clip_weight_val_ua") if k in final.meta},
+        **{k: final.meta[k] for k in (CLIP_WEIGHT_KEY, "clip_weight_val_ua", "calibration") if k in final.meta},
         **({ADAPT_WEIGHT_KEY: args.adapt_weight} if args.adapt_weight is not None else {}),
         "train_config": final.meta.get("config", {}).get("train", to_dict(tcfg)),
         "feature_config": to_dict(fcfg),
@@ -367,7 +400,7 @@ def main(argv=None) -> int:
     assets = Path(args.assets)
     model_path = assets / "model.pt"
     # the fallback statistics for unknown speakers, and how far each clip moves them towards its own
-    keep = {k: final.meta[k] for k in (POPULATION_KEY, CLIP_WEIGHT_KEY) if k in final.meta}
+    keep = {k: final.meta[k] for k in (POPULATION_KEY, CLIP_WEIGHT_KEY, "calibration") if k in final.meta}
     if args.adapt_weight is not None:
         keep[ADAPT_WEIGHT_KEY] = args.adapt_weight
     save_model(model_path, final.model.cpu(), final.feature_config, final.labels, {"model_card": card, **keep}, half=True)

@@ -93,7 +93,7 @@ LABELS4 = ["neutral", "happy", "angry", "sad"]
 @pytest.fixture(scope="session")
 def random_model_path(tmp_path_factory) -> Path:
     """A randomly initialised EmoAlexNet of the paper's recipe (128 mel bands, global standardisation, no
-    BatchNorm) saved with ``save_model(half=True)``.
+    BatchNorm) saved with ``save_model(half=True)``, temperature 1.75.
 
     Normalisation statistics are those of real-looking dB features and the
     output layer is scaled up, so probabilities are far from uniform and
@@ -112,6 +112,7 @@ def random_model_path(tmp_path_factory) -> Path:
     model.set_normalization(-45 + 5 * torch.randn(3, 128, generator=gen), 8 + torch.rand(3, 128, generator=gen))
     with torch.no_grad():
         model.classifier[4].weight.mul_(40.0)
+        model.temperature.fill_(1.75)  # as fit leaves it: every backend's probabilities must divide by it
     path = tmp_path_factory.mktemp("models") / "random.pt"
     save_model(path, model, paper.features, LABELS4, {"note": "random weights for tests"}, half=True)
     return path

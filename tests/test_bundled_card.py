@@ -94,3 +94,58 @@ def test_the_reproduce_line_names_cv_folds_only_when_this_script_runs_the_cv():
     cv = train_bundled.parser().parse_args(["--cv-folds", "4", "--corpora", "ravdess", "emovo"])
     assert train_bundled.reproduce_command(cv) == (
         "python scripts/train_bundled.py --cv-folds 4 --seed 0 --recipe default --corpora ravdess emovo")
+
+
+def test_calibrate_fits_the_shipped_models_temperature_on_its_validation_speakers_and_rewrites_file_and_card(tmp_path):
+    import json
+
+    import numpy as np
+    import pytest
+    import torch
+
+    from emospec.checkpoint import load_model, save_model
+    from emospec.config import FeatureConfig, ModelConfig, TrainConfig
+    from emospec.data.manifest import Utterance
+    from emospec.experiment import unadapted_calibration, validation_split
+    from emospec.model import EmoAlexNet
+    from emospec.modelcard import sha256_of
+    from emospec.norm import CLIP_WEIGHT_KEY, POPULATION_KEY, population_meta
+
+    classes = ["neutral", "happy", "angry", "sad"]
+    rows = [Utterance(f"/x/{s}_{c}_{i}.wav", "toy", f"{s}_{c}_{i}", f"spk{s:02d}", "mf"[s % 2], c, c)
+            for s in range(10) for c in classes for i in range(3)]
+    gen = torch.Generator().manual_seed(0)
+    y = np.array([classes.index(r.label4) for r in rows])
+    # each class a little louder in its own band, so a random network is right on some clips and wrong on others
+    feats = [torch.randn(3, 64, 80, generator=gen) * 3 - 40 + 4 * torch.nn.functional.one_hot(torch.tensor(k * 16 + 3), 64)
+             .float()[None, :, None] for k in y]
+    tcfg = TrainConfig(seed=0)
+    _, val_idx = validation_split(rows, np.arange(len(rows)), y, speaker_independent=True, fraction=tcfg.val_fraction,
+                                  seed=tcfg.seed)
+    torch.manual_seed(0)
+    model = EmoAlexNet(config=ModelConfig(n_classes=4, n_mels=64, norm="speaker")).eval()
+    with torch.no_grad():
+        model.classifier[4].weight.mul_(500.0)  # overconfident
+    meta = {**population_meta("speaker", feats), CLIP_WEIGHT_KEY: 0.25}
+    card = {"name": "toy", "validation_speakers": sorted({rows[i].speaker for i in val_idx}), "command": "python ..."}
+    assets = tmp_path / "assets"
+    assets.mkdir()
+    save_model(assets / "model.pt", model, FeatureConfig(), classes, {**meta, "model_card": card}, half=True)
+    want = unadapted_calibration(load_model(assets / "model.pt").model, meta, [feats[i] for i in val_idx], y[val_idx])
+    assert want["fitted"] and want["temperature"] > 1.5  # the scaled-up logits are far too sure
+
+    assert train_bundled.calibrate_shipped(rows, feats, y, assets, tcfg, "python scripts/train_bundled.py --stage calibrate") == 0
+    shipped = load_model(assets / "model.pt")
+    t = float(shipped.model.temperature)
+    assert t == pytest.approx(want["temperature"], rel=2e-3)  # stored as float16
+    written = json.loads((assets / "model_card.json").read_text())
+    assert written["calibration"]["temperature"] == pytest.approx(want["temperature"])
+    assert written["calibration"]["after_unadapted"]["nll"] < written["calibration"]["before_unadapted"]["nll"]
+    assert written["model_file_sha256"] == sha256_of(assets / "model.pt") and written["validation_speakers"] == card["validation_speakers"]
+    assert shipped.meta["model_card"]["calibration_command"].endswith("--stage calibrate")
+    assert shipped.meta[CLIP_WEIGHT_KEY] == 0.25 and shipped.meta[POPULATION_KEY] == meta[POPULATION_KEY]  # the rest stays
+    # other options would hold out other speakers: refused, the file left as it is
+    before = sha256_of(assets / "model.pt")
+    with pytest.raises(SystemExit, match="the card's model was chosen on"):
+        train_bundled.calibrate_shipped(rows, feats, y, assets, TrainConfig(seed=5), "python ...")
+    assert sha256_of(assets / "model.pt") == before

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from emospec.config import ModelConfig, TrainConfig
-from emospec.device import BF16Rounding, amp_dtype
+from emospec.device import BF16Rounding, amp_dtype, cpu_has_fast_bf16
 from emospec.errors import ConfigError
 from emospec.model import EmoAlexNet
 from emospec.train import fit
@@ -39,7 +39,9 @@ def _step(model: EmoAlexNet, x: torch.Tensor, y: torch.Tensor, mode: str):
 
 def test_rounding_gives_bf16_autocasts_numbers_not_float32s():
     """One step of the default model (BatchNorm, LRN) on 4 random inputs: logits and gradients under BF16Rounding
-    are closer to real bf16 autocast's (oneDNN, emulated on an AVX2 CPU) than float32's are, the gradients 2.7x.
+    are closer to real bf16 autocast's than float32's are. Where oneDNN emulates bf16 (AVX2 only, the CPUs the
+    rounding mode is for) the gradients are 2.7x closer; where it runs bf16 natively (AVX-512 BF16) its kernels
+    round and accumulate otherwise and the gradients are only closer (0.16 against 0.20 on such a CPU).
     What is left (LRN, pooling and ReLU on bf16 tensors) is not rounded."""
     torch.manual_seed(0)
     model = EmoAlexNet(config=ModelConfig(n_classes=4, n_mels=64)).train()
@@ -48,7 +50,7 @@ def test_rounding_gives_bf16_autocasts_numbers_not_float32s():
     far, near = (l32 - l16).abs().mean().item(), (lr - l16).abs().mean().item()  # 0.0068 and 0.0045 here
     assert far > 1e-3 and near < 0.8 * far, (near, far)
     g_far, g_near = ((g32 - g16).norm() / g16.norm()).item(), ((gr - g16).norm() / g16.norm()).item()  # 0.20, 0.08
-    assert g_far > 0.05 and g_near < g_far / 2, (g_near, g_far)
+    assert g_far > 0.05 and g_near < (g_far if cpu_has_fast_bf16() else g_far / 2), (g_near, g_far)
     assert _on_bf16_grid(lr) and not _on_bf16_grid(l32)  # FC8's output is rounded; float32's is not
 
 

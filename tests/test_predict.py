@@ -92,6 +92,20 @@ def test_predict_returns_prediction(rec, ravdess_clips):
     assert len(p.to_dict(top_k=2)["predictions"]) == 2 and "embedding" not in p.to_dict(embedding=False)
 
 
+def test_scores_are_the_logits_divided_by_the_models_temperature(rec, ravdess_clips):
+    from emospec import audio
+    from emospec.features import extract
+
+    assert float(rec.model.temperature) == pytest.approx(1.75)
+    p = rec.predict(ravdess_clips[2])
+    wave = torch.from_numpy(audio.load(ravdess_clips[2]))
+    with torch.no_grad():
+        logits = rec.model(model_input(rec.model, extract(wave, rec.feature_config)[None]))[0]
+    want = torch.softmax(logits / 1.75, 0).numpy()
+    assert np.allclose([p.scores[c] for c in rec.labels], want, atol=1e-5)
+    assert not np.allclose(want, torch.softmax(logits, 0).numpy(), atol=1e-3)  # the temperature changed them
+
+
 def test_model_is_not_trivially_uniform(rec, clip_set):
     """The fixture model's outputs vary enough for the parity tests below to mean something."""
     probs = np.array([[p.scores[c] for c in LABELS4] for p in rec.predict_batch(clip_set[:8])])

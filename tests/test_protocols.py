@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -181,6 +182,36 @@ def test_cv_pooled_metrics_match_predictions(cv_run):
     assert {p.split("/")[-1] for p in m["plots"]} == names
     for n in names:
         assert (out / n).stat().st_size > 5000 and f"plot: {out / n}" in text
+
+
+@pytest.mark.slow
+def test_cv_reports_the_models_calibration_with_and_without_its_temperature(cv_run):
+    """Each fold's model carries the temperature fitted on its validation speakers run as without adaptation clips
+    (the default recipe standardises per speaker); the pooled ECE / NLL are those of the folds' stored probabilities."""
+    from emospec.calibration import calibration_summary
+    from emospec.checkpoint import load_model
+
+    out, text = cv_run
+    m = json.loads((out / "metrics.json").read_text())
+    cal, probs, raw, plain, y = m["calibration"], [], [], [], []
+    truth = {Path(r["path"]).stem: r["true"] for r in csv_rows(out / "oof_predictions.csv")}
+    for f, t in zip(m["folds"], cal["temperatures"]):
+        bundle = load_model(out / f["name"])
+        assert float(bundle.model.temperature) == pytest.approx(t, rel=1e-6) and 0.05 <= t <= 20
+        meta = bundle.meta["calibration"]
+        assert meta["temperature"] == pytest.approx(t) and "without their own statistics" in meta["fitted_on"]
+        assert meta["after_unadapted"]["nll"] <= meta["before_unadapted"]["nll"] + 1e-9  # T = 1 was a candidate
+        rec = json.loads((out / f["name"] / "oof.json").read_text())
+        assert rec["temperature"] == pytest.approx(t)
+        probs += rec["probs"]
+        raw += rec["probs_uncalibrated"]
+        plain += rec["probs_unadapted"]
+        y += [m["labels"].index(truth[i]) for i in rec["test_ids"]]  # folds in turn, each fold's test clips in order
+    assert cal["calibrated"] == pytest.approx(calibration_summary(np.array(probs), y), abs=1e-6)
+    assert cal["uncalibrated"] == pytest.approx(calibration_summary(np.array(raw), y), abs=1e-6)
+    assert cal["unadapted"] == pytest.approx(calibration_summary(np.array(plain), y), abs=1e-6)
+    assert np.array_equal(np.argmax(probs, 1), np.argmax(raw, 1))  # the temperature never changes a prediction
+    assert f"ECE {cal['uncalibrated']['ece']:.3f} -> {cal['calibrated']['ece']:.3f}" in text
 
 
 @pytest.mark.slow

@@ -123,12 +123,37 @@ def test_history_records_training_accuracy_per_class_and_the_run_its_convergence
     for h in hist:
         assert len(h["train_recall"]) == 4 and all(r in (0.0, 0.5, 1.0) for r in h["train_recall"])
         assert h["train_ua"] == pytest.approx(np.mean(h["train_recall"]))
-    assert hist[0]["train_ua"] <= 0.5 and hist[-1]["train_ua"] >= 0.75  # it fits its 8 clips
+    # it fits its 8 clips; at a constant rate full-batch steps swing between fitting 8 and 4 of them late on,
+    # at a phase that depends on the CPU's float32 kernels (AVX-512 here: 1.0, 0.62, 0.62, 1.0, 0.75, 0.5)
+    assert hist[0]["train_ua"] <= 0.5 and max(h["train_ua"] for h in hist[-6:]) >= 0.75
     conv = json.loads((run / "convergence.json").read_text())
     assert conv == res.convergence
     assert conv["epochs_run"] == 24 and conv["best_epoch"] == res.best_epoch + 1
     assert set(conv["train_recall_full"]) == set(classes)
     assert conv["final_train_loss"] == pytest.approx(hist[-1]["train_loss"])
+
+
+def test_fit_fits_the_temperature_on_its_validation_clips_and_the_model_file_carries_it(ravdess_clips, real_feats, speech_run):
+    from emospec.calibration import nll
+    from emospec.model import infer
+
+    res, run = speech_run
+    _, y, _ = real_feats
+    cal, t = res.calibration, res.calibration["temperature"]
+    assert cal["n_clips"] == 4 and t == pytest.approx(float(res.model.temperature))
+    assert cal["fitted"] is (t != 1.0)
+    saved = load_model(run)
+    assert float(saved.model.temperature) == pytest.approx(t, rel=1e-6)
+    assert saved.meta["calibration"] == cal and saved.meta["best_epoch"] == res.best_epoch  # the kept model's meta stays
+    # speech_run validated on the first four clips' 2 s of speech
+    val = [features.extract(audio.load(p), PAPER.features)[..., 50:250] for p in ravdess_clips[:4]]
+    logits, _ = infer(res.model, val)
+    assert cal["after"]["nll"] == pytest.approx(nll(logits, y[:4], t), abs=1e-5)
+    assert cal["before"]["nll"] == pytest.approx(nll(logits, y[:4], 1.0), abs=1e-5)
+    if cal["fitted"]:  # some of the four right, some wrong: t is the likelihood's optimum
+        assert nll(logits, y[:4], t) <= min(nll(logits, y[:4], 1.0), nll(logits, y[:4], t * 1.1), nll(logits, y[:4], t / 1.1)) + 1e-9
+    else:  # all four right (they are training clips too) or all wrong: nothing to fit
+        assert t == 1.0 and len(set((logits.argmax(1).numpy() == y[:4]).tolist())) == 1
 
 
 def _hist(losses, val_ua):
@@ -200,8 +225,10 @@ def test_select_last_keeps_the_final_epoch_not_the_best_validation_one(real_feat
     assert res.best_val_ua == res.history[-1]["val_ua"]  # the kept model's own validation UA, not the best one
     final = load_state(tmp_path / "last" / "checkpoint.pt")["model"]  # the weights after the last epoch
     kept = load_model(tmp_path / "last").model.state_dict()
-    assert all(torch.equal(final[k], kept[k]) for k in final)
-    assert all(torch.equal(final[k], res.model.state_dict()[k].cpu()) for k in final)
+    weights = [k for k in final if k != "temperature"]  # the kept model's temperature was fitted after the last epoch
+    assert all(torch.equal(final[k], kept[k]) for k in weights)
+    assert all(torch.equal(final[k], res.model.state_dict()[k].cpu()) for k in weights)
+    assert float(kept["temperature"]) == pytest.approx(res.calibration["temperature"]) and float(final["temperature"]) == 1.0
     assert load_model(tmp_path / "last").meta["select"] == "last"
 
 

@@ -22,7 +22,18 @@ from .config import FeatureConfig, ModelConfig, TrainConfig, to_dict
 from .data.labels import CLASSES4
 from .data.splits import Fold
 from .errors import ConfigError, DataError
-from .protocols import OOF_NAME, CorpusData, EvalResult, evaluate_folds, finish, functionals_of, summarise, with_extra, write_oof
+from .protocols import (
+    OOF_NAME,
+    CorpusData,
+    EvalResult,
+    evaluate_folds,
+    finish,
+    functionals_of,
+    pooled_calibration,
+    summarise,
+    with_extra,
+    write_oof,
+)
 from .versions import environment
 
 __all__ = ["run_cross_corpus", "combine_corpora", "run_loco"]
@@ -70,7 +81,8 @@ def run_cross_corpus(
         "kind": "cross-corpus", "train": train.name, "labels": labels, "n_train": int(len(spans["__train__"])),
         "tests": {d.name: {"n_speakers": len({r.speaker for r in d.rows}),
                            **summarise(spans[d.name], y, preds, labels, speakers, n_resamples=n_resamples,
-                                        seed=train_config.seed, cluster=cluster)} for d in tests},
+                                        seed=train_config.seed, cluster=cluster),
+                           "calibration": pooled_calibration([fold], records, y, within=spans[d.name])} for d in tests},
         "best_epoch": records[0]["best_epoch"], "n_val": records[0].get("n_val"), "baseline_fit": records[0]["baseline"] and
         {k: records[0]["baseline"][k] for k in ("c", "inner_ua", "grid")},
         "train_config": to_dict(train_config), "feature_config": to_dict(feature_config),

@@ -18,7 +18,7 @@ import csv
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -26,6 +26,7 @@ import torch
 from . import distributed
 from .augment import AUGMENT_VERSION, augmented_features, standardised_versions
 from .bootstrap import bootstrap_ci
+from .calibration import calibration_summary, fit_temperature, fittable
 from .checkpoint import load_model, save_model
 from .config import FeatureConfig, ModelConfig, TrainConfig
 from .data.manifest import Utterance
@@ -39,13 +40,14 @@ from .norm import (
     inference_model,
     normalize_for,
     population_meta,
+    population_stats,
     population_versions,
     raw_inputs,
     skewed_subset_versions,
 )
 from .train import FitResult, fit
 
-__all__ = ["SplitResult", "Trained", "run_split", "train_on", "validation_split"]
+__all__ = ["SplitResult", "Trained", "run_split", "train_on", "unadapted_calibration", "validation_split"]
 
 
 @dataclass
@@ -63,6 +65,12 @@ class SplitResult:
     unadapted_pred: Optional[np.ndarray] = None
     """For ``speaker``/``corpus`` models: the test predictions with the training population's statistics
     in place of each test speaker's own (the inference default when no adaptation clips are given)."""
+    raw_probs: Optional[np.ndarray] = None
+    """``(n_test, n_classes)`` softmax of the logits without the model's temperature (``probs`` use it)."""
+    unadapted_probs: Optional[np.ndarray] = None
+    """``(n_test, n_classes)`` probabilities behind ``unadapted_pred`` (temperature applied)."""
+    unadapted_raw_probs: Optional[np.ndarray] = None
+    """The same without the temperature."""
 
 
 def validation_split(
@@ -137,19 +145,54 @@ def train_on(
         progress=progress, resume=resume, meta={"split": name, **population, **_augment_meta(train_config)},
         train_groups=[rows[i].corpus for i in fit_idx], train_versions=versions,
     )
-    population = {**population, **_clip_weight(result.model, population, [feats[i] for i in val_idx], y[val_idx], run_dir)}
+    population = {**population, **_inference_defaults(result, population, [feats[i] for i in val_idx], y[val_idx], run_dir)}
     return Trained(result, fit_idx, val_idx, normed, population)
 
 
-def _clip_weight(model, population: Dict[str, object], val_feats, y_val, run_dir: str | Path) -> Dict[str, object]:
-    """Choose how far each clip's own statistics move the population's without adaptation clips
-    (:func:`emospec.norm.choose_clip_weight`, on the validation speakers) and add it to the saved model's meta."""
+def _inference_defaults(result: FitResult, population: Dict[str, object], val_feats, y_val,
+                        run_dir: str | Path) -> Dict[str, object]:
+    """How the model runs without adaptation clips, chosen on the validation speakers (raw dB ``val_feats``):
+    how far each clip's own statistics move the population's (:func:`emospec.norm.choose_clip_weight`), then
+    the temperature refitted on those speakers run that way (:func:`unadapted_calibration`; ``fit`` fitted it on
+    their own statistics). Both go into the saved model's meta and the temperature into ``result.model``; the
+    returned dict is the clip weight's."""
+    model = result.model
     chosen = choose_clip_weight(model, population, val_feats, y_val, device=next(model.parameters()).device)
+    cal = unadapted_calibration(model, {**population, **chosen}, val_feats, y_val)
+    if not cal:
+        return chosen
+    t = float(cal["temperature"])
+    model.temperature.fill_(t)
+    result.calibration = {**result.calibration, "temperature_own_statistics": result.calibration.get("temperature"), **cal}
     path = Path(run_dir) / "model.pt"
-    if chosen and distributed.is_main() and path.exists():
+    if distributed.is_main() and path.exists():
         saved = load_model(path)
-        save_model(path, saved.model, saved.feature_config, list(saved.labels), {**saved.meta, **chosen})
+        saved.model.temperature.fill_(t)
+        save_model(path, saved.model, saved.feature_config, list(saved.labels),
+                   {**saved.meta, **chosen, "calibration": result.calibration})
     return chosen
+
+
+def unadapted_calibration(model, meta: Dict, val_feats: Sequence[torch.Tensor], y_val) -> Dict[str, Any]:
+    """The temperature of a ``speaker``/``corpus`` model for its inference default: fitted
+    (:func:`emospec.calibration.fit_temperature`) on the validation speakers' raw dB clips ``val_feats``
+    (``(3, n_mels, frames_i)``, classes ``y_val``) run without their own statistics, as
+    :func:`emospec.norm.inference_model` runs them with ``meta``'s population statistics and clip weight.
+
+    Returns ``{"temperature", "fitted", "fitted_on", "n_clips", "before_unadapted", "after_unadapted"}``
+    (:func:`emospec.calibration.calibration_summary` of those clips), or ``{}`` for a model without population
+    statistics or without clips. ``model`` is left as it is.
+    """
+    if population_stats(meta) is None or model.config.norm not in ("speaker", "corpus") or not len(val_feats):
+        return {}
+    y_val = np.asarray(y_val)
+    net = inference_model(model, meta)
+    logits, _ = infer(net, raw_inputs(net, list(val_feats)), device=next(model.parameters()).device)
+    t = fit_temperature(logits, y_val)
+    return {"temperature": t, "fitted": fittable(logits, y_val),
+            "fitted_on": "validation speakers without their own statistics (the inference default)", "n_clips": int(len(y_val)),
+            "before_unadapted": calibration_summary(torch.softmax(logits, 1).numpy(), y_val),
+            "after_unadapted": calibration_summary(torch.softmax(logits / t, 1).numpy(), y_val)}
 
 
 def _versions(rows, feats, y, fit_idx, norm: str, feature_config: FeatureConfig, train_config: TrainConfig,
@@ -234,15 +277,17 @@ def run_split(
         })
     device = next(result.model.parameters()).device
     logits, _ = infer(result.model, [trained.feats[i] for i in test_idx], device=device)
-    probs = torch.softmax(logits, 1).numpy()
+    probs = result.model.probabilities(logits).numpy()
+    raw_probs = torch.softmax(logits, 1).numpy()
     y_true, y_pred = y[test_idx], probs.argmax(1)
     rep = report(y_true, y_pred, labels)
     rep["ci"] = bootstrap_ci(y_true, y_pred, labels, seed=train_config.seed)
-    unadapted = None
+    unadapted = unadapted_probs = unadapted_raw = None
     if trained.population:  # as a user runs it without adaptation clips: raw features, training statistics
         net = inference_model(result.model, trained.population)
         plain, _ = infer(net, raw_inputs(net, [feats[i] for i in test_idx]), device=device)
         unadapted = plain.argmax(1).numpy()
+        unadapted_probs, unadapted_raw = net.probabilities(plain).numpy(), torch.softmax(plain, 1).numpy()
         rep["unadapted"] = {k: v for k, v in report(y_true, unadapted, labels).items() if k in ("ua", "wa", "per_class")}
         rep["unadapted"]["clip_weight"] = float(trained.population.get(CLIP_WEIGHT_KEY) or 0.0)
     rep["split"] = {"name": name, "speaker_independent": speaker_independent, "n_train": int(len(fit_idx)),
@@ -251,9 +296,15 @@ def run_split(
     rep["best_epoch"] = result.best_epoch
     rep["best_val_ua"] = result.best_val_ua
     rep["convergence"] = result.convergence
+    rep["calibration"] = {"temperature": float(result.model.temperature), "validation": result.calibration,
+                          "test": calibration_summary(probs, y_true), "test_uncalibrated": calibration_summary(raw_probs, y_true)}
+    if unadapted_probs is not None and unadapted_raw is not None:
+        rep["calibration"].update(test_unadapted=calibration_summary(unadapted_probs, y_true),
+                                  test_unadapted_uncalibrated=calibration_summary(unadapted_raw, y_true))
     text = format_report(rep)
     if distributed.is_main():
         save_json(run_dir / "metrics.json", rep)
         atomic_write_bytes(run_dir / "report.txt", (text + "\n").encode("utf-8"))
         atomic_write_bytes(run_dir / "predictions.csv", _predictions_csv(rows, np.asarray(test_idx), labels, y_true, y_pred, probs))
-    return SplitResult(name, run_dir, rep, text, result, y_true, y_pred, probs, unadapted)
+    return SplitResult(name, run_dir, rep, text, result, y_true, y_pred, probs, unadapted, raw_probs, unadapted_probs,
+                       unadapted_raw)

@@ -106,7 +106,7 @@ def grad_cam(model: EmoAlexNet, feats: torch.Tensor, *, target: Optional[int] = 
     target : int
         The explained class index.
     probs : np.ndarray
-        ``(n_classes,)`` float32 softmax probabilities.
+        ``(n_classes,)`` float32 class probabilities (:meth:`~emospec.model.EmoAlexNet.probabilities`, calibrated).
     """
     modules = dict(model.named_modules())
     if layer not in modules or not layer.startswith("features."):
@@ -134,7 +134,7 @@ def grad_cam(model: EmoAlexNet, feats: torch.Tensor, *, target: Optional[int] = 
     cam = F.interpolate(cam, size=tuple(x.shape[-2:]), mode="bilinear", align_corners=False)[0, 0, :n_mels, :frames]
     peak = float(cam.max())
     heat = (cam / peak if peak > 0 else torch.zeros_like(cam)).cpu().numpy().astype(np.float32)
-    probs = torch.softmax(logits.detach()[0], 0).cpu().numpy().astype(np.float32)
+    probs = model.probabilities(logits.detach())[0].cpu().numpy().astype(np.float32)
     return heat, k, probs
 
 

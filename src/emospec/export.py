@@ -290,7 +290,7 @@ def check_parity(
         for w in waves:
             f = extract(torch.from_numpy(np.asarray(w, dtype=np.float32)), cfg)[None]
             e = m.embed(model_input(m, f))
-            ref_p.append(torch.softmax(m.classifier[4](m.classifier[3](e)), 1)[0].numpy())
+            ref_p.append(m.probabilities(m.classifier[4](m.classifier[3](e)))[0].numpy())
             ref_e.append(e[0].numpy())
     probs, emb = OnnxModel(onnx_path).run(waves)
     res: Dict[str, Any] = {

@@ -185,6 +185,7 @@ class EmoAlexNet(nn.Module):
     # Buffers registered in __init__ (declared here so type checkers see Tensors, not Tensor | Module).
     input_mean: torch.Tensor  # (channels, n_mels, 1) float32 dB
     input_std: torch.Tensor  # (channels, n_mels, 1) float32 dB
+    temperature: torch.Tensor  # () float32: logits / temperature give calibrated probabilities
 
     def __init__(self, n_classes: int = 4, embed_dim: int = 256, *, config: ModelConfig | None = None):
         super().__init__()
@@ -207,6 +208,13 @@ class EmoAlexNet(nn.Module):
         # Per-bin standardisation, shape (channels, n_mels, 1); identity until set.
         self.register_buffer("input_mean", torch.zeros(cfg.in_channels, cfg.n_mels, 1))
         self.register_buffer("input_std", torch.ones(cfg.in_channels, cfg.n_mels, 1))
+        # Temperature scaling (emospec.calibration): 1 until emospec.train.fit fits it on validation speakers.
+        self.register_buffer("temperature", torch.ones(()))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
+        # Models and checkpoints written before temperature scaling have no temperature: theirs is 1.
+        state_dict.setdefault(prefix + "temperature", torch.ones(()))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # ----------------------------------------------------------------- normalisation
     def set_normalization(self, mean: torch.Tensor, std: torch.Tensor) -> None:
@@ -223,6 +231,13 @@ class EmoAlexNet(nn.Module):
         if pad_t or pad_f:
             x = F.pad(x, (0, pad_t, 0, pad_f))
         return x
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """Logits ``(batch, n_classes)`` -> class probabilities ``softmax(logits / temperature)``, same shape.
+
+        Every argmax is the logits'; the temperature only calibrates (:mod:`emospec.calibration`).
+        """
+        return torch.softmax(logits / self.temperature.to(logits.dtype), dim=-1)
 
     # ----------------------------------------------------------------- forward
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:

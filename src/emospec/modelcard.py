@@ -99,6 +99,8 @@ def card_for(bundle: ModelBundle) -> Dict[str, Any]:
         "model_config": to_dict(bundle.model.config),
         "parameters": int(sum(p.numel() for p in bundle.model.parameters())),
         "training": {k: v for k, v in bundle.meta.items() if k in ("split", "best_epoch", "best_val_ua")},
+        "temperature": float(bundle.model.temperature),
+        "calibration": bundle.meta.get("calibration"),
         "train_config": (bundle.meta.get("config") or {}).get("train", {}),
         "versions": bundle.meta.get("versions", {}),
         "licence": {"summary": "unknown: the terms of the data it was trained on apply", "inherited_from": []},
@@ -190,6 +192,21 @@ INFERENCE_NORM = {
 """The card's ``inference_norm`` for each :attr:`emospec.config.ModelConfig.norm` the bundled model may have."""
 
 
+def _calibration_lines(card: Mapping[str, Any]) -> List[str]:
+    """What the card's probabilities mean: the temperature and where it was fitted (emospec.calibration)."""
+    cal = card.get("calibration") or {}
+    t = cal.get("temperature", card.get("temperature"))
+    if t is None:
+        return []
+    if not cal:
+        return [f"probabilities: softmax of the logits, temperature {t:g} (not fitted: a model from before temperature scaling)"]
+    b, a = cal.get("before_unadapted") or cal.get("before"), cal.get("after_unadapted") or cal.get("after")
+    where = cal.get("fitted_on", "validation speakers")
+    return [f"probabilities: logits / temperature {t:.3f}, fitted on the {where}"
+            + (f": ECE {b['ece']:.3f} -> {a['ece']:.3f}, mean top probability {b['mean_confidence']:.3f} -> "
+               f"{a['mean_confidence']:.3f} at accuracy {a['accuracy']:.3f} on those {cal.get('n_clips', '')} clips" if a and b else "")]
+
+
 def format_card(card: Mapping[str, Any]) -> str:
     """Render a card (from :func:`card_for` or ``model_card.json``) as plain text."""
     lines = [f"model: {card.get('name', '?')}"]
@@ -243,6 +260,7 @@ def format_card(card: Mapping[str, Any]) -> str:
                      + (f"(moved {card['adapt_weight']:g} of the way to theirs) " if card.get("adapt_weight") is not None else "")
                      + "(`emospec predict --adapt-norm PATH...`, `Recognizer.adapt`): more accurate when those clips span "
                      "several emotions, less when one emotion dominates them (README, speaker adaptation)")
+    lines += _calibration_lines(card)
     if mc:
         lines.append(f"architecture: BatchNorm {'on (deviation from the paper)' if mc.get('batch_norm') else 'off'}, "
                      f"LRN {'on' if mc.get('lrn', True) else 'off'}, first conv stride {mc.get('first_stride', 4)}")
@@ -261,4 +279,6 @@ def format_card(card: Mapping[str, Any]) -> str:
                                                ("emospec", "git_commit", "python", "torch", "numpy") and v))
     if card.get("command"):
         lines.append(f"reproduce: {card['command']}")
+    if card.get("calibration_command"):
+        lines.append(f"temperature fitted afterwards by: {card['calibration_command']}")
     return "\n".join(lines)

@@ -65,7 +65,7 @@ class _TorchEngine:
         if len(waves) == 1:
             feats = extract(torch.from_numpy(waves[0]).to(self.device), self.feature_config)[None]
             emb = self.model.embed(model_input(self.model, feats))
-            probs = torch.softmax(self.model.classifier[4](self.model.classifier[3](emb)), 1)
+            probs = self.model.probabilities(self.model.classifier[4](self.model.classifier[3](emb)))
         else:
             batch, lengths = pad_waves(waves)
             feats, frames = extract_batch(torch.from_numpy(batch).to(self.device), self.feature_config,

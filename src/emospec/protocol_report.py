@@ -56,6 +56,22 @@ def _unadapted_line(part: Mapping) -> str:
             f"UA {u['ua']:.3f} [{u['ci']['ua']['low']:.3f}, {u['ci']['ua']['high']:.3f}]{diff}")
 
 
+def calibration_line(cal: Mapping | None) -> List[str]:
+    """One line on the model's probabilities (:func:`emospec.protocols.pooled_calibration`); none without figures."""
+    if not cal:
+        return []
+    t = cal["temperatures"]
+    temps = f"T {t[0]:.2f}" if len(t) == 1 else f"T {min(t):.2f}-{max(t):.2f}"
+    lines = ["", f"probabilities, uncalibrated -> with the temperature fitted on the validation speakers ({temps}):"]
+    for name, raw, cal_key in (("as evaluated above", "uncalibrated", "calibrated"),
+                               ("no adaptation clips (the inference default)", "unadapted_uncalibrated", "unadapted")):
+        if cal_key in cal:
+            b, a = cal[raw], cal[cal_key]
+            lines.append(f"  {name}: ECE {b['ece']:.3f} -> {a['ece']:.3f}, NLL {b['nll']:.3f} -> {a['nll']:.3f}, mean top "
+                         f"probability {b['mean_confidence']:.3f} -> {a['mean_confidence']:.3f} at accuracy {a['accuracy']:.3f}")
+    return lines
+
+
 def protocol_text(summary: Mapping) -> str:
     """The printed report of :func:`emospec.protocols.run_protocol`."""
     counts = ", ".join(f"{c} {summary['counts'].get(c, 0)}" for c in summary["labels"])
@@ -68,6 +84,7 @@ def protocol_text(summary: Mapping) -> str:
         "",
     ]
     lines += _block(summary, summary.get("fold_summary") if summary["n_folds"] > 1 else None)
+    lines += calibration_line(summary.get("calibration"))
     lines += ["", "per fold (epoch: best validation epoch of the budget; train UA: the kept model on full training clips)",
               f"{'fold':<22}{'test speakers':<40}{'n':>5}{'epoch':>9}{'train UA':>10}{'model UA':>10}{'baseline UA':>13}{'C':>8}"]
     for f in summary["folds"]:
@@ -97,6 +114,7 @@ def cross_corpus_text(summary: Mapping) -> str:
     for name, part in summary["tests"].items():
         lines += ["", f"=== test on {name}: {part['n']} clips, {part['n_speakers']} speakers ===", ""]
         lines += _block(part)
+        lines += calibration_line(part.get("calibration"))
     return "\n".join(lines)
 
 

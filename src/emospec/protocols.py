@@ -39,6 +39,7 @@ import torch
 
 from .baseline import BaselineConfig, egemaps_functionals, run_fold
 from .bootstrap import bootstrap_ci, paired_bootstrap
+from .calibration import calibration_summary
 from .config import FeatureConfig, ModelConfig, TrainConfig, to_dict
 from .data.corpora import four_class, prepare_corpus
 from .data.dataset import compute_features
@@ -143,6 +144,10 @@ def _fold_outputs(fold: Fold, fold_dir: Path, rows, data: CorpusData, y, labels,
                         resume=resume and (fold_dir / "checkpoint.pt").exists())
         out = {"name": fold.name, **key, "test_speakers": sorted({rows[i].speaker for i in fold.test}),
                "model_pred": res.y_pred.tolist(), "probs": np.round(res.probs, 5).tolist(), "best_epoch": res.fit.best_epoch,
+               "temperature": float(res.fit.model.temperature), "validation_calibration": res.fit.calibration,
+               **{name: None if v is None else np.round(v, 5).tolist() for name, v in (
+                   ("probs_uncalibrated", res.raw_probs), ("probs_unadapted", res.unadapted_probs),
+                   ("probs_unadapted_uncalibrated", res.unadapted_raw_probs))},
                "history": res.fit.history, "convergence": res.fit.convergence, "majority": _majority(y, fold.train, len(labels)),
                "n_val": res.report["split"]["n_val"], "baseline": None,
                "unadapted_pred": None if res.unadapted_pred is None else res.unadapted_pred.tolist(),
@@ -245,6 +250,29 @@ def _best_val_ua(history: Sequence[Dict]) -> Optional[float]:
     return max(vals) if vals else None
 
 
+def pooled_calibration(folds: Sequence[Fold], records: Sequence[Dict], y: np.ndarray,
+                       within: Optional[np.ndarray] = None) -> Optional[Dict]:
+    """The model's out-of-fold calibration: ``{"temperatures": per fold, "calibrated": calibration_summary,
+    "uncalibrated": ...}`` over every tested clip, or those of them in ``within`` (indices into ``y``)
+    (:mod:`emospec.calibration`), and ``"unadapted"`` / ``"unadapted_uncalibrated"`` for the model run without
+    the test speakers' statistics where every fold ran it; None when a fold's record predates temperature scaling."""
+    if not records or any(r.get("probs_uncalibrated") is None for r in records):
+        return None
+    idx = np.concatenate([f.test for f in folds])
+    keep = np.isin(idx, within) if within is not None else np.ones(len(idx), dtype=bool)
+
+    def stacked(key: str) -> np.ndarray:
+        every = [np.asarray(r[key], dtype=np.float64).reshape(len(f.test), -1) for f, r in zip(folds, records)]
+        return np.concatenate(every)[keep]
+    out = {"temperatures": [float(r["temperature"]) for r in records],
+           "calibrated": calibration_summary(stacked("probs"), y[idx[keep]]),
+           "uncalibrated": calibration_summary(stacked("probs_uncalibrated"), y[idx[keep]])}
+    if all(r.get("probs_unadapted") is not None for r in records):
+        out["unadapted"] = calibration_summary(stacked("probs_unadapted"), y[idx[keep]])
+        out["unadapted_uncalibrated"] = calibration_summary(stacked("probs_unadapted_uncalibrated"), y[idx[keep]])
+    return out
+
+
 def summarise(idx, y, preds, labels, speakers, *, n_resamples, seed, cluster) -> Dict:
     """The pooled evaluation of the clips ``idx``: each system's metrics with bootstrap CIs and the paired
     differences (:func:`_systems`); the unadapted model only where it was run on every one of them."""
@@ -317,6 +345,7 @@ def run_protocol(
         "n_folds": len(fold_list), "folds_at_once": workers, "n_tested": int(tested.size),
         **summarise(tested, y, preds, labels, speakers, n_resamples=n_resamples, seed=train_config.seed, cluster=cluster),
         "folds": _fold_table(records, y, fold_list, labels, preds),
+        "calibration": pooled_calibration(fold_list, records, y),
         "train_config": to_dict(train_config), "feature_config": to_dict(feature_config),
         "model_config": to_dict(model_config or ModelConfig()),
         "baseline_config": to_dict(baseline) if baseline and data.functionals is not None else None,

@@ -147,4 +147,4 @@ class RaggedAlexNet(nn.Module):
         c = m.classifier
         emb = c[2](c[1](c[0](x)))
         logits = c[4](c[3](emb))
-        return torch.softmax(logits, dim=1), emb
+        return m.probabilities(logits), emb

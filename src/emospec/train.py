@@ -6,7 +6,8 @@ The same loop runs data-parallel under ``torchrun`` (DDP, one process per
 device, rank 0 writes) and in mixed precision on CUDA (``TrainConfig.amp``).
 The run directory holds::
 
-    model.pt         kept model (TrainConfig.select; self-describing, see emospec.checkpoint)
+    model.pt         kept model (TrainConfig.select; self-describing, see emospec.checkpoint), with its
+                     temperature fitted on the validation clips (meta["calibration"], emospec.calibration)
     checkpoint.pt    last epoch: model, optimiser, scheduler, RNG, epoch, best (for --resume)
     config.json      feature, model and train configs
     labels.json      class names in output order
@@ -35,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from . import distributed
+from .calibration import calibration_summary, fit_temperature, fittable
 from .checkpoint import load_model, load_state, save_model, save_state
 from .config import FeatureConfig, ModelConfig, TrainConfig, to_dict
 from .convergence import convergence
@@ -62,6 +64,8 @@ class FitResult:
     world_size: int = 1
     convergence: Dict = field(default_factory=dict)
     """:func:`convergence` of this run: training-set UA per class, best epoch, warnings."""
+    calibration: Dict = field(default_factory=dict)
+    """:func:`calibrate`'s record: the temperature and the validation clips' ECE / NLL before and after."""
 
 
 def _validation_logits(model: EmoAlexNet, feats: Sequence[torch.Tensor], ctx: distributed.DistContext) -> torch.Tensor:
@@ -329,6 +333,10 @@ def _fit(train_feats, train_y, val_feats, val_y, labels: List[str], run_dir: Pat
     best = EmoAlexNet(config=mcfg)  # from memory: every rank holds the same weights, no shared disk needed
     best.load_state_dict(best_state or model.state_dict())
     best.eval().to(ctx.device)
+    calib = calibrate(best, val_feats, val_y, ctx)
+    if main and calib and (run_dir / "model.pt").exists():
+        kept_file = load_model(run_dir / "model.pt")
+        save_model(run_dir / "model.pt", best, feature_config, labels, {**kept_file.meta, "calibration": calib})
     conv = convergence(history, epochs=tcfg.epochs, patience=tcfg.patience, labels=labels, select=tcfg.select,
                        train_recall_full=_full_clip_recall(best, train_feats, train_y, len(labels), ctx, seed=tcfg.seed))
     if main:
@@ -336,7 +344,26 @@ def _fit(train_feats, train_y, val_feats, val_y, labels: List[str], run_dir: Pat
     for w in conv["warnings"]:
         log.warning("%s: %s", run_dir, w)
     return FitResult(model=best, run_dir=run_dir, best_epoch=best_epoch, best_val_ua=kept_ua, history=history,
-                     world_size=ctx.world_size, convergence=conv)
+                     world_size=ctx.world_size, convergence=conv, calibration=calib)
+
+
+def calibrate(model: EmoAlexNet, val_feats, val_y, ctx: distributed.DistContext) -> Dict:
+    """Fit ``model.temperature`` on the validation clips (full length, as the run chose its epoch on them).
+
+    Returns ``{"temperature", "fitted", "n_clips", "before": calibration_summary, "after": ...}`` (``{}`` and
+    temperature 1 without validation clips; ``fitted`` False, temperature 1, when every validation clip is
+    recognised or none is: :func:`emospec.calibration.fittable`). Every process computes the same logits, so all
+    ranks set the same temperature.
+    """
+    if not len(val_feats):
+        return {}
+    logits = _validation_logits(model, val_feats, ctx)
+    y = np.asarray(val_y)
+    t = fit_temperature(logits, y)
+    model.temperature.fill_(t)
+    return {"temperature": t, "fitted": fittable(logits, y), "n_clips": int(len(y)),
+            "before": calibration_summary(torch.softmax(logits, 1).numpy(), y),
+            "after": calibration_summary(model.probabilities(logits.to(model.temperature.device)).cpu().numpy(), y)}
 
 
 TRAIN_CHECK_CLIPS = 240

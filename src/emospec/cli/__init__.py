@@ -37,6 +37,7 @@ def _add_demo(sub) -> None:
 
 
 def _cmd_demo(args) -> int:
+    from ..calibration import format_calibration
     from ..convergence import format_convergence
     from ..demo import run_demo
     from ..metrics import side_by_side
@@ -59,6 +60,8 @@ def _cmd_demo(args) -> int:
         print(f"{r.name:>8}: UA {r.report['ua']:.3f}  WA {r.report['wa']:.3f}  macro-F1 {r.report['macro_f1']:.3f}"
               f"  recall {recall}  (run dir {r.run_dir})")
         print(f"{'':>8}  training: {format_convergence(r.fit.convergence)}")
+        cal = r.report["calibration"]
+        print(f"{'':>8}  {format_calibration(r.fit.calibration, cal['test'], cal['test_uncalibrated'])}")
     print("plots: " + ", ".join(str(p) for p in res.plots))
     print(f"wall time {res.seconds:.0f} s; summary in {res.out_dir / 'summary.json'}")
     return 0

@@ -135,6 +135,7 @@ def _train_rows(args, classes, mapping, recipe):
 def _cmd_train(args) -> int:
     import numpy as np
 
+    from ..calibration import format_calibration
     from ..convergence import format_convergence
     from ..data.manifest import write_manifest
     from ..data.splits import load_folds, make_folds, row_key, save_folds
@@ -172,11 +173,13 @@ def _cmd_train(args) -> int:
         print(f"trained on {len(t.fit_idx)} clips; validation UA {t.fit.best_val_ua:.3f} on {len(t.val_idx)} clips "
               f"(best epoch {t.fit.best_epoch + 1}); run dir: {out}")
         print(f"training: {format_convergence(t.fit.convergence)}")
+        print(format_calibration(t.fit.calibration))
         return 0
     r = run_split(fold.name, rows, feats, y, labels, fold.train, fold.test, out,
                   speaker_independent=fold.speaker_independent, feature_config=fcfg, model_config=mcfg, train_config=tcfg,
                   progress=not args.quiet, resume=args.resume)
     print(r.text)
     print(f"training: {format_convergence(r.fit.convergence)}")
+    print(format_calibration(r.fit.calibration, r.report["calibration"]["test"], r.report["calibration"]["test_uncalibrated"]))
     print(f"run dir: {r.run_dir}")
     return 0
