@@ -32,7 +32,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from emospec.baseline import egemaps_functionals, fit_svm
+from emospec.baseline import BaselineConfig, egemaps_functionals, fit_svm, svm_pipeline
 from emospec.bootstrap import bootstrap_ci, paired_bootstrap
 from emospec.data.corpora import four_class, prepare_corpus
 from emospec.data.labels import CLASSES4
@@ -55,14 +55,11 @@ def fuse(p_model: np.ndarray, p_svm: np.ndarray, w: float = WEIGHT) -> np.ndarra
 
 
 def svm_probs(X_train: np.ndarray, y_train: np.ndarray, X_test: np.ndarray, c: float, n_classes: int) -> np.ndarray:
-    """``(n_test, n_classes)`` sigmoid-calibrated probabilities of the baseline's SVM (scaler, linear, balanced, ``c``)."""
+    """``(n_test, n_classes)`` sigmoid-calibrated probabilities of the baseline's SVM (scaler, linear, balanced, ``c``:
+    :func:`emospec.baseline.svm_pipeline`)."""
     from sklearn.calibration import CalibratedClassifierCV
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-    from sklearn.svm import SVC
 
-    svm = make_pipeline(StandardScaler(), SVC(kernel="linear", C=c, class_weight="balanced"))
-    cal = CalibratedClassifierCV(svm, method="sigmoid", cv=5, ensemble=False).fit(X_train, y_train)
+    cal = CalibratedClassifierCV(svm_pipeline(BaselineConfig(), c), method="sigmoid", cv=5, ensemble=False).fit(X_train, y_train)
     out = np.zeros((len(X_test), n_classes))
     out[:, cal.classes_] = cal.predict_proba(X_test)
     return out

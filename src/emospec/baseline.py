@@ -26,7 +26,7 @@ from .audio import load
 from .errors import ConfigError, DataError, EmospecError
 from .files import atomic_write_bytes
 
-__all__ = ["BaselineConfig", "Functionals", "FoldPrediction", "egemaps_functionals", "fit_svm", "run_fold", "N_FUNCTIONALS"]
+__all__ = ["BaselineConfig", "Functionals", "FoldPrediction", "egemaps_functionals", "fit_svm", "svm_pipeline", "run_fold", "N_FUNCTIONALS"]
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +170,16 @@ def egemaps_functionals(
     return Functionals(values, names, problems, computed)
 
 
+def svm_pipeline(cfg: BaselineConfig = BaselineConfig(), c: float = 1.0):
+    """The baseline's classifier, unfitted: ``StandardScaler -> SVC(cfg.kernel, C=c, class_weight="balanced")``
+    on ``(n, 88)`` functionals (the step names ``standardscaler`` / ``svc`` of :func:`fit_svm`'s grid)."""
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    return make_pipeline(StandardScaler(), SVC(kernel=cfg.kernel, C=c, class_weight="balanced"))
+
+
 def fit_svm(X: np.ndarray, y: np.ndarray, groups: Sequence[str] | np.ndarray, cfg: BaselineConfig = BaselineConfig()):
     """Fit ``StandardScaler -> SVC`` with C chosen by speaker-grouped inner CV on UA.
 
@@ -189,17 +199,13 @@ def fit_svm(X: np.ndarray, y: np.ndarray, groups: Sequence[str] | np.ndarray, cf
         ``cv_results_`` holds the inner UA of every C.
     """
     from sklearn.model_selection import GridSearchCV, GroupKFold
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-    from sklearn.svm import SVC
 
     n_groups = len(set(groups))
     if n_groups < 2:
         raise DataError(f"baseline: the inner speaker-grouped CV needs >= 2 training speakers, got {n_groups}")
     if len(set(np.asarray(y).tolist())) < 2:
         raise DataError("baseline: training data has a single class")
-    pipe = make_pipeline(StandardScaler(), SVC(kernel=cfg.kernel, class_weight="balanced"))
-    search = GridSearchCV(pipe, {"svc__C": list(cfg.c_grid)}, scoring="balanced_accuracy",
+    search = GridSearchCV(svm_pipeline(cfg), {"svc__C": list(cfg.c_grid)}, scoring="balanced_accuracy",
                           cv=GroupKFold(n_splits=min(cfg.inner_folds, n_groups)), refit=True, n_jobs=1, error_score="raise")
     return search.fit(np.asarray(X), np.asarray(y), groups=list(groups))
 
