@@ -37,8 +37,8 @@ def nll(logits: torch.Tensor | np.ndarray, y: Sequence[int] | np.ndarray, temper
 def fit_temperature(logits: torch.Tensor | np.ndarray, y: Sequence[int] | np.ndarray) -> float:
     """The temperature ``T`` in :data:`T_RANGE` minimising :func:`nll` of ``y`` (``(n,)``) under ``logits / T``.
 
-    ``logits``: ``(n, n_classes)`` float, uncalibrated. The NLL of ``logits / T`` is convex in ``1 / T``,
-    so a bounded scalar search finds the optimum. Returns 1.0 when it cannot be fitted (:func:`fittable`).
+    ``logits``: ``(n, n_classes)`` float, uncalibrated. The NLL of ``logits / T`` is convex in ``1 / T``
+    (so it has one minimum along ``log T``), and a bounded scalar search finds it. Returns 1.0 when it cannot be fitted (:func:`fittable`).
     """
     from scipy.optimize import minimize_scalar
 
@@ -55,9 +55,10 @@ def fit_temperature(logits: torch.Tensor | np.ndarray, y: Sequence[int] | np.nda
 def fittable(logits: torch.Tensor | np.ndarray, y: Sequence[int] | np.ndarray) -> bool:
     """Whether a temperature can be fitted to ``logits`` ``(n, n_classes)`` for ``y``: some top classes right and
     some wrong. When every one is right the likelihood only grows as ``T`` falls to 0 (every answer made
-    certain), and when every one is wrong it grows towards uniform probabilities: neither is a calibration."""
+    certain); when every one is wrong the fit could only learn how to spread probability over wrong answers.
+    Neither says how often the top class is right."""
     z = np.asarray(logits)
-    right = np.asarray(z).argmax(1) == np.asarray(y) if len(z) else np.zeros(0, dtype=bool)
+    right = z.argmax(1) == np.asarray(y) if len(z) else np.zeros(0, dtype=bool)
     return bool(right.any() and not right.all())
 
 
