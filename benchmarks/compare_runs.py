@@ -32,11 +32,11 @@ import numpy as np
 from emospec.bootstrap import paired_bootstrap_runs
 from emospec.data.labels import CLASSES4
 from emospec.errors import DataError
-from emospec.protocols import OOF_NAME, read_oof
+from emospec.oof import OOF_NAME, read_oof
 
 
 def fold_rows(fold: Path) -> List[Dict[str, str]]:
-    """:func:`emospec.protocols.read_oof`'s rows for one finished fold folder (``oof.json``, ``predictions.csv``).
+    """:func:`emospec.oof.read_oof`'s rows for one finished fold folder (``oof.json``, ``predictions.csv``).
 
     An evaluation writes ``oof_predictions.csv`` only when all its folds are done; a run stopped after some folds
     still holds each finished fold's answers. ``corpus`` is empty (a fold folder does not record it).

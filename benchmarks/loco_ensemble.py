@@ -31,7 +31,7 @@ from emospec.data.dataset import compute_features
 from emospec.metrics import unweighted_accuracy
 from emospec.model import infer
 from emospec.norm import inference_model, raw_inputs
-from emospec.protocols import read_oof
+from emospec.oof import read_oof
 
 
 def unadapted_probs(model_dir: Path, paths, cache: dict) -> tuple:

@@ -61,7 +61,7 @@ from emospec.files import load_json, save_json
 from emospec.metrics import unweighted_accuracy, weighted_accuracy
 from emospec.modelcard import CORPUS_TERMS, INFERENCE_NORM, licence_for, sha256_of
 from emospec.norm import ADAPT_WEIGHT_KEY, CLIP_WEIGHT_KEY, POPULATION_KEY
-from emospec.protocols import read_oof
+from emospec.oof import read_oof
 from emospec.recipe import parse_overrides, recipe_from
 from emospec.versions import environment
 

@@ -112,7 +112,11 @@ def test_leave_one_corpus_out_with_the_baseline_on_real_clips(subsets, tmp_path)
         assert h["model"]["n"] == h["baseline"]["n"] == h["n"]
         assert h["paired_ua"]["low"] <= h["paired_ua"]["difference"] <= h["paired_ua"]["high"]
         assert h["unadapted"]["n"] == h["n"] and "difference" in h["paired_ua_unadapted"]
-    assert set(m["mean_ua"]) == {"model", "unadapted", "baseline"}
+        assert h["fusion_unadapted"]["n"] == h["n"] and "difference" in h["paired_fusion_unadapted_model"]
+    assert set(m["mean_ua"]) == {"model", "unadapted", "baseline", "fusion", "fusion_unadapted"}
+    text = r.stdout.decode()
+    fused = m["held_out"]["emovo"]["fusion_unadapted"]["ci"]["ua"]
+    assert "fusion, no adaptation" in text and f"{fused['estimate']:.3f} [{fused['low']:.3f}, {fused['high']:.3f}]" in text
     # "no adaptation" is what a user gets from the saved model on the raw clips, no adaptation clips given
     from emospec.predict import load
 

@@ -161,7 +161,7 @@ def test_cv_pooled_metrics_match_predictions(cv_run):
     m = json.loads((out / "metrics.json").read_text())
     oof = csv_rows(out / "oof_predictions.csv")
     truth = [r["true"] for r in oof]
-    for system in ("model", "baseline"):
+    for system in ("model", "baseline", "fusion"):
         rep = report(truth, [r[system] for r in oof], m["labels"])
         assert m[system]["ua"] == pytest.approx(rep["ua"]) and m[system]["confusion"] == rep["confusion"]
         ci = m[system]["ci"]
@@ -169,19 +169,45 @@ def test_cv_pooled_metrics_match_predictions(cv_run):
         assert set(ci["f1"]) == set(CLASSES) and len(m[system]["per_speaker"]) == 6
         assert len(m["fold_summary"][system]["ua"]["values"]) == 3
     assert m["paired_ua"]["a"] == pytest.approx(m["model"]["ua"]) and m["paired_ua"]["b"] == pytest.approx(m["baseline"]["ua"])
+    assert m["paired_fusion_model"]["a"] == pytest.approx(m["fusion"]["ua"])
+    assert m["paired_ua_fusion"]["b"] == pytest.approx(m["baseline"]["ua"])
     # every actor has 1 neutral and 2 of each other class: the training majority is 'happy' (first of the tie)
     assert m["chance"]["ua"] == pytest.approx(0.25) and m["chance"]["wa"] == pytest.approx(12 / 42)
     assert all(f["baseline"]["c"] in m["baseline_config"]["c_grid"] for f in m["folds"])
-    for line in ("model (AlexNet)", "baseline (eGeMAPS+SVM)", "chance (majority class)", "paired bootstrap, UA(model) - UA(baseline)",
+    for line in ("model (AlexNet)", "baseline (eGeMAPS+SVM)", "fusion (model+baseline)", "chance (majority class)",
+                 "paired bootstrap, UA(model) - UA(baseline)", "fusion: the mean of the model's calibrated probabilities",
                  "mean ± std over 3 folds", "per-class F1 [95% CI]"):
         assert line in text
     ua = m["model"]["ci"]["ua"]
     assert f"{ua['estimate']:.3f} [{ua['low']:.3f}, {ua['high']:.3f}]" in text
     names = {"class_distribution.png", "clips_per_class.png", "confusion_model.png", "confusion_baseline.png",
-             "training_curves.png", "per_class_f1.png"}
+             "confusion_fusion.png", "training_curves.png", "per_class_f1.png"}
     assert {p.split("/")[-1] for p in m["plots"]} == names
     for n in names:
         assert (out / n).stat().st_size > 5000 and f"plot: {out / n}" in text
+
+
+@pytest.mark.slow
+def test_cv_fusion_is_each_folds_stored_model_and_svm_probabilities_averaged(cv_run):
+    """The fused answer of every clip is the argmax of the mean of the two probability arrays its fold stored:
+    the model's calibrated ones (as evaluated, and without adaptation) and the baseline SVM's (rows sum to 1)."""
+    from emospec.baseline import fuse
+
+    out, _ = cv_run
+    m = json.loads((out / "metrics.json").read_text())
+    rows = csv_rows(out / "oof_predictions.csv")
+    fused = {Path(r["path"]).stem: (r["fusion"], r["fusion_unadapted"]) for r in rows}
+    truth = {Path(r["path"]).stem: r["true"] for r in rows}
+    for f in m["folds"]:
+        rec = json.loads((out / f["name"] / "oof.json").read_text())
+        svm = np.array(rec["baseline"]["probs"])
+        assert svm.shape == (len(rec["test_ids"]), 4) and np.allclose(svm.sum(1), 1.0, atol=1e-4)
+        for probs, col in ((rec["probs"], 0), (rec["probs_unadapted"], 1)):
+            want = [m["labels"][k] for k in fuse(np.array(probs), svm).argmax(1)]
+            assert [fused[i][col] for i in rec["test_ids"]] == want
+        got = report([truth[i] for i in rec["test_ids"]], [fused[i][0] for i in rec["test_ids"]], m["labels"])
+        assert f["fusion"]["ua"] == pytest.approx(got["ua"])
+    assert m["fusion_unadapted"]["n"] == m["n_tested"] and "difference" in m["paired_ua_fusion_unadapted"]
 
 
 @pytest.mark.slow

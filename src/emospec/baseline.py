@@ -9,6 +9,11 @@ cross-validation grouped by speaker (:class:`~sklearn.model_selection.GroupKFold
 that maximises unweighted accuracy (balanced accuracy). The features are
 computed once per file and kept in a cache (``.npz``) keyed by path, size and
 modification time, so a run (or a re-run) extracts each clip once.
+
+The baseline also gives class probabilities (:func:`svm_probabilities`:
+Platt's sigmoid fitted on its out-of-fold scores over the training
+speakers), and :func:`fuse` averages them with the network's calibrated
+probabilities: the late fusion every evaluation reports beside both systems.
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ from .audio import load
 from .errors import ConfigError, DataError, EmospecError
 from .files import atomic_write_bytes
 
-__all__ = ["BaselineConfig", "Functionals", "FoldPrediction", "egemaps_functionals", "fit_svm", "svm_pipeline", "run_fold", "N_FUNCTIONALS"]
+__all__ = ["BaselineConfig", "Functionals", "FoldPrediction", "egemaps_functionals", "fit_svm", "svm_pipeline", "run_fold",
+           "svm_probabilities", "fuse", "FUSION_WEIGHT", "N_FUNCTIONALS"]
 
 log = logging.getLogger(__name__)
 
@@ -210,24 +216,69 @@ def fit_svm(X: np.ndarray, y: np.ndarray, groups: Sequence[str] | np.ndarray, cf
     return search.fit(np.asarray(X), np.asarray(y), groups=list(groups))
 
 
+FUSION_WEIGHT = 0.5
+"""The SVM's share of the fused probabilities (:func:`fuse`); fixed in session 19 before any run was scored."""
+
+
+def svm_probabilities(X_train: np.ndarray, y_train: np.ndarray, groups_train: Sequence[str] | np.ndarray,
+                      X_test: np.ndarray, c: float, n_classes: int, cfg: BaselineConfig = BaselineConfig()) -> np.ndarray:
+    """``(n_test, n_classes)`` class probabilities of the baseline's SVM (:func:`svm_pipeline` with cost ``c``).
+
+    Platt scaling: scikit-learn's ``CalibratedClassifierCV`` (sigmoid, one
+    model refitted on all of ``X_train``) maps the SVM's one-vs-rest scores to
+    probabilities with sigmoids fitted on its out-of-fold scores, the folds
+    grouped by ``groups_train`` (speakers), as many as the inner CV's, so the
+    probabilities are calibrated on speakers each score's SVM never saw, as the
+    network's temperature is. Classes absent from ``y_train`` get probability 0.
+    """
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.model_selection import GroupKFold
+
+    groups = np.asarray([str(g) for g in groups_train])
+    n_groups = len(set(groups.tolist()))
+    if n_groups < 2:
+        raise DataError(f"baseline: calibrating the SVM needs >= 2 training speakers, got {n_groups}")
+    splits = list(GroupKFold(n_splits=min(cfg.inner_folds, n_groups)).split(X_train, y_train, groups))
+    cal = CalibratedClassifierCV(svm_pipeline(cfg, c), method="sigmoid", cv=splits, ensemble=False)
+    cal.fit(np.asarray(X_train), np.asarray(y_train))
+    out = np.zeros((len(X_test), n_classes))
+    out[:, cal.classes_] = cal.predict_proba(np.asarray(X_test))
+    return out
+
+
+def fuse(p_model: np.ndarray, p_svm: np.ndarray, w: float = FUSION_WEIGHT) -> np.ndarray:
+    """``(n, k)`` fused class probabilities ``(1 - w) p_model + w p_svm`` of two ``(n, k)`` probability arrays."""
+    p_model, p_svm = np.asarray(p_model, dtype=np.float64), np.asarray(p_svm, dtype=np.float64)
+    if p_model.shape != p_svm.shape:
+        raise ValueError(f"fusion: model probabilities {p_model.shape} and SVM probabilities {p_svm.shape} differ in shape")
+    if not 0.0 <= w <= 1.0:
+        raise ValueError(f"fusion: the SVM weight must lie in [0, 1], got {w}")
+    return (1.0 - w) * p_model + w * p_svm
+
+
 @dataclass
 class FoldPrediction:
-    """The baseline on one fold: predictions ``(n_test,)`` int, chosen C, its inner UA, and UA per C."""
+    """The baseline on one fold: predictions ``(n_test,)`` int, chosen C, its inner UA, UA per C, and the
+    test clips' class probabilities ``(n_test, n_classes)`` (:func:`svm_probabilities`)."""
 
     y_pred: np.ndarray
     c: float
     inner_ua: float
     grid: Dict[str, float]
+    probs: np.ndarray
 
 
 def run_fold(
     X: np.ndarray, y: np.ndarray, groups: Sequence[str] | np.ndarray, train_idx: np.ndarray, test_idx: np.ndarray,
-    cfg: BaselineConfig = BaselineConfig(),
+    cfg: BaselineConfig = BaselineConfig(), n_classes: Optional[int] = None,
 ) -> FoldPrediction:
-    """Fit on ``train_idx`` (inner CV grouped by ``groups``), predict ``test_idx``."""
+    """Fit on ``train_idx`` (inner CV grouped by ``groups``), predict ``test_idx``; probabilities over
+    ``n_classes`` classes (default ``y.max() + 1``)."""
     group_ids = np.asarray([str(g) for g in groups])
     search = fit_svm(X[train_idx], y[train_idx], group_ids[train_idx], cfg)
     res = search.cv_results_
     grid = {f"{c:g}": float(s) for c, s in zip(res["param_svc__C"], res["mean_test_score"])}
-    return FoldPrediction(search.predict(X[test_idx]).astype(np.int64), float(search.best_params_["svc__C"]),
-                          float(search.best_score_), grid)
+    c = float(search.best_params_["svc__C"])
+    probs = svm_probabilities(X[train_idx], y[train_idx], group_ids[train_idx], X[test_idx], c,
+                              int(n_classes if n_classes is not None else np.max(y) + 1), cfg)
+    return FoldPrediction(search.predict(X[test_idx]).astype(np.int64), c, float(search.best_score_), grid, probs)

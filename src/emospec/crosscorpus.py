@@ -22,8 +22,8 @@ from .config import FeatureConfig, ModelConfig, TrainConfig, to_dict
 from .data.labels import CLASSES4
 from .data.splits import Fold
 from .errors import ConfigError, DataError
+from .oof import OOF_NAME, write_oof
 from .protocols import (
-    OOF_NAME,
     CorpusData,
     EvalResult,
     evaluate_folds,
@@ -32,7 +32,6 @@ from .protocols import (
     pooled_calibration,
     summarise,
     with_extra,
-    write_oof,
 )
 from .versions import environment
 
@@ -146,7 +145,7 @@ def run_loco(
                                cluster=cluster, progress=progress, resume=resume, plots=plots)
         held[test.name] = {"train": train.name, "n_train": res.summary["n_train"], "best_epoch": res.summary["best_epoch"],
                            **res.summary["tests"][test.name]}
-    systems = [k for k in ("model", "unadapted", "baseline") if all(k in h for h in held.values())]
+    systems = [k for k in ("model", "unadapted", "baseline", "fusion", "fusion_unadapted") if all(k in h for h in held.values())]
     summary = {
         "kind": "loco", "corpora": names, "labels": labels, "held_out": held,
         "mean_ua": {k: float(np.mean([h[k]["ua"] for h in held.values()])) for k in systems},

@@ -12,11 +12,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Dict, List, Mapping, Sequence
 
+from .baseline import FUSION_WEIGHT
 from .metrics import format_comparison, format_report, side_by_side
 
 __all__ = ["SYSTEM_NAMES", "protocol_text", "cross_corpus_text", "protocol_figures", "cross_corpus_figures"]
 
-SYSTEM_NAMES = {"model": "model (AlexNet)", "baseline": "baseline (eGeMAPS+SVM)"}
+SYSTEM_NAMES = {"model": "model (AlexNet)", "baseline": "baseline (eGeMAPS+SVM)", "fusion": "fusion (model+baseline)"}
+SYSTEMS = tuple(SYSTEM_NAMES)
+"""The systems every report shows side by side, where they ran."""
 
 
 def _training(speaker_independent: bool) -> str:
@@ -37,9 +40,10 @@ def _describe(summary: Mapping) -> str:
 
 def _block(part: Mapping, folds: Mapping | None = None) -> List[str]:
     """Comparison table plus Table 1 of each system, for one pooled evaluation."""
-    systems = {SYSTEM_NAMES[k]: part[k] for k in ("model", "baseline") if k in part}
+    systems = {SYSTEM_NAMES[k]: part[k] for k in SYSTEMS if k in part}
     lines = [format_comparison(systems, chance=part["chance"], paired=part.get("paired_ua"),
                                folds={SYSTEM_NAMES[k]: v for k, v in folds.items()} if folds else None)]
+    lines += fusion_lines(part)
     if "unadapted" in part:
         lines += ["", _unadapted_line(part)]
     lines += ["", side_by_side({name: format_report(rep, digits=3) for name, rep in systems.items()})]
@@ -49,11 +53,32 @@ def _block(part: Mapping, folds: Mapping | None = None) -> List[str]:
 def _unadapted_line(part: Mapping) -> str:
     """The model as users run it without adaptation clips (training population's statistics)."""
     u, p = part["unadapted"], part.get("paired_ua_unadapted")
-    diff = f"; vs baseline {p['difference']:+.3f} [{p['low']:+.3f}, {p['high']:+.3f}]" if p else ""
+    diff = f"; vs baseline {_diff(p)}" if p else ""
     w = u.get("clip_weight") or 0
     how = f", each clip moved {w:g} of the way towards its own statistics" if w else ""
     return (f"model without the test speakers' statistics (the inference default, no adaptation clips{how}): "
             f"UA {u['ua']:.3f} [{u['ci']['ua']['low']:.3f}, {u['ci']['ua']['high']:.3f}]{diff}")
+
+
+def _diff(p: Mapping) -> str:
+    return f"{p['difference']:+.3f} [{p['low']:+.3f}, {p['high']:+.3f}]"
+
+
+def fusion_lines(part: Mapping) -> List[str]:
+    """The fusion's paired differences (:data:`emospec.protocols.PAIRED`): against the model and the baseline, as
+    evaluated and without adaptation clips; none where the baseline did not run."""
+    if "fusion" not in part:
+        return []
+    lines = ["", f"fusion: the mean of the model's calibrated probabilities and the SVM's (Platt, fitted on its training "
+                 f"speakers), SVM weight {FUSION_WEIGHT:g} fixed in advance"]
+    for tag, fused, model in (("as evaluated", "fusion", "model"),
+                              ("without adaptation clips", "fusion_unadapted", "model without adaptation")):
+        if fused in part and f"paired_ua_{fused}" in part:
+            f = part[fused]["ci"]["ua"]
+            vs_model = part.get("paired_fusion_model" if fused == "fusion" else "paired_fusion_unadapted_model")
+            lines.append(f"  {tag}: UA {f['estimate']:.3f} [{f['low']:.3f}, {f['high']:.3f}]; - {model} "
+                         f"{_diff(vs_model) if vs_model else '-'}; - baseline {_diff(part[f'paired_ua_{fused}'])}")
+    return lines
 
 
 def calibration_line(cal: Mapping | None) -> List[str]:
@@ -86,11 +111,13 @@ def protocol_text(summary: Mapping) -> str:
     lines += _block(summary, summary.get("fold_summary") if summary["n_folds"] > 1 else None)
     lines += calibration_line(summary.get("calibration"))
     lines += ["", "per fold (epoch: best validation epoch of the budget; train UA: the kept model on full training clips)",
-              f"{'fold':<22}{'test speakers':<40}{'n':>5}{'epoch':>9}{'train UA':>10}{'model UA':>10}{'baseline UA':>13}{'C':>8}"]
+              f"{'fold':<22}{'test speakers':<40}{'n':>5}{'epoch':>9}{'train UA':>10}{'model UA':>10}{'baseline UA':>13}{'C':>8}"
+              f"{'fusion UA':>11}"]
     for f in summary["folds"]:
         spk = ", ".join(s.split("_", 1)[-1] for s in f["test_speakers"])
         spk = spk if len(spk) <= 38 else spk[:35] + "..."
         base = f"{f['baseline']['ua']:>13.3f}{f['baseline']['c']:>8g}" if "baseline" in f else ""
+        base += f"{f['fusion']['ua']:>11.3f}" if "fusion" in f else ""
         conv = f.get("convergence") or {}
         epoch = f"{f['best_epoch'] + 1}/{conv['epochs_run']}" if "epochs_run" in conv else f"{f['best_epoch'] + 1}"
         train_ua = f"{conv['train_ua_full']:>10.3f}" if "train_ua_full" in conv else f"{'-':>10}"
@@ -135,12 +162,12 @@ def _system_figures(part: Mapping, labels: Sequence[str], out: Path, tag: str, w
     from .plots import confusion, per_class_f1
 
     made = []
-    for key in ("model", "baseline"):
+    for key in SYSTEMS:
         if key in part:
             rep = part[key]
             made.append(confusion(rep["confusion"], labels, out / f"confusion_{key}{tag}.png",
                                   title=f"{SYSTEM_NAMES[key]}, {where} (UA {rep['ua']:.3f}, n={rep['n']})"))
-    made.append(per_class_f1({SYSTEM_NAMES[k]: part[k]["ci"]["f1"] for k in ("model", "baseline") if k in part},
+    made.append(per_class_f1({SYSTEM_NAMES[k]: part[k]["ci"]["f1"] for k in SYSTEMS if k in part},
                              out / f"per_class_f1{tag}.png", title=f"Per-class F1 with 95% bootstrap CI, {where}"))
     return made
 
@@ -189,17 +216,18 @@ def loco_text(summary: Mapping) -> str:
     lines = [f"Leave one corpus out: {', '.join(summary['corpora'])} ({len(summary['labels'])} classes: "
              f"{', '.join(summary['labels'])}); each corpus is tested by a model trained on all the others.", ""]
     head = (f"{'held out':<12} {'clips':>6} {'model UA [95% CI]':<24} {'baseline UA [95% CI]':<24} {'paired diff [95% CI]':<26} "
-            f"{'no adaptation UA':<24} recall per class")
+            f"{'no adaptation UA':<24} {'fusion, no adaptation':<24} recall per class")
     lines += [head, "-" * len(head)]
     for name, h in summary["held_out"].items():
         m = h["model"]
         cell = lambda r: f"{r['ua']:.3f} [{r['ci']['ua']['low']:.3f}, {r['ci']['ua']['high']:.3f}]"  # noqa: E731
         base = cell(h["baseline"]) if "baseline" in h else "-"
         plain = cell(h["unadapted"]) if "unadapted" in h else "-"
+        fused = cell(h["fusion_unadapted"]) if "fusion_unadapted" in h else "-"
         p = h.get("paired_ua")
         diff = f"{p['difference']:+.3f} [{p['low']:+.3f}, {p['high']:+.3f}]" if p else "-"
         rec = " ".join(f"{c} {m['per_class'][c]['recall']:.2f}" for c in summary["labels"])
-        lines.append(f"{name:<12} {h['n']:>6} {cell(m):<24} {base:<24} {diff:<26} {plain:<24} {rec}")
+        lines.append(f"{name:<12} {h['n']:>6} {cell(m):<24} {base:<24} {diff:<26} {plain:<24} {fused:<24} {rec}")
     norm = (summary.get("model_config") or {}).get("norm", "speaker")
     weights = {c: h["unadapted"].get("clip_weight") or 0 for c, h in summary["held_out"].items() if "unadapted" in h}
     moved = ("; each clip moved towards its own statistics by the weight chosen on the validation speakers ("
@@ -216,7 +244,7 @@ def loco_figures(summary: Mapping, out: Path) -> List[Path]:
     matrices are in each ``held_out_<name>/`` folder."""
     from .plots import corpus_bars
 
-    bars = {name: {k: (h[k]["ua"], h[k]["ci"]["ua"]["low"], h[k]["ci"]["ua"]["high"]) for k in ("model", "unadapted", "baseline")
-                   if k in h}
+    bars = {name: {k: (h[k]["ua"], h[k]["ci"]["ua"]["low"], h[k]["ci"]["ua"]["high"])
+                   for k in ("model", "unadapted", "baseline", "fusion_unadapted") if k in h}
             for name, h in summary["held_out"].items()}
     return [corpus_bars(bars, out / "loco_ua.png", title="Leave one corpus out: UA on the held-out corpus")]

@@ -7,8 +7,7 @@ out-of-fold metrics with bootstrap CIs, mean ± std over folds, a paired
 bootstrap on the UA difference and the majority-class chance line.
 Training on some corpora and testing on others (cross-corpus, leave one
 corpus out) is :mod:`emospec.crosscorpus`, built from the same pieces
-(:func:`evaluate_folds`, :func:`summarise`, :func:`write_oof`,
-:func:`finish`). The protocols' folds come from the one fold builder,
+(:func:`evaluate_folds`, :func:`summarise`, :func:`finish`). The protocols' folds come from the one fold builder,
 :func:`emospec.data.splits.make_folds` (re-exported here), which
 ``emospec train`` uses too:
 
@@ -19,10 +18,15 @@ corpus out) is :mod:`emospec.crosscorpus`, built from the same pieces
   sides; ``folds=1`` is that single split, ``folds=k`` a stratified k-fold of
   such splits (10 by default, so every clip is tested once).
 
+Where the baseline runs, a third system is scored on the same clips: the
+**fusion** of the two, the mean of the network's calibrated probabilities and
+the SVM's (:func:`emospec.baseline.fuse`, weight fixed in advance), with its
+paired differences against each.
+
 A run directory holds ``fold_XX/`` (one run_split each), ``metrics.json``,
-``report.txt``, ``oof_predictions.csv`` (per clip: true label, the model's, the baseline's and, for
-per-speaker models, the model's without the test speakers' statistics), ``egemaps_cache.npz`` and the plots
-(see :mod:`emospec.protocol_report`).
+``report.txt``, ``oof_predictions.csv`` (per clip: true label, the model's, the baseline's, the fusion's and,
+for per-speaker models, those without the test speakers' statistics: :mod:`emospec.oof`),
+``egemaps_cache.npz`` and the plots (see :mod:`emospec.protocol_report`).
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from .baseline import BaselineConfig, egemaps_functionals, run_fold
+from .baseline import BaselineConfig, egemaps_functionals, fuse, run_fold
 from .bootstrap import bootstrap_ci, paired_bootstrap
 from .calibration import calibration_summary
 from .config import FeatureConfig, ModelConfig, TrainConfig, to_dict
@@ -51,11 +55,11 @@ from .experiment import run_split
 from .files import atomic_write_bytes, load_json, save_json
 from .metrics import fold_summary, per_speaker, report
 from .norm import group_keys, normalize_rows
+from .oof import OOF_NAME, write_oof
 from .parallel import parallel_workers, run_jobs
 from .versions import environment
 
-__all__ = ["CorpusData", "Fold", "EvalResult", "load_corpus", "make_folds", "speaker_kfold", "run_protocol", "read_oof",
-           "PROTOCOLS"]
+__all__ = ["CorpusData", "Fold", "EvalResult", "load_corpus", "make_folds", "speaker_kfold", "run_protocol", "PROTOCOLS"]
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +129,8 @@ def _fold_outputs(fold: Fold, fold_dir: Path, rows, data: CorpusData, y, labels,
     """Train and test the model (and the baseline) on one fold; kept in ``fold_dir/oof.json``.
 
     With ``resume``, a finished fold whose test items and configs match is
-    reused (the baseline is refitted alone when only its config changed).
+    reused (the baseline is refitted alone when only its config changed, or when
+    the record predates the SVM's probabilities that the fusion needs).
     """
     ids = [rows[i].utterance_id for i in fold.test]
     cached = fold_dir / "oof.json"
@@ -153,11 +158,13 @@ def _fold_outputs(fold: Fold, fold_dir: Path, rows, data: CorpusData, y, labels,
                "unadapted_pred": None if res.unadapted_pred is None else res.unadapted_pred.tolist(),
                "clip_weight": (res.report.get("unadapted") or {}).get("clip_weight")}
     wanted = to_dict(baseline) if baseline is not None else None
-    if (out.get("baseline") or {}).get("config") != wanted:
+    old_base = out.get("baseline") or {}
+    if old_base.get("config") != wanted or (wanted is not None and "probs" not in old_base):  # runs before the fusion: refit
         out["baseline"] = None
         if baseline is not None:
-            fp = run_fold(functionals_of(data), y, [r.speaker for r in rows], fold.train, fold.test, baseline)
-            out["baseline"] = {"pred": fp.y_pred.tolist(), "c": fp.c, "inner_ua": fp.inner_ua, "grid": fp.grid, "config": wanted}
+            fp = run_fold(functionals_of(data), y, [r.speaker for r in rows], fold.train, fold.test, baseline, len(labels))
+            out["baseline"] = {"pred": fp.y_pred.tolist(), "c": fp.c, "inner_ua": fp.inner_ua, "grid": fp.grid, "config": wanted,
+                               "probs": np.round(fp.probs, 5).tolist()}
     save_json(cached, out)
     return out
 
@@ -178,6 +185,10 @@ def evaluate_folds(data: CorpusData, folds: List[Fold], labels: List[str], out: 
                     model_config: Optional[ModelConfig], baseline,
                     progress, resume, workers: int = 1) -> Tuple[Dict[str, np.ndarray], List[Dict], np.ndarray]:
     """Run every fold; return out-of-fold predictions (-1 where untested), per-fold records, y.
+
+    The predictions are ``(n,)`` int class indices per system: ``model``, ``chance`` (the training side's
+    majority class), and where run ``unadapted`` (without the test speakers' statistics), ``baseline``,
+    ``fusion`` and ``fusion_unadapted`` (:func:`fused_predictions`).
 
     ``workers`` folds train at once, in processes of their own (:func:`emospec.parallel.run_jobs`).
 
@@ -220,13 +231,26 @@ def evaluate_folds(data: CorpusData, folds: List[Fold], labels: List[str], out: 
         preds["chance"][fold.test] = rec["majority"]
         if baseline:
             preds["baseline"][fold.test] = rec["baseline"]["pred"]
+            for name, fused in fused_predictions(rec).items():
+                preds.setdefault(name, np.full(n, -1))[fold.test] = fused
     return preds, records, y
+
+
+def fused_predictions(rec: Mapping) -> Dict[str, np.ndarray]:
+    """One fold's fused answers ``(n_test,)`` int: ``fusion`` from the model's probabilities as evaluated and
+    ``fusion_unadapted`` from those without the test speakers' statistics (where the fold ran it), each averaged
+    with the baseline SVM's (:func:`emospec.baseline.fuse`)."""
+    p_svm = np.asarray(rec["baseline"]["probs"], dtype=np.float64)
+    out = {"fusion": fuse(np.asarray(rec["probs"]), p_svm).argmax(1)}
+    if rec.get("probs_unadapted") is not None:
+        out["fusion_unadapted"] = fuse(np.asarray(rec["probs_unadapted"]), p_svm).argmax(1)
+    return out
 
 
 def _fold_table(records: List[Dict], y: np.ndarray, folds: List[Fold], labels, preds) -> List[Dict]:
     table = []
     for fold, rec in zip(folds, records):
-        scores = {k: report(y[fold.test], preds[k][fold.test], labels) for k in ("model", "baseline") if k in preds}
+        scores = {k: report(y[fold.test], preds[k][fold.test], labels) for k in ("model", "baseline", "fusion") if k in preds}
         row = {"name": fold.name, "test_speakers": rec["test_speakers"], "n_test": int(len(fold.test)),
                "best_epoch": rec["best_epoch"], "best_val_ua": _best_val_ua(rec.get("history") or []),
                "convergence": rec.get("convergence")}
@@ -273,23 +297,26 @@ def pooled_calibration(folds: Sequence[Fold], records: Sequence[Dict], y: np.nda
     return out
 
 
+PAIRED = {"paired_ua": ("model", "baseline"), "paired_ua_unadapted": ("unadapted", "baseline"),
+          "paired_ua_fusion": ("fusion", "baseline"), "paired_fusion_model": ("fusion", "model"),
+          "paired_ua_fusion_unadapted": ("fusion_unadapted", "baseline"),
+          "paired_fusion_unadapted_model": ("fusion_unadapted", "unadapted")}
+"""The paired bootstraps of a pooled evaluation: key -> (system, minus system), UA of the first minus the second."""
+
+
 def summarise(idx, y, preds, labels, speakers, *, n_resamples, seed, cluster) -> Dict:
     """The pooled evaluation of the clips ``idx``: each system's metrics with bootstrap CIs and the paired
-    differences (:func:`_systems`); the unadapted model only where it was run on every one of them."""
-    scored = {k: v for k, v in preds.items() if k != "chance" and (k != "unadapted" or np.all(v[idx] >= 0))}
-    systems = _systems(idx, y, scored, labels, speakers,
-                       n_resamples=n_resamples, seed=seed, cluster=cluster)
+    differences of :data:`PAIRED` (:func:`_systems`); a system only where it was run on every one of them."""
+    scored = {k: v for k, v in preds.items() if k != "chance" and np.all(v[idx] >= 0)}
+    if "model" not in scored:
+        raise DataError(f"{len(idx)} clips to summarise, but the model did not predict every one of them")
+    out = {"n": int(len(idx)), **_systems(idx, y, scored, labels, speakers, n_resamples=n_resamples, seed=seed, cluster=cluster)}
     chance = report(y[idx], preds["chance"][idx], labels)
-    out = {"n": int(len(idx)), "model": systems["model"], "chance": {k: chance[k] for k in ("ua", "wa", "macro_f1")}}
-    if "unadapted" in systems:
-        out["unadapted"] = systems["unadapted"]
-    if "baseline" in systems:
-        out["baseline"] = systems["baseline"]
-        for key, system in (("paired_ua", "model"), ("paired_ua_unadapted", "unadapted")):
-            if system in out:
-                out[key] = paired_bootstrap(y[idx], preds[system][idx], preds["baseline"][idx], labels, metric="ua",
-                                            n_resamples=n_resamples, seed=seed,
-                                            groups=[speakers[i] for i in idx] if cluster else None)
+    out["chance"] = {k: chance[k] for k in ("ua", "wa", "macro_f1")}
+    for key, (a, b) in PAIRED.items():
+        if a in scored and b in scored:
+            out[key] = paired_bootstrap(y[idx], preds[a][idx], preds[b][idx], labels, metric="ua", n_resamples=n_resamples,
+                                        seed=seed, groups=[speakers[i] for i in idx] if cluster else None)
     return out
 
 
@@ -351,7 +378,8 @@ def run_protocol(
         "baseline_config": to_dict(baseline) if baseline and data.functionals is not None else None,
         "problems": data.problems, "versions": environment(),
     }
-    summary["fold_summary"] = {k: fold_summary([f[k] for f in summary["folds"]]) for k in ("model", "baseline") if k in summary}
+    summary["fold_summary"] = {k: fold_summary([f[k] for f in summary["folds"]]) for k in ("model", "baseline", "fusion")
+                               if k in summary}
     write_oof(out / OOF_NAME, data.rows, tested, y, preds, labels, fold_list)
     made = protocol_figures(summary, main, records, out) if plots else []
     return finish(out, summary, made, protocol_text, t0)
@@ -377,45 +405,3 @@ def finish(out: Path, summary: Dict, made: List[Path], render, t0: float) -> Eva
     save_json(out / "metrics.json", summary)
     atomic_write_bytes(out / "report.txt", (text + "\n").encode("utf-8"))
     return EvalResult(out, summary, text, made)
-
-
-def write_oof(path: Path, rows, tested, y, preds, labels, folds) -> None:
-    """Write :data:`OOF_NAME`: one row per tested clip (path, corpus, speaker, fold, true label and each system's)."""
-    import csv
-    import io
-
-    fold_of = {}
-    for fold in folds:
-        for i in fold.test:
-            fold_of[int(i)] = fold.name
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["path", "corpus", "speaker", "fold", "true", "model", "baseline", "unadapted"])
-    unadapted = preds.get("unadapted")  # speaker/corpus models: without the test speakers' statistics (-1: not run)
-    for i in tested:
-        w.writerow([rows[i].path, rows[i].corpus, rows[i].speaker, fold_of[int(i)], labels[y[i]], labels[preds["model"][i]],
-                    labels[preds["baseline"][i]] if "baseline" in preds else "",
-                    labels[unadapted[i]] if unadapted is not None and unadapted[i] >= 0 else ""])
-    atomic_write_bytes(path, buf.getvalue().encode("utf-8"))
-
-
-OOF_NAME = "oof_predictions.csv"
-"""Each evaluation's per-clip predictions (written by :func:`write_oof`, read by :func:`read_oof`)."""
-
-
-def read_oof(run_dir: str | Path) -> List[Dict[str, str]]:
-    """The rows of ``run_dir/oof_predictions.csv``: ``path``, ``corpus``, ``speaker``, ``fold``, ``true``, ``model``,
-    ``baseline`` and ``unadapted`` (empty where not predicted that way; absent in files written before it).
-
-    Raises
-    ------
-    DataError
-        No such file: ``run_dir`` is not a finished evaluation.
-    """
-    import csv
-
-    f = Path(run_dir) / OOF_NAME
-    if not f.is_file():
-        raise DataError(f"{f}: not found (is {run_dir} a finished emospec evaluate run?)")
-    with f.open(newline="", encoding="utf-8") as fh:
-        return list(csv.DictReader(fh))
