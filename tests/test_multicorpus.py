@@ -117,6 +117,9 @@ def test_leave_one_corpus_out_with_the_baseline_on_real_clips(subsets, tmp_path)
     text = r.stdout.decode()
     fused = m["held_out"]["emovo"]["fusion_unadapted"]["ci"]["ua"]
     assert "fusion, no adaptation" in text and f"{fused['estimate']:.3f} [{fused['low']:.3f}, {fused['high']:.3f}]" in text
+    cal = m["held_out"]["emovo"]["calibration"]  # the temperature's effect without adaptation clips, per held-out corpus
+    assert (f"  {'emovo':<12} T {cal['temperatures'][0]:.2f}: ECE {cal['unadapted_uncalibrated']['ece']:.3f} -> "
+            f"{cal['unadapted']['ece']:.3f}, mean top probability") in text
     # "no adaptation" is what a user gets from the saved model on the raw clips, no adaptation clips given
     from emospec.predict import load
 

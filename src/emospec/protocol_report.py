@@ -236,7 +236,27 @@ def loco_text(summary: Mapping) -> str:
               f"the model does when given no adaptation clips){moved}" if weights else "")]
     mean = summary["mean_ua"]
     lines += ["", "mean UA over held-out corpora: " + ", ".join(f"{k} {v:.3f}" for k, v in mean.items())]
+    lines += _loco_calibration(summary["held_out"])
     return "\n".join(lines)
+
+
+def _loco_calibration(held: Mapping[str, Mapping]) -> List[str]:
+    """Per held-out corpus, the model's temperature and its ECE / mean top probability before -> after, without
+    adaptation clips where run (:func:`emospec.protocols.pooled_calibration`); none where no fold has them."""
+    rows = []
+    for name, h in held.items():
+        cal = h.get("calibration")
+        if not cal:
+            continue
+        raw, after = ("unadapted_uncalibrated", "unadapted") if "unadapted" in cal else ("uncalibrated", "calibrated")
+        b, a = cal[raw], cal[after]
+        rows.append(f"  {name:<12} T {cal['temperatures'][0]:.2f}: ECE {b['ece']:.3f} -> {a['ece']:.3f}, mean top probability "
+                    f"{b['mean_confidence']:.3f} -> {a['mean_confidence']:.3f} at accuracy {a['accuracy']:.3f}"
+                    + ("" if after == "unadapted" else " (as evaluated)"))
+    if not rows:
+        return []
+    return ["", "calibration on the held-out corpus, without adaptation clips (the temperature fitted on the training "
+                "side's validation speakers):", *rows]
 
 
 def loco_figures(summary: Mapping, out: Path) -> List[Path]:
