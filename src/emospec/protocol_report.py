@@ -225,7 +225,7 @@ def loco_text(summary: Mapping) -> str:
         plain = cell(h["unadapted"]) if "unadapted" in h else "-"
         fused = cell(h["fusion_unadapted"]) if "fusion_unadapted" in h else "-"
         p = h.get("paired_ua")
-        diff = f"{p['difference']:+.3f} [{p['low']:+.3f}, {p['high']:+.3f}]" if p else "-"
+        diff = _diff(p) if p else "-"
         rec = " ".join(f"{c} {m['per_class'][c]['recall']:.2f}" for c in summary["labels"])
         lines.append(f"{name:<12} {h['n']:>6} {cell(m):<24} {base:<24} {diff:<26} {plain:<24} {fused:<24} {rec}")
     norm = (summary.get("model_config") or {}).get("norm", "speaker")
