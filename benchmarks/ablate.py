@@ -63,6 +63,8 @@ ROWS: List[Tuple[str, str, str, Dict[str, object]]] = [
     ("stride2", "first conv stride 2 (keeps more frequency rows; 4x the conv1 output)", "default", {"model.first_stride": 2}),
     ("stats-pool", "mean and std over time into FC6 instead of the 6 x 6 grid (model.pool=stats)", "default",
      {"model.pool": "stats"}),
+    ("adv-speaker", "+ a speaker classifier on the embedding behind a gradient reversal layer (domain-adversarial, weight 0.3)",
+     "default", {"adversary": "speaker"}),
     ("+other-corpus", "+ the other corpus (all its speakers) in every fold's training side, corpus-balanced sampling",
      "default", {"balance": "corpus"}),
     # The first attempt (30 epochs; undertrained, see the README): kept reproducible, explicit in every setting.

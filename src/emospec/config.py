@@ -173,6 +173,9 @@ validation UA has not improved for ``plateau_patience`` epochs)."""
 SELECTS = ("best", "last", "swa")
 """Which model :func:`emospec.train.fit` keeps (:attr:`TrainConfig.select`)."""
 
+ADVERSARIES = ("none", "corpus", "speaker")
+"""What :attr:`TrainConfig.adversary`'s domain classifier tells apart: nothing, corpora or speakers."""
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -264,6 +267,8 @@ class TrainConfig:
     stats_copies: int = 0
     population_copy: bool = False
     precise_bn: int = 10
+    adversary: str = "none"  # "none", "corpus" or "speaker"
+    adversary_weight: float = 0.3
 
     def __post_init__(self) -> None:
         if self.balance not in ("none", "corpus"):
@@ -304,6 +309,10 @@ class TrainConfig:
             raise ConfigError(f"TrainConfig.precise_bn must be >= 0 batches, got {self.precise_bn}")
         if self.workers < 0:
             raise ConfigError(f"TrainConfig.workers must be >= 0, got {self.workers}")
+        if self.adversary not in ADVERSARIES:
+            raise ConfigError(f"TrainConfig.adversary must be one of {', '.join(ADVERSARIES)}, got {self.adversary!r}")
+        if self.adversary_weight < 0:
+            raise ConfigError(f"TrainConfig.adversary_weight must be >= 0, got {self.adversary_weight}")
 
 
 def to_dict(cfg: Any) -> dict:

@@ -3,10 +3,12 @@
 :func:`build` makes the :class:`Parts` of one training process before its
 first epoch: the seeded model with the training clips' per-bin statistics,
 the crop loader and its sampler, the optimiser, the learning-rate schedule
-(:func:`schedule`) and the class weights. :func:`train_one_epoch` runs one
-pass over the crops (standardise -> SpecAugment (:func:`spec_augment`) ->
-mixup -> forward -> loss -> :func:`step`), and :func:`precise_bn`
-re-estimates the BatchNorm statistics on the epoch's crops before validation.
+(:func:`schedule`), the class weights and, with ``TrainConfig.adversary``,
+the domain classifier behind a gradient reversal layer (:class:`DomainAdversary`).
+:func:`train_one_epoch` runs one pass over the crops (standardise ->
+SpecAugment (:func:`spec_augment`) -> mixup -> forward -> loss (+ the
+domain loss) -> :func:`step`), and :func:`precise_bn` re-estimates the
+BatchNorm statistics on the epoch's crops before validation.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import math
 from dataclasses import dataclass
-from typing import Dict, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -27,9 +29,11 @@ from . import distributed
 from .config import FeatureConfig, ModelConfig, TrainConfig
 from .data.dataset import CropDataset, GroupBalancedSampler, feature_stats
 from .device import BF16Rounding, amp_dtype, seed_everything
+from .errors import ConfigError
 from .model import EmoAlexNet, batchnorm_layers, recalibrate_batchnorm
 
-__all__ = ["Parts", "build", "schedule", "spec_augment", "train_one_epoch", "step", "precise_bn"]
+__all__ = ["Parts", "DomainAdversary", "grad_reverse", "adversary_ramp", "build", "schedule", "spec_augment",
+           "train_one_epoch", "step", "precise_bn"]
 
 
 def schedule(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int):
@@ -77,12 +81,81 @@ class _Logits(torch.nn.Module):
     the wrapped forward starts after :meth:`EmoAlexNet.normalize`.
     """
 
-    def __init__(self, model: EmoAlexNet):
+    def __init__(self, model: EmoAlexNet, adversary: Optional["DomainAdversary"] = None):
         super().__init__()
         self.model = model
+        self.adversary = adversary
+        self.reversal = 0.0  # the gradient reversal coefficient of the next forward (set per step)
 
-    def forward(self, xn: torch.Tensor) -> torch.Tensor:
-        return self.model.forward_head(self.model.features(xn))
+    def forward(self, xn: torch.Tensor):
+        """``(batch, 3, n_mels, frames)`` standardised -> logits, or (logits, domain logits) with an adversary."""
+        emb = self.model.forward_head(self.model.features(xn), pre_logits=True)
+        logits = self.model.classify(emb)
+        if self.adversary is None:
+            return logits
+        return logits, self.adversary(grad_reverse(emb, self.reversal))
+
+
+class _GradReverse(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, coeff: float) -> torch.Tensor:  # type: ignore[override]
+        ctx.coeff = coeff
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+        return -ctx.coeff * grad, None
+
+
+def grad_reverse(x: torch.Tensor, coeff: float) -> torch.Tensor:
+    """Identity forward; the backward hands back ``-coeff`` times the gradient (Ganin et al., 2016)."""
+    return _GradReverse.apply(x, coeff)
+
+
+def adversary_ramp(progress: float) -> float:
+    """DANN's ramp of the reversal coefficient, ``2 / (1 + exp(-10 p)) - 1``: 0 at ``p=0``, 0.987 at ``p=0.5``."""
+    return 2.0 / (1.0 + math.exp(-10.0 * min(max(progress, 0.0), 1.0))) - 1.0
+
+
+class DomainAdversary(torch.nn.Module):
+    """Embedding ``(batch, embed_dim)`` -> domain logits ``(batch, n_domains)``: Linear-ReLU-Linear (128 hidden)."""
+
+    def __init__(self, embed_dim: int, n_domains: int):
+        super().__init__()
+        self.net = torch.nn.Sequential(torch.nn.Linear(embed_dim, 128), torch.nn.ReLU(), torch.nn.Linear(128, n_domains))
+
+    def forward(self, emb: torch.Tensor) -> torch.Tensor:
+        return self.net(emb)
+
+
+class _WithDomains(torch.utils.data.Dataset):
+    """A :class:`CropDataset` whose items carry each clip's domain index: ``(x, y, d)``."""
+
+    def __init__(self, ds: CropDataset, domains: torch.Tensor):
+        self.ds, self.domains = ds, domains
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, i: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x, y = self.ds[i]
+        return x, y, self.domains[i]
+
+
+def _domain_indices(tcfg: TrainConfig, train_groups: Optional[Sequence], train_speakers: Optional[Sequence],
+                    n: int) -> Optional[Tuple[torch.Tensor, List[str]]]:
+    """Each training clip's domain index and the domain names (sorted), or None without an adversary."""
+    if tcfg.adversary == "none":
+        return None
+    keys = train_groups if tcfg.adversary == "corpus" else train_speakers
+    if keys is None or len(keys) != n:
+        raise ConfigError(f"TrainConfig.adversary={tcfg.adversary!r} needs the {tcfg.adversary} of every training clip")
+    names = sorted({str(k) for k in keys})
+    if len(names) < 2:
+        raise ConfigError(f"TrainConfig.adversary={tcfg.adversary!r} needs >= 2 {tcfg.adversary} values in the "
+                          f"training clips, got {names}")
+    index = {k: i for i, k in enumerate(names)}
+    return torch.tensor([index[str(k)] for k in keys], dtype=torch.int64), names
 
 
 @dataclass
@@ -100,20 +173,35 @@ class Parts:
     weight: Optional[torch.Tensor]
     aug_gen: torch.Generator
     autocast_dtype: Optional[torch.dtype]
+    logits: _Logits  # the forward that p.net wraps (its ``reversal`` is set per step)
+    adversary: Optional[DomainAdversary] = None
+    domains: Optional[List[str]] = None  # the adversary's domain names, by index
 
 
 def build(train_feats, train_y, n_classes: int, ctx: distributed.DistContext, *, feature_config: FeatureConfig,
            mcfg: ModelConfig, tcfg: TrainConfig, train_groups: Optional[Sequence],
-           train_versions: Optional[Sequence[Sequence[torch.Tensor]]] = None) -> Parts:
-    """Seeded model (with the training clips' per-bin statistics), data pipeline, optimiser and schedule."""
+           train_versions: Optional[Sequence[Sequence[torch.Tensor]]] = None,
+           train_speakers: Optional[Sequence] = None) -> Parts:
+    """Seeded model (with the training clips' per-bin statistics), data pipeline, optimiser and schedule.
+
+    ``train_groups`` (corpus) and ``train_speakers`` of each training clip: the
+    first for ``balance="corpus"``, either for ``adversary``.
+    """
     device = ctx.device
     autocast_dtype = amp_dtype(tcfg.amp, device)
+    domain = _domain_indices(tcfg, train_groups, train_speakers, len(train_feats))
     seed_everything(tcfg.seed)
     model = EmoAlexNet(config=mcfg)
     mean, std = feature_stats(train_feats)
     model.set_normalization(mean, std)
     model.to(device)
-    net: torch.nn.Module = _Logits(model)
+    adversary = None
+    if domain is not None:
+        with torch.random.fork_rng(devices=[]):  # its initial weights draw from their own stream: dropout masks stay as without it
+            torch.manual_seed(tcfg.seed + 104729)
+            adversary = DomainAdversary(mcfg.embed_dim, len(domain[1])).to(device)
+    logits_fn = _Logits(model, adversary)
+    net: torch.nn.Module = logits_fn
     if ctx.world_size > 1:
         if mcfg.batch_norm and device.type == "cuda":
             net = torch.nn.SyncBatchNorm.convert_sync_batchnorm(net)
@@ -123,22 +211,24 @@ def build(train_feats, train_y, n_classes: int, ctx: distributed.DistContext, *,
 
     crop_frames = max(1, int(round(tcfg.crop_s * 1000.0 / feature_config.hop_ms)))
     ds = CropDataset(train_feats, train_y, crop_frames, mean[..., None], seed=tcfg.seed, versions=train_versions)
+    items: torch.utils.data.Dataset = ds if domain is None else _WithDomains(ds, domain[0])
     # The order depends only on (seed, epoch), and a world of N sees the same global batches as one process.
     sampler: object
     if tcfg.balance == "corpus" and train_groups is not None:
         sampler = GroupBalancedSampler(train_groups, seed=tcfg.seed, num_replicas=ctx.world_size, rank=ctx.rank)
     else:
         sampler = DistributedSampler(ds, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=tcfg.seed, drop_last=True)
-    loader = DataLoader(ds, batch_size=tcfg.batch_size // ctx.world_size, sampler=sampler,  # type: ignore[arg-type]
+    loader = DataLoader(items, batch_size=tcfg.batch_size // ctx.world_size, sampler=sampler,  # type: ignore[arg-type]
                         drop_last=len(ds) > tcfg.batch_size, num_workers=tcfg.workers,
                         pin_memory=device.type == "cuda")
     aug_gen = torch.Generator().manual_seed(tcfg.seed + 1 + 7919 * ctx.rank)
 
     opt: torch.optim.Optimizer
+    params = list(model.parameters()) + (list(adversary.parameters()) if adversary is not None else [])
     if tcfg.optimizer == "sgd":
-        opt = torch.optim.SGD(model.parameters(), lr=tcfg.lr, momentum=tcfg.momentum, weight_decay=tcfg.weight_decay, nesterov=True)
+        opt = torch.optim.SGD(params, lr=tcfg.lr, momentum=tcfg.momentum, weight_decay=tcfg.weight_decay, nesterov=True)
     else:
-        opt = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
+        opt = torch.optim.AdamW(params, lr=tcfg.lr, weight_decay=tcfg.weight_decay)
     sched = schedule(opt, tcfg, len(loader))
     scaler = torch.amp.GradScaler("cuda") if autocast_dtype == torch.float16 else None
     weight = None
@@ -146,7 +236,8 @@ def build(train_feats, train_y, n_classes: int, ctx: distributed.DistContext, *,
         counts = np.bincount(np.asarray(train_y), minlength=n_classes).astype(np.float64)
         w = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / n_classes, 0.0)
         weight = torch.tensor(w, dtype=torch.float32, device=device)
-    return Parts(model, net, ds, sampler, loader, opt, sched, scaler, weight, aug_gen, autocast_dtype)
+    return Parts(model, net, ds, sampler, loader, opt, sched, scaler, weight, aug_gen, autocast_dtype, logits_fn,
+                 adversary, domain[1] if domain is not None else None)
 
 
 def train_one_epoch(p: Parts, tcfg: TrainConfig, epoch: int, n_classes: int, ctx: distributed.DistContext) -> Dict:
@@ -154,7 +245,10 @@ def train_one_epoch(p: Parts, tcfg: TrainConfig, epoch: int, n_classes: int, ctx
 
     The accuracy is of the crops as trained on (dropout, SpecAugment and mixup
     active; with mixup, against each crop's own label): a cheap, slightly
-    pessimistic training-set figure, reduced over processes.
+    pessimistic training-set figure, reduced over processes. With an
+    adversary also its mean loss and accuracy (``adv_loss``, ``adv_acc``: near
+    chance when the embedding no longer tells the domains apart) and the last
+    reversal coefficient (``adv_coeff``).
     """
     device = ctx.device
     p.net.train()
@@ -162,9 +256,12 @@ def train_one_epoch(p: Parts, tcfg: TrainConfig, epoch: int, n_classes: int, ctx
     p.sampler.set_epoch(epoch)  # type: ignore[attr-defined]
     total = torch.zeros((), dtype=torch.float64, device=device)
     hits = torch.zeros(2, n_classes, dtype=torch.float64, device=device)  # row 0: right, row 1: seen
+    adv = torch.zeros(2, dtype=torch.float64, device=device)  # domain loss sum, domain hits
     count = 0
-    for x, y in p.loader:
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+    for b, batch in enumerate(p.loader):
+        x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
+        if p.adversary is not None:
+            p.logits.reversal = tcfg.adversary_weight * adversary_ramp((epoch + b / max(1, len(p.loader))) / tcfg.epochs)
         xn = p.model.normalize(x)
         if tcfg.freq_masks or tcfg.time_masks:
             xn = spec_augment(xn, tcfg, p.aug_gen)
@@ -176,23 +273,33 @@ def train_one_epoch(p: Parts, tcfg: TrainConfig, epoch: int, n_classes: int, ctx
             xn = lam * xn + (1 - lam) * xn[perm]
         with torch.autocast(device.type, dtype=p.autocast_dtype or torch.float32, enabled=p.autocast_dtype is not None), \
                 (BF16Rounding() if tcfg.amp == "bf16-round" else contextlib.nullcontext()):
-            logits = p.net(xn).float()
+            out = p.net(xn)
+        logits, dom = (out[0].float(), out[1].float()) if isinstance(out, tuple) else (out.float(), None)
         loss = F.cross_entropy(logits, y, weight=p.weight, label_smoothing=tcfg.label_smoothing)
         if perm is not None:
             loss = lam * loss + (1 - lam) * F.cross_entropy(logits, y[perm], weight=p.weight, label_smoothing=tcfg.label_smoothing)
-        step(p, loss, tcfg)
-        total += loss.detach().double() * x.shape[0]
+        if dom is not None:
+            d = batch[2].to(device, non_blocking=True)
+            adv_loss = F.cross_entropy(dom, d) if perm is None else \
+                lam * F.cross_entropy(dom, d) + (1 - lam) * F.cross_entropy(dom, d[perm])
+            adv += torch.stack([adv_loss.detach().double() * x.shape[0], (dom.detach().argmax(1) == d).double().sum()])
+        step(p, loss if dom is None else loss + adv_loss, tcfg)
+        total += loss.detach().double() * x.shape[0]  # the emotion loss alone, with or without an adversary
         count += x.shape[0]
         right = (logits.detach().argmax(1) == y).double()
         hits[0].index_add_(0, y, right)
         hits[1].index_add_(0, y, torch.ones_like(right))
     sums = distributed.all_reduce_sum(torch.cat([total.reshape(1).cpu(), torch.tensor([float(count)], dtype=torch.float64),
-                                                 hits.cpu().reshape(-1)]), device)
-    seen = sums[2 + n_classes:]
+                                                 hits.cpu().reshape(-1), adv.cpu()]), device)
+    seen = sums[2 + n_classes:2 + 2 * n_classes]
     recall = [float(r / s) if s > 0 else float("nan") for r, s in zip(sums[2:2 + n_classes], seen)]
     present = [r for r, s in zip(recall, seen) if s > 0]
-    return {"train_loss": float(sums[0] / max(1.0, float(sums[1]))), "train_ua": float(np.mean(present)) if present else float("nan"),
-            "train_recall": recall}
+    n = max(1.0, float(sums[1]))
+    out = {"train_loss": float(sums[0] / n), "train_ua": float(np.mean(present)) if present else float("nan"),
+           "train_recall": recall}
+    if p.adversary is not None:
+        out.update(adv_loss=float(sums[-2] / n), adv_acc=float(sums[-1] / n), adv_coeff=float(p.logits.reversal))
+    return out
 
 
 def step(p: Parts, loss: torch.Tensor, tcfg: TrainConfig) -> None:
@@ -203,8 +310,10 @@ def step(p: Parts, loss: torch.Tensor, tcfg: TrainConfig) -> None:
         p.scaler.unscale_(p.opt)
     else:
         loss.backward()
-    if tcfg.grad_clip > 0:
+    if tcfg.grad_clip > 0:  # the network's own norm: an adversary's gradients do not shrink the network's steps
         torch.nn.utils.clip_grad_norm_(p.model.parameters(), tcfg.grad_clip)
+        if p.adversary is not None:
+            torch.nn.utils.clip_grad_norm_(p.adversary.parameters(), tcfg.grad_clip)
     if p.scaler is not None:
         p.scaler.step(p.opt)
         p.scaler.update()

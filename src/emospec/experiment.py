@@ -144,6 +144,7 @@ def train_on(
         feature_config=feature_config, model_config=model_config, train_config=train_config,
         progress=progress, resume=resume, meta={"split": name, **population, **_augment_meta(train_config)},
         train_groups=[rows[i].corpus for i in fit_idx], train_versions=versions,
+        train_speakers=[rows[i].speaker for i in fit_idx],
     )
     population = {**population, **_inference_defaults(result, population, [feats[i] for i in val_idx], y[val_idx], run_dir)}
     return Trained(result, fit_idx, val_idx, normed, population)

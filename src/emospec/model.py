@@ -248,9 +248,11 @@ class EmoAlexNet(nn.Module):
         """Conv maps -> embedding ``(batch, embed_dim)`` if ``pre_logits`` else logits ``(batch, n_classes)``."""
         x = stats_pool(x) if self.config.pool == "stats" else torch.flatten(self.avgpool(x), 1)
         x = self.classifier[2](self.classifier[1](self.classifier[0](x)))
-        if pre_logits:
-            return x
-        return self.classifier[4](self.classifier[3](x))
+        return x if pre_logits else self.classify(x)
+
+    def classify(self, emb: torch.Tensor) -> torch.Tensor:
+        """Embedding ``(batch, embed_dim)`` -> logits ``(batch, n_classes)`` (dropout, FC8)."""
+        return self.classifier[4](self.classifier[3](emb))
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """``(batch, 3, n_mels, frames)`` dB -> ``(batch, embed_dim)`` FC6 embedding (post-ReLU)."""

@@ -67,7 +67,8 @@ def confusion(cm: Sequence[Sequence[int]], labels: Sequence[str], path: str | Pa
 
 
 def training_curves(history: List[Dict[str, float]], path: str | Path, *, title: str = "Training") -> Path:
-    """Training/validation loss, validation UA/WA and training UA (on the crops trained on) per epoch (and of the average, with SWA)."""
+    """Training/validation loss, validation UA/WA and training UA (on the crops trained on) per epoch (and of the average, with SWA;
+    the domain classifier's accuracy, with an adversary)."""
     plt = _plt()
     ep = [h["epoch"] + 1 for h in history]
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2), dpi=120)
@@ -80,6 +81,8 @@ def training_curves(history: List[Dict[str, float]], path: str | Path, *, title:
     b.plot(ep, [h["val_wa"] for h in history], color="#55a868", ls="--", label="validation WA")
     if all("train_ua" in h for h in history):
         b.plot(ep, [h["train_ua"] for h in history], color="#4c72b0", ls=":", label="training UA (crops)")
+    if all("adv_acc" in h for h in history):  # TrainConfig.adversary: near chance when the embedding hides the domain
+        b.plot(ep, [h["adv_acc"] for h in history], color="#8c8c8c", ls="-.", label="domain classifier accuracy (crops)")
     averaged = [h for h in history if "swa_val_ua" in h]
     if averaged:  # TrainConfig.select="swa": the running average of the weights, validated each epoch
         b.plot([h["epoch"] + 1 for h in averaged], [h["swa_val_ua"] for h in averaged], color="#c44e52",

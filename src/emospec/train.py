@@ -8,13 +8,14 @@ The run directory holds::
 
     model.pt         kept model (TrainConfig.select; self-describing, see emospec.checkpoint), with its
                      temperature fitted on the validation clips (meta["calibration"], emospec.calibration)
-    checkpoint.pt    last epoch: model, optimiser, scheduler, RNG, epoch, best (for --resume)
+    checkpoint.pt    last epoch: model, optimiser, scheduler, RNG, epoch, best, adversary (for --resume)
     config.json      feature, model and train configs
     labels.json      class names in output order
     norm_stats.json  per-bin mean/std (dB) from the training clips
     history.json     per-epoch training loss and UA / per-class recall (on the training crops),
                      validation loss and UA/WA (full clips), learning rate; swa_val_* for the average;
-                     with TrainConfig.ema, val_* are the moving average's and raw_val_* the weights'
+                     with TrainConfig.ema, val_* are the moving average's and raw_val_* the weights';
+                     with TrainConfig.adversary, the domain classifier's adv_loss / adv_acc and adv_coeff
     convergence.json training-set recall per class of the best model (full clips), best
                      epoch, warnings when the budget looks too short (see :func:`convergence`)
     versions.json    python, torch, emospec, git commit ...
@@ -101,6 +102,7 @@ def fit(
     meta: Optional[Dict] = None,
     train_groups: Optional[Sequence] = None,
     train_versions: Optional[Sequence[Sequence[torch.Tensor]]] = None,
+    train_speakers: Optional[Sequence] = None,
 ) -> FitResult:
     """Train an :class:`EmoAlexNet` and write the run directory.
 
@@ -129,7 +131,9 @@ def fit(
         its ``checkpoint.pt``.
     train_groups
         The corpus (any group key) of each training clip, for
-        ``TrainConfig.balance="corpus"``.
+        ``TrainConfig.balance="corpus"`` and ``adversary="corpus"``.
+    train_speakers
+        The speaker of each training clip, for ``TrainConfig.adversary="speaker"``.
     train_versions
         Optional altered versions of each training clip, standardised like
         ``train_feats`` (``train_versions[i]``: a list of ``(3, n_mels,
@@ -164,7 +168,7 @@ def fit(
     try:
         return _fit(train_feats, train_y, val_feats, val_y, labels, Path(run_dir), ctx, feature_config=feature_config,
                     mcfg=mcfg, tcfg=train_config, resume=resume, progress=progress, meta=meta,
-                    train_groups=train_groups, train_versions=train_versions)
+                    train_groups=train_groups, train_versions=train_versions, train_speakers=train_speakers)
     finally:
         distributed.cleanup(ctx)
 
@@ -225,6 +229,8 @@ def _restore(p: Parts, ck: Dict, run_dir: Path, main: bool) -> Dict[str, torch.T
     p.sched.load_state_dict(ck["scheduler"])  # type: ignore[attr-defined]
     if p.scaler is not None and ck.get("scaler"):
         p.scaler.load_state_dict(ck["scaler"])
+    if p.adversary is not None:
+        p.adversary.load_state_dict(ck["adversary"])
     torch.set_rng_state(ck["rng_torch"])
     p.aug_gen.set_state(ck["rng_aug"])
     return best_state
@@ -233,7 +239,8 @@ def _restore(p: Parts, ck: Dict, run_dir: Path, main: bool) -> Dict[str, torch.T
 def _fit(train_feats, train_y, val_feats, val_y, labels: List[str], run_dir: Path, ctx: distributed.DistContext, *,
          feature_config: FeatureConfig, mcfg: ModelConfig, tcfg: TrainConfig, resume: bool, progress: bool,
          meta: Optional[Dict], train_groups: Optional[Sequence] = None,
-         train_versions: Optional[Sequence[Sequence[torch.Tensor]]] = None) -> FitResult:
+         train_versions: Optional[Sequence[Sequence[torch.Tensor]]] = None,
+         train_speakers: Optional[Sequence] = None) -> FitResult:
     """The training loop of :func:`fit`, in the process described by ``ctx``: build -> resume -> epochs -> check."""
     from tqdm.auto import tqdm
 
@@ -241,7 +248,7 @@ def _fit(train_feats, train_y, val_feats, val_y, labels: List[str], run_dir: Pat
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
     p = build(train_feats, train_y, len(labels), ctx, feature_config=feature_config, mcfg=mcfg, tcfg=tcfg,
-               train_groups=train_groups, train_versions=train_versions)
+               train_groups=train_groups, train_versions=train_versions, train_speakers=train_speakers)
     model = p.model
     cfg_dict = {"feature": to_dict(feature_config), "model": to_dict(mcfg), "train": to_dict(tcfg)}
     ckpt_path = run_dir / "checkpoint.pt"
@@ -261,6 +268,8 @@ def _fit(train_feats, train_y, val_feats, val_y, labels: List[str], run_dir: Pat
         save_json(run_dir / "versions.json", env)
     autocast = "bf16-round" if tcfg.amp == "bf16-round" else str(p.autocast_dtype or "off")
     model_meta = {"config": cfg_dict, "versions": env, "autocast": autocast, **(meta or {})}
+    if p.domains is not None:
+        model_meta["adversary_domains"] = p.domains
 
     history: List[Dict] = []
     start_epoch, best_ua, best_epoch, bad_epochs, kept_ua = 0, -1.0, -1, 0, float("nan")
@@ -323,6 +332,7 @@ def _fit(train_feats, train_y, val_feats, val_y, labels: List[str], run_dir: Pat
                 "rng_torch": torch.get_rng_state(), "rng_aug": p.aug_gen.get_state(), "epoch": epoch,
                 "best_ua": best_ua, "best_epoch": best_epoch, "kept_ua": kept_ua, "bad_epochs": bad_epochs, "history": history,
                 "swa": swa.state_dict() if swa is not None else None, "ema": ema.state_dict() if ema is not None else None,
+                "adversary": p.adversary.state_dict() if p.adversary is not None else None,
             })
             save_json(run_dir / "history.json", history)
         epochs.set_postfix(loss=f"{rec['train_loss']:.3f}", train_ua=f"{rec['train_ua']:.3f}", val_ua=f"{val_ua:.3f}",
