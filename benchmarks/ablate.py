@@ -63,6 +63,8 @@ ROWS: List[Tuple[str, str, str, Dict[str, object]]] = [
     ("stride2", "first conv stride 2 (keeps more frequency rows; 4x the conv1 output)", "default", {"model.first_stride": 2}),
     ("stats-pool", "mean and std over time into FC6 instead of the 6 x 6 grid (model.pool=stats)", "default",
      {"model.pool": "stats"}),
+    ("label-smooth0.1", "label smoothing 0.1 (Szegedy et al. 2016): targets 0.925 / 0.025 for four classes", "default",
+     {"label_smoothing": 0.1}),
     ("adv-speaker", "+ a speaker classifier on the embedding behind a gradient reversal layer (domain-adversarial, weight 0.3)",
      "default", {"adversary": "speaker"}),
     ("+other-corpus", "+ the other corpus (all its speakers) in every fold's training side, corpus-balanced sampling",

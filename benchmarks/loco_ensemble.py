@@ -1,10 +1,14 @@
-"""Leave-one-corpus-out without adaptation: several recipes' saved models alone, and the average of their probabilities.
+"""Corpora never heard, without adaptation: several runs' saved models alone, and the average of their probabilities.
 
     python benchmarks/loco_ensemble.py runs/loco/robust runs/loco/robust-pbn runs/loco/robust-pbn-swa runs/loco/utterance
+    python benchmarks/loco_ensemble.py runs/s23/nemo-ref runs/s23/nemo-ref-s1 runs/s23/nemo-ref-s2   # seeds, cross-corpus
 
-Each argument is a finished ``emospec evaluate --protocol loco`` run. For
-every corpus held out in all of them, each run's model for that corpus
-(``held_out_C/train_*``) classifies the corpus's clips as a user runs it
+Each argument is a finished ``emospec evaluate --protocol loco`` run, or a
+cross-corpus one (``--train A --train B --test C``: one ``train_*`` model,
+its test sets told apart by the ``corpus`` column of its
+``oof_predictions.csv``); the two kinds mix. For every corpus tested in all
+of them, each run's model for that corpus (``held_out_C/train_*``, or the
+cross-corpus run's one model) classifies the corpus's clips as a user runs it
 with no adaptation clips: the training population's statistics folded in
 and moved towards each clip's own by the model's clip weight, if any
 (:func:`emospec.norm.inference_model`), or each clip standardised alone for
@@ -12,7 +16,7 @@ and moved towards each clip's own by the model's clip weight, if any
 averages the models' class probabilities. Printed per held-out corpus: each
 run's UA, the ensemble's UA with its 95 % CI (clips resampled), its recall per
 class, and the paired bootstrap Δ against the eGeMAPS + SVM baseline of the
-first run (its ``oof_predictions.csv``); then the means. ``--out`` writes
+first run (its ``oof_predictions.csv``, where it ran one); then the means. ``--out`` writes
 the figures as JSON.
 """
 
@@ -58,22 +62,38 @@ def held_out(run: Path, corpus: str) -> Path:
     return found[0].parent
 
 
+def test_sets(run: Path) -> dict:
+    """``{corpus: (model_dir, oof rows)}`` of one run: each ``held_out_C`` of a leave-one-corpus-out run, or
+    each corpus a cross-corpus run (one ``train_*/model.pt``) tested with its one model."""
+    loco = sorted(run.glob("held_out_*"))
+    if loco:
+        return {d.name[len("held_out_"):]: (held_out(run, d.name[len("held_out_"):]), read_oof(d)) for d in loco}
+    models = sorted(run.glob("train_*/model.pt"))
+    if len(models) != 1:
+        raise SystemExit(f"{run}: neither held_out_* folders nor one train_*/model.pt (found {len(models)})")
+    sets: dict = {}
+    for r in read_oof(run):
+        sets.setdefault(r["corpus"], (models[0].parent, []))[1].append(r)
+    return sets
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("runs", nargs="+", type=Path, help="finished leave-one-corpus-out run directories")
     ap.add_argument("--resamples", type=int, default=1000)
     ap.add_argument("--out", help="write the figures as JSON here")
     args = ap.parse_args(argv)
-    corpora = sorted(set.intersection(*({d.name[len("held_out_"):] for d in r.glob("held_out_*")} for r in args.runs)))
+    sets = {run: test_sets(run) for run in args.runs}
+    corpora = sorted(set.intersection(*(set(s) for s in sets.values())))
     if not corpora:
-        raise SystemExit("no corpus is held out in every run")
+        raise SystemExit("no corpus is tested in every run")
     out: dict = {"runs": [str(r) for r in args.runs], "held_out": {}}
     for corpus in corpora:
-        rows = read_oof(args.runs[0] / f"held_out_{corpus}")
+        rows = sets[args.runs[0]][corpus][1]
         cache: dict = {}
         single, probs, labels = {}, [], None
         for run in args.runs:
-            mine, p = unadapted_probs(held_out(run, corpus), [r["path"] for r in rows], cache)
+            mine, p = unadapted_probs(sets[run][corpus][0], [r["path"] for r in rows], cache)
             if labels is not None and mine != labels:  # averaging needs one class order
                 raise SystemExit(f"{run}: classes {mine} differ from {labels} of {args.runs[0]}")
             labels = mine
@@ -85,7 +105,7 @@ def main(argv=None) -> int:
         res = {"n": len(rows), "single_ua": single, "ensemble_ua": ci["ua"]["estimate"],
                "ensemble_ua_ci95": [ci["ua"]["low"], ci["ua"]["high"]],
                "ensemble_recall": {c: float(((pred == k) & (y == k)).sum() / max(1, (y == k).sum())) for k, c in enumerate(labels)}}
-        if rows and "baseline" in rows[0]:
+        if rows and all(r.get("baseline") for r in rows):  # empty when the run had --baseline none
             base = np.array([labels.index(r["baseline"]) for r in rows])
             res["baseline_ua"] = unweighted_accuracy(y, base)
             res["paired_vs_baseline"] = paired_bootstrap(y, pred, base, labels, n_resamples=args.resamples)

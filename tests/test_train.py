@@ -66,6 +66,27 @@ def test_loss_falls_on_a_few_real_clips(real_feats, speech_run):
     assert torch.allclose(b.model.input_mean[..., 0], mean, atol=1e-4)
 
 
+def test_label_smoothing_keeps_the_loss_above_the_entropy_of_the_smoothed_targets(ravdess_clips, real_feats, speech_run, tmp_path):
+    """Label smoothing (Szegedy et al. 2016) trains on targets 1 - eps + eps/K for the true class and eps/K
+    for the others, so no step's cross-entropy can fall below their entropy: 0.780 nats at eps 0.3, K 4.
+    The unsmoothed run of the same 24 full-batch epochs goes below it; the smoothed one learns, but not below."""
+    _, y, classes = real_feats
+    eps, k = 0.3, 4
+    hi, lo = 1 - eps + eps / k, eps / k
+    floor = -(hi * np.log(hi) + (k - 1) * lo * np.log(lo))
+    assert floor == pytest.approx(0.780, abs=1e-3)
+    plain, _ = speech_run
+    assert min(h["train_loss"] for h in plain.history) < floor - 0.05
+    speech = [features.extract(audio.load(p), PAPER.features)[..., 50:250] for p in ravdess_clips]
+    cfg = replace(PAPER.train, epochs=24, batch_size=8, lr=1e-4, crop_s=2.0, patience=100, seed=0, schedule="constant",
+                  label_smoothing=eps)
+    res = fit(speech, y, speech[:4], y[:4], classes, tmp_path / "ls", train_config=cfg, feature_config=PAPER.features,
+              model_config=replace(PAPER.model_for(4), dropout=0.0), progress=False)
+    losses = [h["train_loss"] for h in res.history]
+    assert min(losses) >= floor - 1e-4, losses
+    assert losses[-1] < losses[0] - 0.2 and max(h["train_ua"] for h in res.history[-6:]) >= 0.75  # it still learns
+
+
 def test_same_seed_same_result(real_feats, tmp_path):
     feats, y, classes = real_feats
     cfg = TrainConfig(epochs=2, batch_size=4, crop_s=0.5, seed=3)
