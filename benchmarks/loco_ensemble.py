@@ -62,7 +62,7 @@ def held_out(run: Path, corpus: str) -> Path:
     return found[0].parent
 
 
-def test_sets(run: Path) -> dict:
+def tested_sets(run: Path) -> dict:
     """``{corpus: (model_dir, oof rows)}`` of one run: each ``held_out_C`` of a leave-one-corpus-out run, or
     each corpus a cross-corpus run (one ``train_*/model.pt``) tested with its one model."""
     loco = sorted(run.glob("held_out_*"))
@@ -79,11 +79,11 @@ def test_sets(run: Path) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("runs", nargs="+", type=Path, help="finished leave-one-corpus-out run directories")
+    ap.add_argument("runs", nargs="+", type=Path, help="finished leave-one-corpus-out or cross-corpus run directories")
     ap.add_argument("--resamples", type=int, default=1000)
     ap.add_argument("--out", help="write the figures as JSON here")
     args = ap.parse_args(argv)
-    sets = {run: test_sets(run) for run in args.runs}
+    sets = {run: tested_sets(run) for run in args.runs}
     corpora = sorted(set.intersection(*(set(s) for s in sets.values())))
     if not corpora:
         raise SystemExit("no corpus is tested in every run")

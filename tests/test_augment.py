@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from emospec import audio, features
-from emospec.augment import AUGMENT_VERSION, augment_wave, augmented_features, standardised_versions
+from emospec.augment import AUGMENT_VERSION, augment_wave, augmented_features, contrast_versions, standardised_versions
 from emospec.checkpoint import load_model
 from emospec.config import FeatureConfig, TrainConfig
 from emospec.data.dataset import CropDataset
@@ -95,12 +95,17 @@ def test_version_k_of_a_speaker_is_standardised_as_a_speaker_of_its_own():
     assert torch.equal(raw[2][1], versions[2][1])
 
 
-def test_train_on_trains_on_augmented_versions_and_says_so(ravdess_clips, tmp_path):
+def _eight_real_clips(ravdess_clips):
+    """The 8 RAVDESS clips as rows of two speakers, their dB features, class indices and the four classes."""
     classes = ["neutral", "happy", "angry", "sad"]
     emotions = ["neutral", "happy", "sad", "angry"] * 2
     rows = [Utterance(str(p), "ravdess", p.stem, f"a{i // 4}", "f", e, e) for i, (p, e) in enumerate(zip(ravdess_clips, emotions))]
     feats = [features.extract(audio.load(p)) for p in ravdess_clips]
-    y = np.array([classes.index(e) for e in emotions])
+    return rows, feats, np.array([classes.index(e) for e in emotions]), classes
+
+
+def test_train_on_trains_on_augmented_versions_and_says_so(ravdess_clips, tmp_path):
+    rows, feats, y, classes = _eight_real_clips(ravdess_clips)
     cfg = TrainConfig(epochs=2, batch_size=4, crop_s=0.5, val_fraction=0.0, select="last", augment_copies=1)
     trained = train_on(rows, feats, y, classes, np.arange(8), tmp_path / "run", name="aug", speaker_independent=True,
                        train_config=cfg, progress=False)
@@ -170,8 +175,10 @@ def test_population_versions_leave_each_speakers_offset_in_as_inference_without_
     saved = load_model(tmp_path / "run")
     assert saved.meta["population_copy"] is True
     from emospec.experiment import _versions  # what train_on hands fit (drawn per epoch by CropDataset)
+    from emospec.norm import normalize_for
 
-    handed = _versions(rows, feats, y, np.arange(8), "speaker", FeatureConfig(n_mels=64), cfg, False)
+    handed = _versions(rows, feats, normalize_for(rows, feats, "speaker"), y, ["neutral", "sad"], np.arange(8), "speaker",
+                       FeatureConfig(n_mels=64), cfg, False)
     assert handed is not None and all(torch.equal(a[0], b[0]) for a, b in zip(handed, versions))
     folded = inference_model(saved.model, saved.meta)  # the population statistics the versions were standardised with
     assert torch.allclose(folded.input_mean.reshape(3, 64) - saved.model.input_mean.reshape(3, 64) * std.reshape(3, 64),
@@ -195,3 +202,66 @@ def test_train_on_chooses_the_clip_weight_on_the_validation_speakers_and_saves_i
     again = choose_clip_weight(saved.model, saved.meta, [feats[i] for i in trained.val_idx], y[trained.val_idx])
     assert {k: saved.meta[k] for k in again} == again and len(again["clip_weight_val_ua"]) == len(CLIP_WEIGHTS)
     assert trained.population[CLIP_WEIGHT_KEY] == saved.meta[CLIP_WEIGHT_KEY]
+
+
+def test_contrast_versions_move_each_clip_part_of_the_way_to_its_speakers_neutral():
+    # 2 speakers x (neutral, angry) x 3 clips, 5 bands x 30 frames; angry sits 6 dB up with 3 dB more in the top band;
+    # speaker s2 is 10 dB louder; a third speaker has angry clips only
+    g = torch.Generator().manual_seed(1)
+    feats, groups, y = [], [], []
+    for spk, level in (("s1", 0.0), ("s2", 10.0), ("s3", 5.0)):
+        for c in ((0, 2) if spk != "s3" else (2,)):
+            for _ in range(3):
+                f = torch.randn(3, 5, 30, generator=g) + level
+                if c == 2:
+                    f[0] += 6.0
+                    f[0, 4] += 3.0
+                feats.append(f)
+                groups.append(spk)
+                y.append(c)
+    versions = contrast_versions(feats, groups, y, 4, reference=0, low=0.25, seed=7)
+    assert len(versions) == len(feats) and all(len(v) == 4 for v in versions)
+    again = contrast_versions(feats, groups, y, 4, reference=0, low=0.25, seed=7)
+    assert all(torch.equal(a, b) for va, vb in zip(versions, again) for a, b in zip(va, vb))
+    other = contrast_versions(feats, groups, y, 4, reference=0, low=0.25, seed=8)
+    assert not torch.equal(versions[3][0], other[3][0])
+    shares = []
+    for i, (f, vs) in enumerate(zip(feats, versions)):
+        same = [j for j in range(len(feats)) if groups[j] == groups[i] and (y[j] == 0 or groups[i] == "s3")]
+        ref = torch.stack([feats[j][0].mean(-1) for j in same]).mean(0)  # s3 has no neutral: its own mean
+        m = f[0].mean(-1)
+        for v in vs:
+            assert v.shape == f.shape and torch.equal(v[1:], f[1:])  # deltas of a constant offset: none
+            assert torch.allclose(v[0] - v[0].mean(-1, keepdim=True), f[0] - m[:, None], atol=1e-4)  # dynamics kept
+            d, moved = m - ref, v[0].mean(-1) - ref
+            s = float(moved @ d / (d @ d))  # the same share of the distance kept in every band
+            assert torch.allclose(moved, s * d, atol=1e-4)
+            shares.append(s)
+    assert 0.25 - 1e-3 <= min(shares) and max(shares) <= 1.0 + 1e-3 and max(shares) - min(shares) > 0.4
+    angry_s1 = [float(v[0].mean() - feats[3][0].mean()) for v in versions[3]]  # angry moves down, by up to 3/4 of 6.6 dB
+    assert all(-5.1 < d < 0.0 for d in angry_s1)
+    assert contrast_versions(feats, groups, y, 0) == [[] for _ in feats]
+    with pytest.raises(ConfigError):
+        contrast_versions(feats, groups, y, 1, low=1.5)
+    with pytest.raises(ConfigError):
+        TrainConfig(contrast_copies=-1)
+
+
+def test_train_on_trains_on_contrast_versions_and_says_so(ravdess_clips, tmp_path):
+    rows, feats, y, classes = _eight_real_clips(ravdess_clips)
+    cfg = TrainConfig(epochs=2, batch_size=4, crop_s=0.5, val_fraction=0.0, select="last", contrast_copies=2, contrast_low=0.5)
+    trained = train_on(rows, feats, y, classes, np.arange(8), tmp_path / "run", name="contrast", speaker_independent=True,
+                       train_config=cfg, progress=False)
+    saved = load_model(tmp_path / "run")
+    assert (saved.meta["contrast_copies"], saved.meta["contrast_low"]) == (2, 0.5)
+    from emospec.experiment import _versions  # what train_on hands fit: shrunk towards each speaker's neutral clip
+    from emospec.norm import normalize_for
+
+    normed = normalize_for(rows, feats, "speaker")
+    handed = _versions(rows, feats, normed, y, classes, np.arange(8), "speaker", FeatureConfig(), cfg, False)
+    expected = contrast_versions(normed, [("ravdess", r.speaker) for r in rows], y, 2, reference=0, low=0.5)
+    assert handed is not None and all(len(h) == 2 and all(torch.equal(a, b) for a, b in zip(h, e)) for h, e in zip(handed, expected))
+    neutral = normed[0][0].mean(-1)  # speaker a0's one neutral clip is its reference
+    kept = [float((v[0].mean(-1) - neutral).norm() / (normed[3][0].mean(-1) - neutral).norm()) for v in handed[3]]
+    assert all(0.5 - 1e-4 <= k <= 1.0 + 1e-4 for k in kept)
+    assert all(np.isfinite(h["train_loss"]) for h in trained.fit.history)

@@ -228,6 +228,10 @@ class TrainConfig:
     with the statistics of all training clips pooled, as a clip of an
     unknown speaker is when no adaptation clips are given
     (:func:`emospec.norm.population_versions`; ``speaker``/``corpus`` only).
+    ``contrast_copies`` more versions shrink each clip's spectral envelope
+    part of the way (a share ~ U(``contrast_low``, 1) of its distance kept)
+    towards its speaker's neutral one, the label kept, as speakers who
+    express emotion less strongly sound (:func:`emospec.augment.contrast_versions`).
     ``precise_bn`` batches of each epoch's crops (in the sampler's order)
     re-estimate the BatchNorm statistics in float32 with the epoch's weights
     before validation ("precise BN"); the running averages that training
@@ -266,6 +270,8 @@ class TrainConfig:
     augment_copies: int = 0
     stats_copies: int = 0
     population_copy: bool = False
+    contrast_copies: int = 0
+    contrast_low: float = 0.25
     precise_bn: int = 10
     adversary: str = "none"  # "none", "corpus" or "speaker"
     adversary_weight: float = 0.3
@@ -305,6 +311,9 @@ class TrainConfig:
         if self.augment_copies < 0 or self.stats_copies < 0:
             raise ConfigError(f"TrainConfig.augment_copies and stats_copies must be >= 0, got {self.augment_copies}, "
                               f"{self.stats_copies}")
+        if self.contrast_copies < 0 or not 0.0 <= self.contrast_low <= 1.0:
+            raise ConfigError(f"TrainConfig.contrast_copies must be >= 0 and contrast_low in [0, 1], got "
+                              f"{self.contrast_copies}, {self.contrast_low}")
         if self.precise_bn < 0:
             raise ConfigError(f"TrainConfig.precise_bn must be >= 0 batches, got {self.precise_bn}")
         if self.workers < 0:

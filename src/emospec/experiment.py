@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from . import distributed
-from .augment import AUGMENT_VERSION, augmented_features, standardised_versions
+from .augment import AUGMENT_VERSION, augmented_features, contrast_versions, standardised_versions
 from .bootstrap import bootstrap_ci
 from .calibration import calibration_summary, fit_temperature, fittable
 from .checkpoint import load_model, save_model
@@ -138,7 +138,7 @@ def train_on(
     )
     population = population_meta(model_config.norm, [feats[i] for i in fit_idx])
     normed = normalize_for(rows, feats, model_config.norm)
-    versions = _versions(rows, feats, y, fit_idx, model_config.norm, feature_config, train_config, progress)
+    versions = _versions(rows, feats, normed, y, labels, fit_idx, model_config.norm, feature_config, train_config, progress)
     result = fit(
         [normed[i] for i in fit_idx], y[fit_idx], [normed[i] for i in val_idx], y[val_idx], labels, run_dir,
         feature_config=feature_config, model_config=model_config, train_config=train_config,
@@ -196,13 +196,16 @@ def unadapted_calibration(model, meta: Dict, val_feats: Sequence[torch.Tensor], 
             "after_unadapted": calibration_summary(torch.softmax(logits / t, 1).numpy(), y_val)}
 
 
-def _versions(rows, feats, y, fit_idx, norm: str, feature_config: FeatureConfig, train_config: TrainConfig,
+def _versions(rows, feats, normed, y, labels, fit_idx, norm: str, feature_config: FeatureConfig, train_config: TrainConfig,
               progress: bool) -> Optional[List[List[torch.Tensor]]]:
     """The training clips' altered versions (standardised like them), or None when the recipe asks for none:
     ``augment_copies`` from the audio (:mod:`emospec.augment`), then ``stats_copies`` standardised with
     emotion-skewed subsets of their speaker's clips (:func:`emospec.norm.skewed_subset_versions`), then with
-    ``population_copy`` one standardised with all training clips' statistics (:func:`emospec.norm.population_versions`)."""
-    if not (train_config.augment_copies or train_config.stats_copies or train_config.population_copy):
+    ``population_copy`` one standardised with all training clips' statistics (:func:`emospec.norm.population_versions`),
+    then ``contrast_copies`` of the standardised clips (``normed``) with their contrast to the speaker's *neutral*
+    shrunk (:func:`emospec.augment.contrast_versions`; to the speaker's mean when ``labels`` has no neutral)."""
+    if not (train_config.augment_copies or train_config.stats_copies or train_config.population_copy
+            or train_config.contrast_copies):
         return None
     fit_rows = [rows[i] for i in fit_idx]
     versions: List[List[torch.Tensor]] = [[] for _ in fit_idx]
@@ -219,6 +222,12 @@ def _versions(rows, feats, y, fit_idx, norm: str, feature_config: FeatureConfig,
     if train_config.population_copy:
         for mine, more in zip(versions, population_versions([feats[i] for i in fit_idx], norm)):
             mine += more
+    if train_config.contrast_copies:
+        shrunk = contrast_versions([normed[i] for i in fit_idx], [(r.corpus, r.speaker) for r in fit_rows], y[fit_idx],
+                                   train_config.contrast_copies, low=train_config.contrast_low, seed=train_config.seed,
+                                   reference=list(labels).index("neutral") if "neutral" in labels else None)
+        for mine, more in zip(versions, shrunk):
+            mine += more
     return versions
 
 
@@ -226,7 +235,9 @@ def _augment_meta(train_config: TrainConfig) -> Dict[str, object]:
     """What the model's training clips were altered with (``augment``, ``stats_copies``); ``{}`` when nothing."""
     return {**({"augment": AUGMENT_VERSION} if train_config.augment_copies else {}),
             **({"stats_copies": train_config.stats_copies} if train_config.stats_copies else {}),
-            **({"population_copy": True} if train_config.population_copy else {})}
+            **({"population_copy": True} if train_config.population_copy else {}),
+            **({"contrast_copies": train_config.contrast_copies, "contrast_low": train_config.contrast_low}
+               if train_config.contrast_copies else {})}
 
 
 def _predictions_csv(rows: Sequence[Utterance], idx: np.ndarray, labels: Sequence[str], y_true, y_pred, probs) -> bytes:
