@@ -65,6 +65,8 @@ ROWS: List[Tuple[str, str, str, Dict[str, object]]] = [
      {"model.pool": "stats"}),
     ("label-smooth0.1", "label smoothing 0.1 (Szegedy et al. 2016): targets 0.925 / 0.025 for four classes", "default",
      {"label_smoothing": 0.1}),
+    ("contrast2", "+ 2 versions of each clip with its spectral envelope shrunk towards its speaker's neutral (kept share "
+     "U(0.25, 1)), the label kept", "default", {"contrast_copies": 2}),
     ("adv-speaker", "+ a speaker classifier on the embedding behind a gradient reversal layer (domain-adversarial, weight 0.3)",
      "default", {"adversary": "speaker"}),
     ("+other-corpus", "+ the other corpus (all its speakers) in every fold's training side, corpus-balanced sampling",

@@ -38,6 +38,16 @@ def test_fit_temperature_recovers_the_temperature_the_classes_were_drawn_with(t_
     assert nll(z, y, t) <= min(nll(z, y, t * 1.2), nll(z, y, t / 1.2), nll(z, y, 1.0))
 
 
+def test_logits_fifty_times_too_sharp_get_a_temperature_of_fifty():
+    # a model whose logits grew large (long training, no adaptation clips) needs T far above 1: the search must
+    # reach it, not stop at its bound with probabilities still overconfident (session 23's runs met T = 20)
+    z, y = _drawn(1.0)
+    t = fit_temperature(50.0 * z, y)
+    assert t == pytest.approx(50.0, rel=0.06)
+    p = torch.softmax(torch.as_tensor(50.0 * z / t), 1).numpy()
+    assert calibration_summary(p, y)["ece"] < 0.02
+
+
 def test_overconfident_logits_get_a_temperature_above_one_and_lose_most_of_their_calibration_error():
     z, y = _drawn(3.0)  # the logits are three times too sharp for how often they are right
     before = calibration_summary(torch.softmax(torch.as_tensor(z), 1).numpy(), y)

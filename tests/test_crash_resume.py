@@ -222,6 +222,20 @@ def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path):
             progress=False, resume=True)
 
 
+def test_a_fresh_run_clears_the_temp_files_a_killed_run_left(tmp_path):
+    """Without ``resume`` too: retraining into a killed run's folder must not keep its half-written checkpoint."""
+    run_dir = tmp_path / "again"
+    run_dir.mkdir()
+    for name in (".checkpoint.pt.q_jz04nr.tmp", ".model.pt.abc123.tmp"):
+        (run_dir / name).write_bytes(b"\0" * 1024)
+    (run_dir / "notes.tmp").write_text("not ours")
+    feats = [torch.randn(3, FeatureConfig().n_mels, 80) for _ in range(4)]
+    fit(feats, [0, 1, 0, 1], [], [], ["a", "b"], run_dir, train_config=TrainConfig(epochs=1, device="cpu", select="last",
+                                                                                    val_fraction=0.0), progress=False)
+    assert sorted(p.name for p in run_dir.iterdir() if p.name.endswith(".tmp")) == ["notes.tmp"]
+    assert (run_dir / "checkpoint.pt").exists() and (run_dir / "model.pt").exists()
+
+
 def test_resume_with_a_corrupt_checkpoint_is_a_clear_error(reference, tmp_path):
     """A checkpoint damaged after the fact (disk, copy): refused with the file and the cause, not a traceback."""
     ref_dir, _ = reference

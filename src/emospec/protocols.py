@@ -63,6 +63,11 @@ __all__ = ["CorpusData", "Fold", "EvalResult", "load_corpus", "make_folds", "spe
 
 log = logging.getLogger(__name__)
 
+PROB_DECIMALS = 8
+"""Decimals of the model's probabilities in each fold's ``oof.json``: a model whose validation speakers gave it a
+temperature in the hundreds (:data:`emospec.calibration.T_RANGE`) has probabilities within 1e-4 of each other, and
+5 decimals could tie them and change their argmax."""
+
 
 @dataclass
 class CorpusData:
@@ -148,9 +153,9 @@ def _fold_outputs(fold: Fold, fold_dir: Path, rows, data: CorpusData, y, labels,
                         model_config=model_config, train_config=train_config, progress=progress,
                         resume=resume and (fold_dir / "checkpoint.pt").exists())
         out = {"name": fold.name, **key, "test_speakers": sorted({rows[i].speaker for i in fold.test}),
-               "model_pred": res.y_pred.tolist(), "probs": np.round(res.probs, 5).tolist(), "best_epoch": res.fit.best_epoch,
+               "model_pred": res.y_pred.tolist(), "probs": np.round(res.probs, PROB_DECIMALS).tolist(), "best_epoch": res.fit.best_epoch,
                "temperature": float(res.fit.model.temperature), "validation_calibration": res.fit.calibration,
-               **{name: None if v is None else np.round(v, 5).tolist() for name, v in (
+               **{name: None if v is None else np.round(v, PROB_DECIMALS).tolist() for name, v in (
                    ("probs_uncalibrated", res.raw_probs), ("probs_unadapted", res.unadapted_probs),
                    ("probs_unadapted_uncalibrated", res.unadapted_raw_probs))},
                "history": res.fit.history, "convergence": res.fit.convergence, "majority": _majority(y, fold.train, len(labels)),

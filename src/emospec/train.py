@@ -218,9 +218,6 @@ def _validate(model: EmoAlexNet, val_feats, val_y, ctx: distributed.DistContext)
 
 def _restore(p: Parts, ck: Dict, run_dir: Path, main: bool) -> Dict[str, torch.Tensor]:
     """Load a checkpoint's model, optimiser, schedule and RNG state into ``p``; return the best weights so far."""
-    if main:  # a run killed while saving leaves its temp file (tens of MB); the rename never happened
-        for tmp in run_dir.glob(".*.pt.*.tmp"):
-            tmp.unlink(missing_ok=True)
     best_state: Dict[str, torch.Tensor] = {}
     if (run_dir / "model.pt").exists():  # before restoring the RNG: building a model draws from it
         best_state = load_model(run_dir / "model.pt").model.state_dict()
@@ -260,7 +257,9 @@ def _fit(train_feats, train_y, val_feats, val_y, labels: List[str], run_dir: Pat
         if ck.get("config") != cfg_dict:
             raise CheckpointError(f"{ckpt_path}: was written with another configuration; cannot resume")
     env = environment()
-    if main:
+    if main:  # a run killed while saving left its temp file (tens of MB; the rename never happened): resumed or not,
+        for tmp in run_dir.glob(".*.pt.*.tmp"):  # this run owns the folder now
+            tmp.unlink(missing_ok=True)
         mean, std = model.input_mean[..., 0].cpu(), model.input_std[..., 0].cpu()
         save_json(run_dir / "config.json", cfg_dict)
         save_json(run_dir / "labels.json", labels)
