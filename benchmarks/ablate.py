@@ -58,6 +58,8 @@ ROWS: List[Tuple[str, str, str, Dict[str, object]]] = [
     ("swa", "the weights of epochs 51-100 averaged (SWA) instead of the best validation epoch kept: row swa100 of budget.py",
      "default", {"select": "swa", "swa_start": 0.5}),
     ("ema0.8", "a moving average of the weights (decay 0.8 an epoch) validated, chosen and kept", "default", {"ema": 0.8}),
+    ("stratified", "every batch holds the classes in the training set's proportions (each clip once an epoch)",
+     "default", {"balance": "stratified"}),
     ("specaug", "+ SpecAugment (2 x <= 8 bands, 2 x <= 20 frames)", "default", AUG),
     ("dropout0.2", "dropout 0.2 (paper 0.5)", "default", {"model.dropout": 0.2}),
     ("stride2", "first conv stride 2 (keeps more frequency rows; 4x the conv1 output)", "default", {"model.first_stride": 2}),

@@ -94,7 +94,10 @@ def run(rows, out: Path, folds: Optional[Sequence[int]], data_root=None) -> None
 
 
 def _stats(summary: Dict, d: Path) -> Dict:
-    """Selection figure, convergence facts and test figures of one finished row."""
+    """Selection figure, convergence facts and test figures of one finished row (final loss from each fold's history,
+    so rows run before the final loss became a median of the last epochs read the same way)."""
+    from emospec.convergence import final_train_loss
+
     folds = summary["folds"]
     conv = [f.get("convergence") or {} for f in folds]
     labels = summary["labels"]
@@ -104,7 +107,7 @@ def _stats(summary: Dict, d: Path) -> Dict:
         "n_folds": len(folds),
         "val_ua": sum(f["best_val_ua"] for f in folds) / len(folds),
         "best_epochs": [f"{cv.get('best_epoch')}/{cv.get('epochs_run')}" for cv in conv],
-        "final_loss": sum(cv.get("final_train_loss", float("nan")) for cv in conv) / len(folds),
+        "final_loss": sum(final_train_loss(json.loads((d / f["name"] / "history.json").read_text())) for f in folds) / len(folds),
         "train_recall": {c: (sum(v) / len(v) if v else float("nan")) for c, v in recall.items()},
         "warnings": sum(len(cv.get("warnings", [])) for cv in conv),
         "test_ua": m["ua"], "test_ci": [m["ci"]["ua"]["low"], m["ci"]["ua"]["high"]],

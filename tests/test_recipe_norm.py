@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
 
@@ -187,16 +188,78 @@ def test_group_balanced_sampler():
     assert len(list(s)) == len(s) == 100
     small = sum(i >= 90 for i in drawn) / len(drawn)
     assert 0.45 < small < 0.55  # half the draws from a tenth of the clips
+    a, (r0, r1) = _seeded_by_epoch(lambda n, r: GroupBalancedSampler(groups, seed=3, num_replicas=n, rank=r))
+    assert sorted(r0 + r1) == sorted(a)
+
+
+def _seeded_by_epoch(make):
+    """Epoch 4's order of ``make(1, 0)`` and of ranks 0 and 1 of ``make(2, rank)``, after checking that the order is
+    the same each time an epoch is drawn and changes with the epoch."""
+    s = make(1, 0)
     s.set_epoch(4)
     a = list(s)
     s.set_epoch(4)
     assert list(s) == a
     s.set_epoch(5)
     assert list(s) != a
-    ranks = [GroupBalancedSampler(groups, seed=3, num_replicas=2, rank=r) for r in (0, 1)]
+    ranks = [make(2, r) for r in (0, 1)]
     for r in ranks:
         r.set_epoch(4)
-    assert sorted(list(ranks[0]) + list(ranks[1])) == sorted(a)
+    return a, [list(r) for r in ranks]
+
+
+def _batch_deviation(labels, order, batch=32) -> float:
+    """Largest |clips of a class in a batch - the batch's share of that class| over the epoch's full batches."""
+    labels = np.asarray(labels)
+    share = np.bincount(labels) / len(labels)
+    full = len(order) - len(order) % batch
+    return max(float(np.abs(np.bincount(labels[order[k:k + batch]], minlength=len(share)) - batch * share).max())
+               for k in range(0, full, batch))
+
+
+def test_stratified_sampler_gives_every_batch_the_classes_in_proportion_and_every_clip_once():
+    from torch.utils.data import DistributedSampler
+
+    from emospec.data.dataset import StratifiedSampler
+
+    labels = np.repeat([0, 1, 2, 3], [72, 144, 144, 144])  # a RAVDESS fold's 18 training actors (neutral half as often)
+    s = StratifiedSampler(labels, seed=0)
+    plain = DistributedSampler(range(len(labels)), num_replicas=1, rank=0, shuffle=True, seed=0, drop_last=True)
+    worst_plain = 0.0
+    for e in range(20):
+        s.set_epoch(e)
+        plain.set_epoch(e)
+        order = list(s)
+        assert sorted(order) == list(range(504)) and len(s) == 504
+        assert _batch_deviation(labels, order) <= 2.0  # a batch of 32 holds 4.6 / 9.1 / 9.1 / 9.1 clips, +- 2
+        worst_plain = max(worst_plain, _batch_deviation(labels, list(plain)))
+    assert worst_plain > 4.0  # what training drew before: batches far from the proportions (so the check can fail)
+    a, (r0, r1) = _seeded_by_epoch(lambda n, r: StratifiedSampler(labels, seed=0, num_replicas=n, rank=r))
+    assert [i for pair in zip(r0, r1) for i in pair] == a  # two processes' local batches make the global one
+
+
+def test_training_with_balance_stratified_draws_batches_holding_one_clip_of_each_class():
+    from emospec import distributed
+    from emospec.data.dataset import StratifiedSampler
+    from emospec.epoch import build
+
+    feats = [torch.randn(3, 64, 120) for _ in range(12)]
+    y = np.repeat([0, 1, 2], 4)
+    ctx = distributed.DistContext(0, 0, 1, torch.device("cpu"), "none", created=False)
+    mixed = {}
+    for balance in ("stratified", "none"):
+        p = build(feats, y, 3, ctx, feature_config=FeatureConfig(n_mels=64), mcfg=ModelConfig(n_classes=3, n_mels=64),
+                  tcfg=TrainConfig(balance=balance, batch_size=3, epochs=5), train_groups=None)
+        assert isinstance(p.sampler, StratifiedSampler) is (balance == "stratified")
+        batches = []
+        for e in range(5):
+            p.sampler.set_epoch(e)  # type: ignore[attr-defined]
+            batches += [sorted(b[1].tolist()) for b in p.loader]
+        assert len(batches) == 20
+        mixed[balance] = sum(b != [0, 1, 2] for b in batches)
+    assert mixed["stratified"] == 0 and mixed["none"] > 0  # a shuffled epoch puts two of a class together
+    with pytest.raises(ConfigError, match="'none', 'corpus' or 'stratified'"):
+        TrainConfig(balance="classes")
 
 
 def _load_bench(name):

@@ -17,6 +17,7 @@ import torch
 from emospec import audio, features
 from emospec.checkpoint import load_model
 from emospec.config import FeatureConfig, TrainConfig
+from emospec.convergence import format_convergence
 from emospec.errors import DataError
 from emospec.recipe import RECIPES
 from emospec.train import fit
@@ -151,7 +152,23 @@ def test_history_records_training_accuracy_per_class_and_the_run_its_convergence
     assert conv == res.convergence
     assert conv["epochs_run"] == 24 and conv["best_epoch"] == res.best_epoch + 1
     assert set(conv["train_recall_full"]) == set(classes)
-    assert conv["final_train_loss"] == pytest.approx(hist[-1]["train_loss"])
+    assert conv["final_train_loss"] == pytest.approx(np.median([h["train_loss"] for h in hist[-5:]]))
+    assert conv["last_epoch_train_loss"] == pytest.approx(hist[-1]["train_loss"])
+
+
+def test_convergence_measures_the_kept_models_loss_on_full_training_clips(ravdess_clips, real_feats, speech_run):
+    from emospec.model import infer
+
+    res, _ = speech_run
+    _, y, _ = real_feats
+    # speech_run trained on 2 s of speech from all 8 clips (<= TRAIN_CHECK_CLIPS: every one is re-scored)
+    speech = [features.extract(audio.load(p), PAPER.features)[..., 50:250] for p in ravdess_clips]
+    logits, _ = infer(res.model, speech)  # raw logits: the temperature is not part of the loss
+    expected = float(torch.nn.functional.cross_entropy(logits, torch.as_tensor(y)))
+    assert res.convergence["train_loss_full"] == pytest.approx(expected, rel=1e-5)
+    recall = [float(np.mean(logits.argmax(1).numpy()[y == c] == c)) for c in range(4)]
+    assert list(res.convergence["train_recall_full"].values()) == pytest.approx(recall)
+    assert f"loss {expected:.3f} on full training clips" in format_convergence(res.convergence)
 
 
 def test_fit_fits_the_temperature_on_its_validation_clips_and_the_model_file_carries_it(ravdess_clips, real_feats, speech_run):
@@ -188,13 +205,26 @@ def test_convergence_warns_when_validation_still_rises_at_the_last_epoch():
                          labels=["a", "b"], train_recall_full=[1.0, 1.0])
     assert rising["best_epoch"] == 30 and rising["epochs_run"] == 30
     assert len(rising["warnings"]) == 1 and "best validation epoch is 30 of 30" in rising["warnings"][0]
-    assert rising["loss_drop_last_quarter"] == pytest.approx((np.linspace(1.2, 0.6, 30)[-8] - 0.6) / np.linspace(1.2, 0.6, 30)[-8])
+    line = np.linspace(1.2, 0.6, 30)  # median of epochs 19-23 (before the last quarter, 7 epochs) -> of epochs 26-30
+    assert rising["loss_drop_last_quarter"] == pytest.approx((line[20] - line[27]) / line[20])
     # a peak at epoch 20 of 30, full training fit: no warning
     peak = list(np.linspace(0.3, 0.8, 20)) + [0.7] * 10
     assert convergence(_hist([0.1] * 30, peak), epochs=30, patience=30, labels=["a", "b"],
                        train_recall_full=[0.95, 0.98])["warnings"] == []
     # early stopping ended it: the last epoch cannot be the best, and no budget warning
     assert convergence(_hist([0.1] * 12, [0.5] * 12), epochs=30, patience=8, labels=["a", "b"])["early_stopped"]
+
+
+def test_one_epoch_whose_loss_jumps_does_not_make_the_final_training_loss():
+    from emospec.convergence import FINAL_LOSS_EPOCHS, convergence
+
+    # a run whose last epoch drew an unlucky batch (BatchNorm's batch statistics), as a RAVDESS fold did
+    losses = list(np.linspace(1.3, 0.1, 95)) + [0.09, 0.08, 0.1, 0.07, 0.27]
+    out = convergence(_hist(losses, np.linspace(0.3, 0.8, 100)), epochs=100, patience=100, labels=["a", "b"])
+    assert FINAL_LOSS_EPOCHS == 5
+    assert out["final_train_loss"] == pytest.approx(0.09) and out["last_epoch_train_loss"] == pytest.approx(0.27)
+    assert out["loss_drop_last_quarter"] > 0.5  # still falling over the last quarter, the jump notwithstanding
+    assert "final training loss 0.090" in format_convergence(out)
 
 
 def test_convergence_warns_when_a_class_is_not_fit_on_its_own_training_clips():
@@ -207,7 +237,6 @@ def test_convergence_warns_when_a_class_is_not_fit_on_its_own_training_clips():
     assert len(out["warnings"]) == 2
     assert "best validation epoch 20 of 30) has a training-set UA of 0.70" in out["warnings"][0]
     assert out["warnings"][1].endswith("sad 0.08")
-    from emospec.convergence import format_convergence
 
     averaged = [dict(h, swa_val_ua=0.6) if h["epoch"] >= 15 else h for h in _hist([0.7] * 30, peak)]
     swa = convergence(averaged, epochs=30, patience=30, labels=["a", "b"], train_recall_full=[0.5, 0.6], select="swa")

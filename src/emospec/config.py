@@ -216,7 +216,10 @@ class TrainConfig:
     ``workers`` is DataLoader worker processes (0: load in the training
     process, right for features already in memory). ``balance="corpus"``
     draws training clips so that every corpus is equally likely per epoch
-    (when training on several corpora). ``augment_copies`` altered versions
+    (when training on several corpora); ``balance="stratified"`` keeps
+    every clip once an epoch but orders them so that every batch holds the
+    classes in the training set's proportions
+    (:class:`emospec.data.dataset.StratifiedSampler`). ``augment_copies`` altered versions
     of every training clip are made once with ``audiomentations`` (level,
     noise, microphone EQ, room, tempo: :mod:`emospec.augment`) and drawn in
     place of the clip per epoch; 0 trains on the recordings as they are.
@@ -266,7 +269,7 @@ class TrainConfig:
     device: str = "auto"
     amp: str = "bf16"  # "auto", "bf16", "fp16", "off" or "bf16-round"
     workers: int = 0
-    balance: str = "none"  # "none" or "corpus"
+    balance: str = "none"  # "none", "corpus" or "stratified"
     augment_copies: int = 0
     stats_copies: int = 0
     population_copy: bool = False
@@ -277,8 +280,8 @@ class TrainConfig:
     adversary_weight: float = 0.3
 
     def __post_init__(self) -> None:
-        if self.balance not in ("none", "corpus"):
-            raise ConfigError(f"TrainConfig.balance must be 'none' or 'corpus', got {self.balance!r}")
+        if self.balance not in ("none", "corpus", "stratified"):
+            raise ConfigError(f"TrainConfig.balance must be 'none', 'corpus' or 'stratified', got {self.balance!r}")
         if self.epochs < 1:
             raise ConfigError(f"TrainConfig.epochs must be >= 1, got {self.epochs}")
         if self.batch_size < 1:

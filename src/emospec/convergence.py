@@ -14,16 +14,29 @@ from typing import Dict, Mapping, Optional, Sequence
 
 import numpy as np
 
-__all__ = ["LOW_TRAIN_UA", "LOW_CLASS_RECALL", "convergence", "format_convergence"]
+__all__ = ["LOW_TRAIN_UA", "LOW_CLASS_RECALL", "FINAL_LOSS_EPOCHS", "final_train_loss", "convergence", "format_convergence"]
 
 LOW_TRAIN_UA = 0.9
 """Below this training-set UA (full clips, best model) :func:`convergence` says the model has not fit its data."""
 LOW_CLASS_RECALL = 0.7
 """Below this recall of a class on its own training clips :func:`convergence` names the class."""
+FINAL_LOSS_EPOCHS = 5
+"""The final training loss is the median of this many last epochs' losses. One epoch's loss is the mean of its
+batches' losses with BatchNorm normalising each batch by its own statistics, so it depends on which clips share a
+batch. Measured (``benchmarks/epoch_replay.py``, README session 26): the last epoch of a RAVDESS fold, at the
+one-cycle's near-zero learning rate, recorded 0.267 after 0.06-0.10 before it; the same weights score its crops 0.029
+in batches of consecutive clips and 0.030 in eval mode, but 1.62 on the one batch that held a single angry clip
+among 32."""
+
+
+def final_train_loss(history: Sequence[Dict]) -> float:
+    """The median of the last :data:`FINAL_LOSS_EPOCHS` epochs' ``train_loss`` (nats) in :func:`fit`'s history."""
+    return float(np.median([h["train_loss"] for h in history][-FINAL_LOSS_EPOCHS:]))
 
 
 def convergence(history: Sequence[Dict], *, epochs: int, patience: int, labels: Sequence[str],
-                train_recall_full: Optional[Sequence[float]] = None, select: str = "best") -> Dict:
+                train_recall_full: Optional[Sequence[float]] = None, train_loss_full: Optional[float] = None,
+                select: str = "best") -> Dict:
     """Did training converge? Measured facts and plain-language warnings.
 
     Parameters
@@ -36,6 +49,9 @@ def convergence(history: Sequence[Dict], *, epochs: int, patience: int, labels: 
         Class names, for per-class figures.
     train_recall_full
         Per-class recall of the kept model on full training clips.
+    train_loss_full
+        Mean cross-entropy (nats) of the kept model on those clips, in eval
+        mode: unlike the epochs' losses it does not depend on batch company.
     select
         Which model was kept (:attr:`~emospec.config.TrainConfig.select`):
         the best validation epoch's, the last one's, or the average of the
@@ -44,10 +60,11 @@ def convergence(history: Sequence[Dict], *, epochs: int, patience: int, labels: 
     Returns
     -------
     dict
-        ``best_epoch`` (of validation UA) / ``kept_epoch`` / ``epochs_run`` (1-based), ``final_train_loss``,
-        ``train_ua_full`` and ``train_recall_full`` (class -> recall),
-        ``loss_drop_last_quarter`` (relative fall of the training loss over
-        the last quarter of the epochs run), ``early_stopped`` and
+        ``best_epoch`` (of validation UA) / ``kept_epoch`` / ``epochs_run`` (1-based), ``final_train_loss``
+        (median of the last :data:`FINAL_LOSS_EPOCHS` epochs' losses), ``last_epoch_train_loss``,
+        ``train_ua_full`` and ``train_recall_full`` (class -> recall), ``train_loss_full`` when given,
+        ``loss_drop_last_quarter`` (relative fall of that median over the
+        last quarter of the epochs run), ``early_stopped`` and
         ``warnings`` (empty when the run looks converged): the best
         validation epoch in the last tenth of the budget (the budget was too
         short), or a training-set UA below :data:`LOW_TRAIN_UA` or a class
@@ -61,13 +78,18 @@ def convergence(history: Sequence[Dict], *, epochs: int, patience: int, labels: 
     best = int(np.nanargmax(val)) + 1 if has_val else len(history)
     run = len(history)
     early = run < epochs
-    losses = [h["train_loss"] for h in history]
+    losses = np.array([h["train_loss"] for h in history], dtype=float)
+    final = final_train_loss(history)
     q = max(1, run // 4)
-    drop = (losses[-q - 1] - losses[-1]) / losses[-q - 1] if run > q and losses[-q - 1] > 0 else float("nan")
+    before = float(np.median(losses[max(0, run - q - FINAL_LOSS_EPOCHS):run - q])) if run > q else float("nan")
+    drop = (before - final) / before if before > 0 else float("nan")
     kept = best if select == "best" else run
     out: Dict = {"best_epoch": best, "kept_epoch": kept, "select": select, "epochs_run": run, "epochs": epochs, "early_stopped": early,
-                 "final_train_loss": float(losses[-1]), "final_train_ua_crops": float(history[-1].get("train_ua", float("nan"))),
+                 "final_train_loss": final, "last_epoch_train_loss": float(losses[-1]),
+                 "final_train_ua_crops": float(history[-1].get("train_ua", float("nan"))),
                  "loss_drop_last_quarter": float(drop), "warnings": []}
+    if train_loss_full is not None:
+        out["train_loss_full"] = float(train_loss_full)
     averaged = [int(h["epoch"]) + 1 for h in history if "swa_val_ua" in h]
     if select == "swa" and averaged:
         out["averaged_epochs"] = [averaged[0], averaged[-1]]
@@ -111,5 +133,7 @@ def format_convergence(conv: Mapping) -> str:
     if "train_recall_full" in conv:
         per = ", ".join(f"{c} {r:.2f}" for c, r in conv["train_recall_full"].items())
         text += f", training-set UA {conv['train_ua_full']:.2f} ({per})"
+    if "train_loss_full" in conv:
+        text += f", loss {conv['train_loss_full']:.3f} on full training clips"
     warnings = conv.get("warnings") or []
     return text + (": converged" if not warnings else ": NOT CONVERGED: " + "; ".join(warnings))

@@ -27,7 +27,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from . import distributed
 from .config import FeatureConfig, ModelConfig, TrainConfig
-from .data.dataset import CropDataset, GroupBalancedSampler, feature_stats
+from .data.dataset import CropDataset, GroupBalancedSampler, StratifiedSampler, feature_stats
 from .device import BF16Rounding, amp_dtype, seed_everything
 from .errors import ConfigError
 from .model import EmoAlexNet, batchnorm_layers, recalibrate_batchnorm
@@ -212,12 +212,7 @@ def build(train_feats, train_y, n_classes: int, ctx: distributed.DistContext, *,
     crop_frames = max(1, int(round(tcfg.crop_s * 1000.0 / feature_config.hop_ms)))
     ds = CropDataset(train_feats, train_y, crop_frames, mean[..., None], seed=tcfg.seed, versions=train_versions)
     items: torch.utils.data.Dataset = ds if domain is None else _WithDomains(ds, domain[0])
-    # The order depends only on (seed, epoch), and a world of N sees the same global batches as one process.
-    sampler: object
-    if tcfg.balance == "corpus" and train_groups is not None:
-        sampler = GroupBalancedSampler(train_groups, seed=tcfg.seed, num_replicas=ctx.world_size, rank=ctx.rank)
-    else:
-        sampler = DistributedSampler(ds, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=tcfg.seed, drop_last=True)
+    sampler = train_sampler(tcfg, ds, train_y, train_groups, ctx.world_size, ctx.rank)
     loader = DataLoader(items, batch_size=tcfg.batch_size // ctx.world_size, sampler=sampler,  # type: ignore[arg-type]
                         drop_last=len(ds) > tcfg.batch_size, num_workers=tcfg.workers,
                         pin_memory=device.type == "cuda")
@@ -238,6 +233,19 @@ def build(train_feats, train_y, n_classes: int, ctx: distributed.DistContext, *,
         weight = torch.tensor(w, dtype=torch.float32, device=device)
     return Parts(model, net, ds, sampler, loader, opt, sched, scaler, weight, aug_gen, autocast_dtype, logits_fn,
                  adversary, domain[1] if domain is not None else None)
+
+
+def train_sampler(tcfg: TrainConfig, ds: CropDataset, train_y, train_groups, world_size: int = 1, rank: int = 0):
+    """The sampler that orders ``ds``'s training clips each epoch for ``tcfg.balance``.
+
+    Its order depends only on (``tcfg.seed``, epoch), and a world of N sees the
+    same global batches as one process.
+    """
+    if tcfg.balance == "corpus" and train_groups is not None:
+        return GroupBalancedSampler(train_groups, seed=tcfg.seed, num_replicas=world_size, rank=rank)
+    if tcfg.balance == "stratified":
+        return StratifiedSampler(np.asarray(train_y), seed=tcfg.seed, num_replicas=world_size, rank=rank)
+    return DistributedSampler(ds, num_replicas=world_size, rank=rank, shuffle=True, seed=tcfg.seed, drop_last=True)
 
 
 def train_one_epoch(p: Parts, tcfg: TrainConfig, epoch: int, n_classes: int, ctx: distributed.DistContext) -> Dict:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -346,8 +346,9 @@ def _fit(train_feats, train_y, val_feats, val_y, labels: List[str], run_dir: Pat
     if main and calib and (run_dir / "model.pt").exists():
         kept_file = load_model(run_dir / "model.pt")
         save_model(run_dir / "model.pt", best, feature_config, labels, {**kept_file.meta, "calibration": calib})
+    recall_full, loss_full = _full_clip_fit(best, train_feats, train_y, len(labels), ctx, seed=tcfg.seed)
     conv = convergence(history, epochs=tcfg.epochs, patience=tcfg.patience, labels=labels, select=tcfg.select,
-                       train_recall_full=_full_clip_recall(best, train_feats, train_y, len(labels), ctx, seed=tcfg.seed))
+                       train_recall_full=recall_full, train_loss_full=loss_full)
     if main:
         save_json(run_dir / "convergence.json", conv)
     for w in conv["warnings"]:
@@ -379,11 +380,16 @@ TRAIN_CHECK_CLIPS = 240
 """How many full training clips (stratified, fixed by the seed) :func:`fit` re-scores with the best model."""
 
 
-def _full_clip_recall(model: EmoAlexNet, feats, y, n_classes: int, ctx: distributed.DistContext, *, seed: int) -> List[float]:
-    """Per-class recall of ``model`` on up to :data:`TRAIN_CHECK_CLIPS` full training clips (eval mode)."""
+def _full_clip_fit(model: EmoAlexNet, feats, y, n_classes: int, ctx: distributed.DistContext, *,
+                   seed: int) -> Tuple[List[float], float]:
+    """Per-class recall and mean cross-entropy (nats, logits before temperature) of ``model`` on up to
+    :data:`TRAIN_CHECK_CLIPS` full training clips, stratified by class and fixed by ``seed`` (eval mode)."""
     y = np.asarray(y)
     rng = np.random.default_rng(seed)
     per = max(1, TRAIN_CHECK_CLIPS // n_classes)
     pick = np.sort(np.concatenate([rng.permutation(np.flatnonzero(y == c))[:per] for c in range(n_classes)]))
-    pred = _validation_logits(model, [feats[i] for i in pick], ctx).argmax(1).numpy()
-    return [float(np.mean(pred[y[pick] == c] == c)) if np.any(y[pick] == c) else float("nan") for c in range(n_classes)]
+    logits = _validation_logits(model, [feats[i] for i in pick], ctx)
+    loss = float(torch.nn.functional.cross_entropy(logits.float(), torch.as_tensor(y[pick], dtype=torch.int64)))
+    pred = logits.argmax(1).numpy()
+    recall = [float(np.mean(pred[y[pick] == c] == c)) if np.any(y[pick] == c) else float("nan") for c in range(n_classes)]
+    return recall, loss

@@ -20,7 +20,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
-from typing import List, Optional, Sequence, Tuple, TypeVar
+from typing import List, Optional, Sequence, Tuple, TypeVar, Union
 
 import numpy as np
 import torch
@@ -300,6 +300,47 @@ class GroupBalancedSampler(torch.utils.data.Sampler):
     def __iter__(self):
         rng = np.random.default_rng(self.seed * 100019 + self.epoch)
         idx = rng.choice(len(self.p), size=self.per_rank * self.num_replicas, replace=True, p=self.p)
+        return iter(idx[self.rank :: self.num_replicas].tolist())
+
+    def __len__(self) -> int:
+        return self.per_rank
+
+
+class StratifiedSampler(torch.utils.data.Sampler):
+    """Each clip once an epoch, ordered so that every run of consecutive indices keeps the classes' proportions.
+
+    Item ``j`` of class ``c`` (in a permutation of that class's clips, seeded
+    by ``(seed, epoch)``) gets the key ``(j + u_c) / n_c`` with one random
+    offset ``u_c`` per class, and the epoch is the items sorted by key
+    (systematic sampling): any ``B`` consecutive items hold ``B * n_c / n``
+    clips of class ``c`` to within two (a window covers a stretch of keys
+    holding each class's share to within one clip). With BatchNorm in training mode a batch is normalised by its own statistics,
+    so a batch that drew almost no clip of one class is trained on, and
+    scored, differently from the rest (README, session 26). Process
+    ``rank`` of ``num_replicas`` takes every ``num_replicas``-th index (the
+    tail dropped so all get as many), so a world of N sees the same global
+    batches as one process.
+    """
+
+    def __init__(self, labels: Union[Sequence[int], np.ndarray], *, seed: int = 0, num_replicas: int = 1, rank: int = 0):
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.seed, self.epoch, self.num_replicas, self.rank = seed, 0, num_replicas, rank
+        self.per_rank = len(self.labels) // num_replicas
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def order(self) -> np.ndarray:
+        """This epoch's global order: ``(n,)`` indices, each once."""
+        rng = np.random.default_rng([self.seed, self.epoch, 13])
+        keys = np.zeros(len(self.labels))
+        for c in np.unique(self.labels):
+            members = rng.permutation(np.flatnonzero(self.labels == c))
+            keys[members] = (np.arange(len(members)) + rng.random()) / len(members)
+        return np.argsort(keys, kind="stable")
+
+    def __iter__(self):
+        idx = self.order()[: self.per_rank * self.num_replicas]
         return iter(idx[self.rank :: self.num_replicas].tolist())
 
     def __len__(self) -> int:
