@@ -70,6 +70,9 @@ def main(argv=None) -> int:
     ap.add_argument("--worst", type=int, default=5, help="how many of the worst batches to list")
     args = ap.parse_args(argv)
     fold = Path(args.fold)
+    missing = [n for n in ("config.json", "history.json", "labels.json", "split.json", "checkpoint.pt") if not (fold / n).is_file()]
+    if missing:
+        ap.error(f"{fold}: not a finished fold's run directory (missing {', '.join(missing)})")
     cfg = json.loads((fold / "config.json").read_text())
     fcfg, mcfg = from_dict(FeatureConfig, cfg["feature"]), from_dict(ModelConfig, cfg["model"])
     tcfg = from_dict(TrainConfig, cfg["train"])
