@@ -58,8 +58,11 @@ ROWS: List[Tuple[str, str, str, Dict[str, object]]] = [
     ("swa", "the weights of epochs 51-100 averaged (SWA) instead of the best validation epoch kept: row swa100 of budget.py",
      "default", {"select": "swa", "swa_start": 0.5}),
     ("ema0.8", "a moving average of the weights (decay 0.8 an epoch) validated, chosen and kept", "default", {"ema": 0.8}),
+    ("lr1e-3", "one-cycle peak lr 1e-3 instead of 2e-3: row lr1e-3 of budget.py", "default", {"lr": 1e-3}),
     ("stratified", "every batch holds the classes in the training set's proportions (each clip once an epoch)",
      "default", {"balance": "stratified"}),
+    ("voices2", "+ 2 virtual speakers per training speaker (pitch and formants +-3 semitones, tempo 0.9-1.1, one draw per "
+     "speaker and version; emospec.augment.voice_features)", "default", {"voice_copies": 2}),
     ("specaug", "+ SpecAugment (2 x <= 8 bands, 2 x <= 20 frames)", "default", AUG),
     ("dropout0.2", "dropout 0.2 (paper 0.5)", "default", {"model.dropout": 0.2}),
     ("stride2", "first conv stride 2 (keeps more frequency rows; 4x the conv1 output)", "default", {"model.first_stride": 2}),

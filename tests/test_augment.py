@@ -10,7 +10,18 @@ import pytest
 import torch
 
 from emospec import audio, features
-from emospec.augment import AUGMENT_VERSION, augment_wave, augmented_features, contrast_versions, standardised_versions
+from emospec.augment import (
+    AUGMENT_VERSION,
+    VOICE_SEMITONES,
+    VOICE_VERSION,
+    augment_wave,
+    augmented_features,
+    contrast_versions,
+    standardised_versions,
+    voice_features,
+    voice_shift,
+    voice_wave,
+)
 from emospec.checkpoint import load_model
 from emospec.config import FeatureConfig, TrainConfig
 from emospec.data.dataset import CropDataset
@@ -264,4 +275,58 @@ def test_train_on_trains_on_contrast_versions_and_says_so(ravdess_clips, tmp_pat
     neutral = normed[0][0].mean(-1)  # speaker a0's one neutral clip is its reference
     kept = [float((v[0].mean(-1) - neutral).norm() / (normed[3][0].mean(-1) - neutral).norm()) for v in handed[3]]
     assert all(0.5 - 1e-4 <= k <= 1.0 + 1e-4 for k in kept)
+    assert all(np.isfinite(h["train_loss"]) for h in trained.fit.history)
+
+
+def test_virtual_speakers_shift_every_clip_of_a_speaker_by_one_draw():
+    draws = {(spk, k): voice_shift(spk, k, seed=0) for spk in ("ravdess/01", "ravdess/02", "emovo/m1") for k in range(3)}
+    assert voice_shift("ravdess/01", 1, seed=0) == draws[("ravdess/01", 1)]  # stable: one draw per speaker and version
+    assert len(set(draws.values())) == len(draws)  # speakers and versions get their own voices
+    assert voice_shift("ravdess/01", 1, seed=1) != draws[("ravdess/01", 1)]
+    assert all(abs(st) <= VOICE_SEMITONES and 0.9 <= t <= 1.1 for st, t in draws.values())
+
+
+def test_voice_wave_moves_pitch_by_the_semitones_and_length_by_the_tempo():
+    sr = 16000
+    t = np.arange(sr) / sr
+    tone = (0.3 * np.sin(2 * np.pi * 440.0 * t)).astype(np.float32)
+
+    def peak_hz(x):
+        spec = np.abs(np.fft.rfft(x[2000:-2000] * np.hanning(len(x) - 4000)))
+        return float(np.fft.rfftfreq(len(x) - 4000, 1 / sr)[np.argmax(spec)])
+
+    up = voice_wave(tone, sr, 3.0, 1.0)
+    down = voice_wave(tone, sr, -3.0, 1.0)
+    assert abs(peak_hz(up) - 440.0 * 2 ** (3 / 12)) < 8.0  # 523 Hz
+    assert abs(peak_hz(down) - 440.0 * 2 ** (-3 / 12)) < 8.0  # 370 Hz
+    faster = voice_wave(tone, sr, 0.0, 1.1)
+    assert abs(len(faster) - sr / 1.1) < 0.01 * sr and abs(peak_hz(faster) - 440.0) < 8.0
+    assert all(o.dtype == np.float32 and np.abs(o).max() <= 1.0 for o in (up, down, faster))
+
+
+def test_voice_versions_of_real_clips_and_a_bad_clip(ravdess_clips, tmp_path, capsys):
+    cfg = FeatureConfig()
+    bad = tmp_path / "broken.wav"
+    bad.write_bytes(b"RIFF not audio")
+    paths = [str(ravdess_clips[0]), str(ravdess_clips[1]), str(bad)]
+    out = voice_features(paths, ["a", "a", "a"], 2, cfg, seed=0, progress=False)
+    assert out[2] == [] and [len(v) for v in out[:2]] == [2, 2]
+    assert "broken.wav" in capsys.readouterr().err
+    for path, versions in zip(paths[:2], out[:2]):
+        orig = features.extract(audio.load(path), cfg)
+        for k, v in enumerate(versions):
+            _, tempo = voice_shift("a", k, seed=0)
+            assert v.shape[:2] == orig.shape[:2] and torch.isfinite(v).all()
+            assert abs(v.shape[-1] - orig.shape[-1] / tempo) <= 3  # frames follow the speaker's tempo
+    with pytest.raises(ConfigError):
+        TrainConfig(voice_copies=-1)
+
+
+def test_train_on_trains_on_virtual_speakers_and_says_so(ravdess_clips, tmp_path):
+    rows, feats, y, classes = _eight_real_clips(ravdess_clips)
+    cfg = TrainConfig(epochs=2, batch_size=4, crop_s=0.5, val_fraction=0.0, select="last", voice_copies=1)
+    trained = train_on(rows, feats, y, classes, np.arange(8), tmp_path / "run", name="voices", speaker_independent=True,
+                       train_config=cfg, progress=False)
+    saved = load_model(tmp_path / "run")
+    assert saved.meta["voices"] == VOICE_VERSION and saved.meta["voice_copies"] == 1
     assert all(np.isfinite(h["train_loss"]) for h in trained.fit.history)

@@ -129,7 +129,8 @@ def test_paper_recipe_values():
         "schedule": "cosine", "warmup_epochs": 0, "plateau_patience": 5, "crop_s": 3.0, "class_weights": False,
         "label_smoothing": 0.0, "patience": 8, "val_fraction": 0.1, "select": "best", "swa_start": 0.5, "ema": 0.0, "seed": 0,
         "freq_masks": 0, "freq_mask_bins": 16, "time_masks": 0, "time_mask_frames": 30, "mixup_alpha": 0.0, "grad_clip": 5.0,
-        "device": "auto", "amp": "auto", "workers": 0, "balance": "none", "augment_copies": 0, "stats_copies": 0,
+        "device": "auto", "amp": "auto", "workers": 0, "balance": "none", "augment_copies": 0, "voice_copies": 0,
+        "stats_copies": 0,
         "population_copy": False, "contrast_copies": 0, "contrast_low": 0.25,  # no augmentation in the paper
         "precise_bn": 10,  # no BatchNorm in the paper's model: nothing to re-estimate
         "adversary": "none", "adversary_weight": 0.3}  # no domain classifier in the paper

@@ -13,12 +13,22 @@ so an epoch keeps its length and features are never recomputed.
 
 The chain is :func:`augmenter`; :data:`AUGMENT_VERSION` names it in saved
 configs. Version ``k`` of a clip depends only on ``(seed, clip index, k)``.
+
+:func:`voice_features` makes *virtual speakers* instead (speed-perturbation
+and vocal-tract-length augmentation in the spirit of Ko et al. 2015 and
+Jaitly & Hinton 2013): version ``k`` of every clip of one speaker is shifted
+by one pitch-and-formant factor and one tempo factor drawn for that
+``(speaker, k)`` (:data:`VOICE_SEMITONES`, :data:`VOICE_TEMPO`), so that a
+speaker's clips keep their emotions' pitch and rate *relative to each other*
+while the speaker's voice moves; standardised per speaker, each version is a
+new speaker to the model.
 """
 
 from __future__ import annotations
 
 import random
 import sys
+import zlib
 from typing import Dict, Hashable, List, Optional, Sequence
 
 import numpy as np
@@ -29,7 +39,8 @@ from .config import FeatureConfig
 from .errors import ConfigError, EmospecError
 from .features import extract
 
-__all__ = ["AUGMENT_VERSION", "augmenter", "augment_wave", "augmented_features", "standardised_versions", "contrast_versions"]
+__all__ = ["AUGMENT_VERSION", "VOICE_VERSION", "augmenter", "augment_wave", "augmented_features", "voice_shift", "voice_features",
+           "standardised_versions", "contrast_versions"]
 
 AUGMENT_VERSION = "wave-v1"
 """Name of the chain :func:`augmenter` builds (saved with ``TrainConfig.augment_copies``)."""
@@ -119,6 +130,72 @@ def _versions(path: str, i: int, copies: int, chain, cfg: FeatureConfig, seed: i
         return []
     return [extract(torch.from_numpy(augment_wave(wave, cfg.sample_rate_hz, _seed(seed, i, k), chain)), cfg).cpu()
             for k in range(copies)]
+
+
+VOICE_VERSION = "voice-v1"
+"""Name of :func:`voice_features`' perturbation (saved with ``TrainConfig.voice_copies``)."""
+VOICE_SEMITONES = 3.0
+"""Virtual speakers' pitch-and-formant shift is uniform in ± this many semitones (±19 % in frequency)."""
+VOICE_TEMPO = (0.9, 1.1)
+"""Virtual speakers' tempo factor range (1.1: 10 % faster)."""
+
+
+def voice_shift(speaker: str, k: int, seed: int = 0):
+    """Virtual speaker ``k`` of ``speaker``: ``(semitones, tempo)``, the same for every clip of that speaker.
+
+    Drawn uniformly from ±:data:`VOICE_SEMITONES` and :data:`VOICE_TEMPO`
+    with a generator seeded from ``(seed, crc32(speaker), k)`` (stable across
+    processes, unlike Python's salted ``hash``).
+    """
+    rng = np.random.default_rng([int(seed), zlib.crc32(str(speaker).encode()), int(k)])
+    return float(rng.uniform(-VOICE_SEMITONES, VOICE_SEMITONES)), float(rng.uniform(*VOICE_TEMPO))
+
+
+def voice_wave(wave: np.ndarray, sr: int, semitones: float, tempo: float) -> np.ndarray:
+    """``wave`` ``(samples,)`` float32 with pitch and formants shifted by ``semitones`` and played ``tempo`` times faster.
+
+    Both are ``audiomentations`` transforms run at a fixed value
+    (``PitchShift`` with the signalsmith stretcher, ``TimeStretch`` whose
+    output length follows the tempo). Returns float32 in [-1, 1].
+    """
+    import audiomentations as am
+
+    out = am.PitchShift(min_semitones=semitones, max_semitones=semitones, p=1.0)(
+        samples=np.ascontiguousarray(wave, dtype=np.float32), sample_rate=int(sr))
+    if abs(tempo - 1.0) > 1e-6:
+        out = am.TimeStretch(min_rate=tempo, max_rate=tempo, leave_length_unchanged=False, p=1.0)(
+            samples=np.ascontiguousarray(out, dtype=np.float32), sample_rate=int(sr))
+    return np.clip(np.nan_to_num(np.asarray(out, dtype=np.float32)), -1.0, 1.0)
+
+
+def voice_features(paths: Sequence[str], speakers: Sequence[str], copies: int, feature_config: FeatureConfig = FeatureConfig(),
+                   *, seed: int = 0, progress: bool = True) -> List[List[torch.Tensor]]:
+    """``copies`` virtual-speaker versions of each clip: ``out[i][k]`` ``(3, n_mels, frames)`` dB.
+
+    Version ``k`` of clip ``i`` is shifted by :func:`voice_shift` of
+    ``(speakers[i], k, seed)``. A clip that cannot be read gets no versions
+    and one line on stderr naming it; the others go on.
+    """
+    if copies < 0:
+        raise ConfigError(f"voice copies must be >= 0, got {copies}")
+    from tqdm.auto import tqdm
+
+    out: List[List[torch.Tensor]] = []
+    sr = feature_config.sample_rate_hz
+    for path, speaker in tqdm(list(zip(paths, speakers)), desc="voices", unit="clip", leave=False,
+                              disable=not progress or not copies):
+        if not copies:
+            out.append([])
+            continue
+        try:
+            wave = load_audio(path, sr=sr)
+        except EmospecError as e:
+            print(f"voices: skipped {e}", file=sys.stderr)
+            out.append([])
+            continue
+        out.append([extract(torch.from_numpy(voice_wave(wave, sr, *voice_shift(speaker, k, seed))), feature_config).cpu()
+                    for k in range(copies)])
+    return out
 
 
 def _seed(seed: int, i: int, k: int) -> int:

@@ -223,6 +223,11 @@ class TrainConfig:
     of every training clip are made once with ``audiomentations`` (level,
     noise, microphone EQ, room, tempo: :mod:`emospec.augment`) and drawn in
     place of the clip per epoch; 0 trains on the recordings as they are.
+    ``voice_copies`` more versions are virtual speakers: every clip of a
+    speaker shifted by one pitch-and-formant factor (±3 semitones) and one
+    tempo factor (0.9–1.1) per speaker and version
+    (:func:`emospec.augment.voice_features`), standardised as a speaker of
+    their own.
     ``stats_copies`` more versions standardise each clip with statistics of
     a random, emotion-skewed subset of its speaker's training clips
     (:func:`emospec.norm.skewed_subset_versions`), as a user's unbalanced
@@ -271,6 +276,7 @@ class TrainConfig:
     workers: int = 0
     balance: str = "none"  # "none", "corpus" or "stratified"
     augment_copies: int = 0
+    voice_copies: int = 0
     stats_copies: int = 0
     population_copy: bool = False
     contrast_copies: int = 0
@@ -311,8 +317,9 @@ class TrainConfig:
             raise ConfigError(f"TrainConfig.patience must be >= 1, got {self.patience}")
         if self.amp not in ("auto", "bf16", "fp16", "off", "bf16-round"):
             raise ConfigError(f"TrainConfig.amp must be 'auto', 'bf16', 'fp16', 'off' or 'bf16-round', got {self.amp!r}")
-        if self.augment_copies < 0 or self.stats_copies < 0:
-            raise ConfigError(f"TrainConfig.augment_copies and stats_copies must be >= 0, got {self.augment_copies}, "
+        if self.augment_copies < 0 or self.stats_copies < 0 or self.voice_copies < 0:
+            raise ConfigError(f"TrainConfig.augment_copies, voice_copies and stats_copies must be >= 0, got {self.augment_copies}, "
+                              f"{self.voice_copies}, "
                               f"{self.stats_copies}")
         if self.contrast_copies < 0 or not 0.0 <= self.contrast_low <= 1.0:
             raise ConfigError(f"TrainConfig.contrast_copies must be >= 0 and contrast_low in [0, 1], got "

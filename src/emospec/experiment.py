@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from . import distributed
-from .augment import AUGMENT_VERSION, augmented_features, contrast_versions, standardised_versions
+from .augment import AUGMENT_VERSION, VOICE_VERSION, augmented_features, contrast_versions, standardised_versions, voice_features
 from .bootstrap import bootstrap_ci
 from .calibration import calibration_summary, fit_temperature, fittable
 from .checkpoint import load_model, save_model
@@ -199,19 +199,25 @@ def unadapted_calibration(model, meta: Dict, val_feats: Sequence[torch.Tensor], 
 def _versions(rows, feats, normed, y, labels, fit_idx, norm: str, feature_config: FeatureConfig, train_config: TrainConfig,
               progress: bool) -> Optional[List[List[torch.Tensor]]]:
     """The training clips' altered versions (standardised like them), or None when the recipe asks for none:
-    ``augment_copies`` from the audio (:mod:`emospec.augment`), then ``stats_copies`` standardised with
+    ``augment_copies`` from the audio (:mod:`emospec.augment`), ``voice_copies`` virtual speakers
+    (:func:`emospec.augment.voice_features`), then ``stats_copies`` standardised with
     emotion-skewed subsets of their speaker's clips (:func:`emospec.norm.skewed_subset_versions`), then with
     ``population_copy`` one standardised with all training clips' statistics (:func:`emospec.norm.population_versions`),
     then ``contrast_copies`` of the standardised clips (``normed``) with their contrast to the speaker's *neutral*
     shrunk (:func:`emospec.augment.contrast_versions`; to the speaker's mean when ``labels`` has no neutral)."""
-    if not (train_config.augment_copies or train_config.stats_copies or train_config.population_copy
-            or train_config.contrast_copies):
+    if not (train_config.augment_copies or train_config.voice_copies or train_config.stats_copies
+            or train_config.population_copy or train_config.contrast_copies):
         return None
     fit_rows = [rows[i] for i in fit_idx]
     versions: List[List[torch.Tensor]] = [[] for _ in fit_idx]
     if train_config.augment_copies:
         raw = augmented_features([r.path for r in fit_rows], train_config.augment_copies, feature_config,
                                  seed=train_config.seed, progress=progress)
+        for mine, more in zip(versions, standardised_versions(fit_rows, raw, norm)):
+            mine += more
+    if train_config.voice_copies:
+        raw = voice_features([r.path for r in fit_rows], [f"{r.corpus}/{r.speaker}" for r in fit_rows],
+                             train_config.voice_copies, feature_config, seed=train_config.seed, progress=progress)
         for mine, more in zip(versions, standardised_versions(fit_rows, raw, norm)):
             mine += more
     if train_config.stats_copies:
@@ -234,6 +240,7 @@ def _versions(rows, feats, normed, y, labels, fit_idx, norm: str, feature_config
 def _augment_meta(train_config: TrainConfig) -> Dict[str, object]:
     """What the model's training clips were altered with (``augment``, ``stats_copies``); ``{}`` when nothing."""
     return {**({"augment": AUGMENT_VERSION} if train_config.augment_copies else {}),
+            **({"voices": VOICE_VERSION, "voice_copies": train_config.voice_copies} if train_config.voice_copies else {}),
             **({"stats_copies": train_config.stats_copies} if train_config.stats_copies else {}),
             **({"population_copy": True} if train_config.population_copy else {}),
             **({"contrast_copies": train_config.contrast_copies, "contrast_low": train_config.contrast_low}
