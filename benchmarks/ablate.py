@@ -16,12 +16,18 @@ UA(model) - UA(baseline). Rows are resumable: a finished fold is reused.
     python benchmarks/ablate.py --rows global-norm --corpora ravdess --folds 3,4  # a fold subset (0-based)
     python benchmarks/ablate.py --cross ROW          # RAVDESS <-> EMOVO, with and without adapted standardisation
     python benchmarks/ablate.py --cross ROW --norms speaker  # one standardisation only
+    python benchmarks/ablate.py --rows default,seed1,seed2 --corpora ravdess --ensemble  # + their average
 
 Output: ``runs/ablate/<row>/<corpus>/`` (``emospec evaluate`` run directories),
 ``runs/ablate/table.md`` and ``table.json``. A fold subset (``--folds``) writes
 ``metrics_folds-3-4.json`` and ``table_folds-3-4.*`` beside them; subsets of one row
 may run side by side (each trains only its own folds), and the row without
-``--folds`` then reuses every finished fold. The same row by hand::
+``--folds`` then reuses every finished fold. Every row tests on the folds of
+seed 0 (:data:`FOLD_SEED`), whatever its training seed, so rows ``seed1`` and
+``seed2`` retrain the default on the same folds; ``--ensemble`` averages the
+class probabilities of the rows given (each fold's ``predictions.csv``) and
+scores the average like a row (``runs/ablate/ensemble-<rows>/<corpus>.json``).
+The same row by hand::
 
     emospec evaluate --protocol speaker --corpus ravdess --recipe paper --set model.batch_norm=true
 """
@@ -34,6 +40,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
 
 FAST = {"class_weights": True, "crop_s": 2.0, "feature.n_mels": 64, "amp": "bf16", "schedule": "onecycle", "lr": 2e-3,
         "epochs": 30, "patience": 30}
@@ -61,6 +69,8 @@ ROWS: List[Tuple[str, str, str, Dict[str, object]]] = [
     ("lr1e-3", "one-cycle peak lr 1e-3 instead of 2e-3: row lr1e-3 of budget.py", "default", {"lr": 1e-3}),
     ("stratified", "every batch holds the classes in the training set's proportions (each clip once an epoch)",
      "default", {"balance": "stratified"}),
+    ("seed1", "the default, training seed 1 (the same folds)", "default", {"seed": 1}),
+    ("seed2", "the default, training seed 2 (the same folds)", "default", {"seed": 2}),
     ("voices2", "+ 2 virtual speakers per training speaker (pitch and formants +-3 semitones, tempo 0.9-1.1, one draw per "
      "speaker and version; emospec.augment.voice_features)", "default", {"voice_copies": 2}),
     ("specaug", "+ SpecAugment (2 x <= 8 bands, 2 x <= 20 frames)", "default", AUG),
@@ -84,6 +94,8 @@ ROWS: List[Tuple[str, str, str, Dict[str, object]]] = [
     ("bn+spk+floor@30", "first attempt: + per-speaker standardisation + 60 dB floor (the old default)", "paper", BN_SPK_FLOOR),
 ]
 CORPORA = {"ravdess": ("speaker", None), "emovo": ("loso", None)}
+FOLD_SEED = 0
+"""The seed that draws every row's folds (the default recipe's seed), whatever the row's training seed."""
 WITH_OTHER_CORPUS = {"+other-corpus"}
 """Rows whose folds also train on the other corpus of CORPORA (never tested on it)."""
 
@@ -130,7 +142,8 @@ def run_rows(rows, corpora, out: Path, data_root=None, folds: Optional[Sequence[
             data = _corpus(corpus, rec.features, data_root, out, memo)
             extra = [_corpus(c, rec.features, data_root, out, memo) for c in CORPORA if c != corpus] if name in WITH_OTHER_CORPUS else []
             res = run_protocol(data, protocol, d, folds=n_folds, feature_config=rec.features, train_config=rec.train,
-                               model_config=rec.model, progress=False, resume=True, plots=False, extra=extra, fold_subset=folds)
+                               model_config=rec.model, progress=False, resume=True, plots=False, extra=extra, fold_subset=folds,
+                               fold_seed=FOLD_SEED)
             summary = dict(res.summary, recipe_row=[name, base, over], description=desc,
                            fold_subset=sorted(set(folds)) if folds is not None else None)
             save_json(d / metrics_name(folds), summary)
@@ -173,6 +186,62 @@ def table(rows, corpora, out: Path, folds: Optional[Sequence[int]] = None) -> st
     (out / f"{stem}.md").write_text(text + "\n")
     (out / f"{stem}.json").write_text(json.dumps(records, indent=1))
     return text
+
+
+def fold_probs(run: Path) -> Dict[str, Tuple[str, str, np.ndarray]]:
+    """path -> (speaker, true label, class probabilities ``(n_classes,)``) over every fold of a finished row/corpus run,
+    from each fold's ``predictions.csv`` (columns ``p_<class>`` in ``labels.json`` order)."""
+    import csv
+
+    out: Dict[str, Tuple[str, str, np.ndarray]] = {}
+    for f in sorted(run.glob("*/predictions.csv")):
+        labels = json.loads((f.parent / "labels.json").read_text())
+        with f.open(newline="", encoding="utf-8") as fh:
+            for r in csv.DictReader(fh):
+                out[r["path"]] = (r["speaker"], r["true"], np.array([float(r[f"p_{c}"]) for c in labels]))
+    return out
+
+
+def ensemble(rows, corpus: str, out: Path) -> Dict:
+    """Average the class probabilities of ``rows`` (finished on ``corpus``, the same folds) and score the average:
+    UA with its 95 % CI, recall per class, and paired Δ against each member and against the first row's baseline."""
+    from emospec.bootstrap import bootstrap_ci, paired_bootstrap
+    from emospec.files import save_json
+    from emospec.metrics import report
+    from emospec.oof import read_oof
+
+    runs = [out / r[0] / corpus for r in rows]
+    for run, row in zip(runs, rows):
+        if not finished(run / "metrics.json", [row[0], row[2], row[3]]):
+            raise SystemExit(f"{run}: row {row[0]} has not finished on {corpus}; run it first (--rows {row[0]})")
+    labels = json.loads((runs[0] / "metrics.json").read_text())["labels"]
+    members = [fold_probs(r) for r in runs]
+    paths = sorted(members[0])
+    if any(sorted(m) != paths for m in members[1:]):
+        raise SystemExit(f"{corpus}: the rows did not test the same clips (different folds?)")
+    y = np.array([labels.index(members[0][p][1]) for p in paths])
+    probs = np.stack([np.stack([m[p][2] for p in paths]) for m in members])  # (members, clips, classes)
+    pred, each = probs.mean(0).argmax(1), probs.argmax(2)
+    base_of = {r["path"]: r["baseline"] for r in read_oof(runs[0])}
+    base = np.array([labels.index(base_of[p]) for p in paths])
+    rep = report(y, pred, labels)
+    res = {"rows": [r[0] for r in rows], "corpus": corpus, "n": len(paths), "ua": rep["ua"],
+           "ci": bootstrap_ci(y, pred, labels)["ua"], "recall": {c: rep["per_class"][c]["recall"] for c in labels},
+           "members_ua": [report(y, e, labels)["ua"] for e in each], "baseline_ua": report(y, base, labels)["ua"],
+           "paired_vs_baseline": paired_bootstrap(y, pred, base, labels),
+           "paired_vs_members": [paired_bootstrap(y, pred, e, labels) for e in each], "confusion": rep["confusion"]}
+    save_json(out / ("ensemble-" + "+".join(res["rows"])) / f"{corpus}.json", res)
+    return res
+
+
+def ensemble_text(res: Dict) -> str:
+    p = res["paired_vs_baseline"]
+    return (f"ensemble of {', '.join(res['rows'])} on {res['corpus']} ({res['n']} clips): UA {res['ua']:.3f} "
+            f"[{res['ci']['low']:.3f}, {res['ci']['high']:.3f}], recall "
+            + " / ".join(f"{c} {v:.2f}" for c, v in res["recall"].items())
+            + f"; members {', '.join(f'{u:.3f}' for u in res['members_ua'])}; vs members "
+            + ", ".join(f"{d['difference']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]" for d in res["paired_vs_members"])
+            + f"; baseline {res['baseline_ua']:.3f}, Δ {p['difference']:+.3f} [{p['low']:+.3f}, {p['high']:+.3f}]")
 
 
 DIRECTIONS = (("ravdess", "emovo"), ("emovo", "ravdess"))
@@ -229,6 +298,8 @@ def main(argv=None) -> int:
     ap.add_argument("--table", action="store_true", help="only print the table of finished rows")
     ap.add_argument("--cross", metavar="ROW", help="instead: cross-corpus RAVDESS <-> EMOVO with this row's recipe, "
                                                    "global / per-corpus / per-speaker standardisation")
+    ap.add_argument("--ensemble", action="store_true", help="after the rows: average their class probabilities "
+                                                                 "(the rows must share folds, e.g. default,seed1,seed2)")
     ap.add_argument("--norms", default=",".join(ADAPT), help=f"with --cross: the standardisations to run (default {','.join(ADAPT)})")
     args = ap.parse_args(argv)
     rows = select_rows(ap, args.rows, ROWS)
@@ -242,6 +313,11 @@ def main(argv=None) -> int:
     if not args.table:
         run_rows(rows, corpora, out, args.data, folds)
     print(table(rows if args.rows else ROWS, corpora, out, folds))
+    if args.ensemble:
+        if folds is not None or len(rows) < 2:
+            ap.error("--ensemble needs two or more --rows on all folds (no --folds)")
+        for c in corpora:
+            print(ensemble_text(ensemble(rows, c, out)))
     return 0
 
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
+import numpy as np
+import pytest
+
 import emospec.protocols
 from benchmark_scripts import load_benchmark
 
@@ -90,3 +93,58 @@ def _folds(subset) -> list:
     return [{"name": f"fold_{j + 1:02d}", "best_val_ua": 0.8,
              "convergence": {"best_epoch": 1, "epochs_run": 1, "final_train_loss": 0.1,
                              "train_recall_full": {"neutral": 1.0, "sad": 1.0}}} for j in (subset or range(6))]
+
+
+def _finished_row(out, row, probs, labels, truth, baseline=None):
+    """A finished ablate row on "ravdess": its summary, one fold's predictions.csv and labels.json (and oof)."""
+    name, _, base, over = row
+    d = out / name / "ravdess"
+    (d / "fold_01").mkdir(parents=True)
+    (d / "metrics.json").write_text(json.dumps({"recipe_row": [name, base, over], "labels": labels}))
+    (d / "fold_01" / "labels.json").write_text(json.dumps(labels))
+    lines = ["path,speaker,true,pred," + ",".join(f"p_{c}" for c in labels)]
+    lines += [f"/c{i}.wav,spk,{t},{labels[int(np.argmax(p))]}," + ",".join(f"{v:.4f}" for v in p)
+              for i, (t, p) in enumerate(zip(truth, probs))]
+    (d / "fold_01" / "predictions.csv").write_text("\n".join(lines) + "\n")
+    if baseline:
+        oof = ["path,corpus,speaker,fold,true,model,baseline"]
+        oof += [f"/c{i}.wav,ravdess,spk,fold_01,{t},,{b}" for i, (t, b) in enumerate(zip(truth, baseline))]
+        (d / "oof_predictions.csv").write_text("\n".join(oof) + "\n")
+
+
+def test_ensemble_averages_the_rows_probabilities_on_the_same_clips(tmp_path, monkeypatch):
+    ablate = load_benchmark("ablate")
+    rows = [r for n in ("default", "seed1", "seed2") for r in ablate.ROWS if r[0] == n]
+    labels, truth = ["neutral", "sad"], ["neutral", "neutral", "sad", "sad"]
+    members = [[(0.9, 0.1), (0.4, 0.6), (0.6, 0.4), (0.2, 0.8)],  # n s n s: UA 0.5
+               [(0.8, 0.2), (0.7, 0.3), (0.45, 0.55), (0.3, 0.7)],  # n n s s: UA 1.0
+               [(0.3, 0.7), (0.6, 0.4), (0.3, 0.7), (0.6, 0.4)]]  # s n s n: UA 0.5; the mean: n n s s
+    for j, (row, probs) in enumerate(zip(rows, members)):
+        _finished_row(tmp_path, row, probs, labels, truth, baseline=["neutral", "sad", "sad", "sad"] if j == 0 else None)
+    res = ablate.ensemble(rows, "ravdess", tmp_path)
+    assert res["ua"] == 1.0 and res["members_ua"] == [0.5, 1.0, 0.5] and res["baseline_ua"] == 0.75
+    assert res["recall"] == {"neutral": 1.0, "sad": 1.0} and res["paired_vs_baseline"]["difference"] == 0.25
+    assert [d["difference"] for d in res["paired_vs_members"]] == [0.5, 0.0, 0.5]
+    saved = json.loads((tmp_path / "ensemble-default+seed1+seed2" / "ravdess.json").read_text())
+    assert saved["ua"] == 1.0 and "UA 1.000" in ablate.ensemble_text(res)
+
+    (tmp_path / "seed2" / "ravdess" / "fold_01" / "predictions.csv").write_text("path,speaker,true,pred,p_neutral,p_sad\n")
+    with pytest.raises(SystemExit, match="did not test the same clips"):
+        ablate.ensemble(rows, "ravdess", tmp_path)
+    with pytest.raises(SystemExit, match="has not finished"):
+        ablate.ensemble([rows[0], next(r for r in ablate.ROWS if r[0] == "voices2")], "ravdess", tmp_path)
+
+
+def test_every_row_tests_on_the_folds_of_seed_0_whatever_its_training_seed(tmp_path, monkeypatch):
+    ablate = load_benchmark("ablate")
+    seen = []
+
+    def fake_run_protocol(data, protocol, out, train_config=None, fold_seed=None, **kw):
+        seen.append((train_config.seed, fold_seed))
+        out.mkdir(parents=True, exist_ok=True)
+        return SimpleNamespace(summary=_summary(0.7, 6))
+
+    monkeypatch.setattr(emospec.protocols, "run_protocol", fake_run_protocol)
+    monkeypatch.setattr(ablate, "_corpus", lambda *a, **k: None)
+    ablate.run_rows([r for r in ablate.ROWS if r[0] in ("default", "seed2")], ["ravdess"], tmp_path)
+    assert seen == [(0, 0), (2, 0)] and ablate.FOLD_SEED == 0

@@ -156,6 +156,26 @@ def test_train_and_evaluate_hold_out_the_same_speakers(cv_run, subsets, tmp_path
 
 
 @pytest.mark.slow
+def test_fold_seed_keeps_the_folds_while_the_training_seed_changes(cv_run, subsets, tmp_path):
+    """``--fold-seed 0 --seed 5``: the folds of seed 0 (cv_run's, fold by fold), a model trained with seed 5."""
+    out, _ = cv_run
+    m0 = json.loads((out / "metrics.json").read_text())
+    other = tmp_path / "seed5"
+    r = run_cli("-q", "evaluate", "--protocol", "speaker", "--corpus", "ravdess", "--root", str(subsets / "ravdess"),
+                "--folds", "3", "--epochs", "1", "--seed", "5", "--fold-seed", "0", "--baseline", "none", "--no-plots",
+                "--out", str(other))
+    assert r.returncode == 0, r.stderr.decode()[-3000:]
+    m5 = json.loads((other / "metrics.json").read_text())
+    assert (m0["fold_seed"], m5["fold_seed"], m5["train_config"]["seed"]) == (0, 0, 5)
+    assert [(f["name"], f["test_speakers"]) for f in m5["folds"]] == [(f["name"], f["test_speakers"]) for f in m0["folds"]]
+    drawn = make_folds("speaker", _rows(6), folds=3, seed=5)  # seed 5 alone deals the speakers otherwise
+    assert [sorted({_rows(6)[i].speaker for i in f.test}) for f in drawn] != [
+        sorted({_rows(6)[i].speaker for i in f.test}) for f in make_folds("speaker", _rows(6), folds=3, seed=0)]
+    r = run_cli("-q", "evaluate", "--protocol", "loso", "--corpus", "emovo", "--fold-seed", "1", "--root", str(tmp_path))
+    assert r.returncode == 1 and "--fold-seed goes with --protocol speaker or paper" in r.stderr.decode()
+
+
+@pytest.mark.slow
 def test_cv_pooled_metrics_match_predictions(cv_run):
     out, text = cv_run
     m = json.loads((out / "metrics.json").read_text())

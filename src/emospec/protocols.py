@@ -331,7 +331,7 @@ def run_protocol(
     model_config: Optional[ModelConfig] = None, baseline: Optional[BaselineConfig] = BaselineConfig(),
     n_resamples: int = 1000, cluster: bool = False,
     progress: bool = True, resume: bool = False, plots: bool = True, extra: Sequence[CorpusData] = (),
-    fold_subset: Optional[Sequence[int]] = None, workers: Optional[int] = None,
+    fold_subset: Optional[Sequence[int]] = None, workers: Optional[int] = None, fold_seed: Optional[int] = None,
 ) -> EvalResult:
     """Train and test every fold of ``protocol`` on ``data``; write and return the pooled evaluation.
 
@@ -347,6 +347,10 @@ def run_protocol(
     1-thread trainings on a 2-core CPU, one at a time on CUDA or under
     torchrun; :func:`emospec.parallel.parallel_workers`). Results do not
     depend on it beyond floating-point summation order (threads per training).
+    ``fold_seed`` draws the folds (None: ``train_config.seed``, as ``emospec
+    evaluate --seed`` does), so that runs with other training seeds can test
+    on the same folds and be paired or averaged (``benchmarks/ablate.py
+    --ensemble``).
     """
     from .protocol_report import protocol_figures, protocol_text
 
@@ -356,7 +360,8 @@ def run_protocol(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     labels = [c for c in CLASSES4 if any(r.label4 == c for r in data.rows)]
-    fold_list = make_folds(protocol, data.rows, folds=folds, seed=train_config.seed)
+    fold_seed = train_config.seed if fold_seed is None else fold_seed
+    fold_list = make_folds(protocol, data.rows, folds=folds, seed=fold_seed)
     if fold_subset is not None:
         fold_list = [fold_list[j] for j in sorted(set(fold_subset))]
     main = data
@@ -374,7 +379,7 @@ def run_protocol(
         "kind": "protocol", "corpus": main.name, "protocol": protocol, "labels": labels, "n_clips": len(main.rows),
         "n_speakers": len({r.speaker for r in main.rows}), "counts": {c: int(n) for c, n in Counter(r.label4 for r in main.rows).items()},
         "extra_train": {d.name: len(d.rows) for d in extra},
-        "n_folds": len(fold_list), "folds_at_once": workers, "n_tested": int(tested.size),
+        "n_folds": len(fold_list), "fold_seed": fold_seed, "folds_at_once": workers, "n_tested": int(tested.size),
         **summarise(tested, y, preds, labels, speakers, n_resamples=n_resamples, seed=train_config.seed, cluster=cluster),
         "folds": _fold_table(records, y, fold_list, labels, preds),
         "calibration": pooled_calibration(fold_list, records, y),

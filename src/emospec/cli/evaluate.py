@@ -47,6 +47,8 @@ def add_evaluate(sub) -> None:
     p.add_argument("--out", help="run directory (default runs/eval-<protocol>-<corpus> or runs/eval-<train>-to-<tests>)")
     p.add_argument("--map", help="extra label mapping, e.g. calm=neutral")
     add_recipe_options(p, seed_help="seed for folds, training and bootstrap (default: the recipe's)")
+    p.add_argument("--fold-seed", type=int, help="seed for the folds only (default: --seed), so that runs with other "
+                   "training seeds test on the same folds; --protocol speaker, paper")
     p.add_argument("--device", help="auto, cpu, cuda...")
     p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
     p.add_argument("--bootstrap-unit", choices=["item", "speaker"], default="item", help="resample clips (default) or whole speakers")
@@ -112,6 +114,8 @@ def _cmd_evaluate(args) -> int:
         raise ConfigError("--protocol loco: give each corpus as --corpus NAME[:ROOT]; --root, --extra-train and --folds do not apply")
     if args.jobs is not None and (args.protocol in (None, "loco") or args.jobs < 1):
         raise ConfigError("--jobs N (N >= 1) goes with --protocol speaker, loso or paper: the folds trained at once")
+    if args.fold_seed is not None and args.protocol not in ("speaker", "paper"):
+        raise ConfigError("--fold-seed goes with --protocol speaker or paper (the protocols whose folds a seed draws)")
     if args.extra_train and not args.protocol:
         raise ConfigError("--extra-train goes with --protocol (cross-corpus runs train on --train only)")
     from ..baseline import BaselineConfig
@@ -136,7 +140,7 @@ def _cmd_evaluate(args) -> int:
         _set_names(args.extra_train, "--extra-train")
         extra = [_eval_corpus(e, args, cache=cache, features=rec.features) for e in args.extra_train]
         res = run_protocol(_eval_corpus(spec, args, cache=cache, features=rec.features), args.protocol, out, folds=args.folds,
-                           extra=extra, workers=args.jobs, **opts)
+                           extra=extra, workers=args.jobs, fold_seed=args.fold_seed, **opts)
     else:
         tests = _set_names(args.test_corpora, "--test")
         trains = _set_names(args.train_corpus, "--train")
