@@ -149,9 +149,11 @@ def test_load_pt_with_onnx_backend_exports_in_memory(random_model_path, real_wav
         emospec.load(random_model_path, backend="tflite")
 
 
-def test_stats_pool_model_exports_and_matches_torch(real_waves, tmp_path):
-    """A model with ``pool="stats"`` (mean and std over each clip's own time positions) exports with dynamic
-    axes, and onnxruntime on ragged batches gives what torch gives each clip alone."""
+@pytest.mark.parametrize("change", [{"pool": "stats"}, {"width": 0.5}], ids=["stats-pool", "width0.5"])
+def test_stats_pool_and_slim_models_export_and_match_torch(real_waves, tmp_path, change):
+    """A model with ``pool="stats"`` (mean and std over each clip's own time positions), or with every conv at
+    half its channels (``width=0.5``), exports with dynamic axes, and onnxruntime on ragged batches gives what
+    torch gives each clip alone (and the saved model reloads at its own width)."""
     import torch
 
     from emospec.checkpoint import save_model
@@ -160,13 +162,14 @@ def test_stats_pool_model_exports_and_matches_torch(real_waves, tmp_path):
 
     default = RECIPES["default"]
     torch.manual_seed(0)
-    model = EmoAlexNet(config=replace(default.model_for(len(LABELS4)), pool="stats")).eval()
+    model = EmoAlexNet(config=replace(default.model_for(len(LABELS4)), **change)).eval()
     with torch.no_grad():  # scaled so that random weights give clips different, unsaturated probabilities
         model.classifier[1].weight.mul_(30.0)
         model.classifier[4].weight.mul_(40.0)
-    path = tmp_path / "stats.pt"
+    path = tmp_path / "changed.pt"
     save_model(path, model, default.features, LABELS4, {"note": "random weights for tests"}, half=False)
-    out = tmp_path / "stats.onnx"
+    assert emospec.load(path, device="cpu").model.config == model.config
+    out = tmp_path / "changed.onnx"
     assert export_onnx(path, out)["parity"]["max_abs_diff_probs"] < 1e-4
     res = check_parity(path, out, real_waves)
     assert res["n_clips"] == len(real_waves) and res["max_abs_diff_probs"] < 1e-4

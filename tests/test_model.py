@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 
 from emospec.errors import CheckpointError, ConfigError
-from emospec.model import MIN_SIZE, ChannelLRN, EmoAlexNet, final_rows, infer, load_imagenet_weights, stats_pool
+from emospec.model import MIN_SIZE, ChannelLRN, EmoAlexNet, conv_channels, final_rows, infer, load_imagenet_weights, stats_pool
 from emospec.recipe import RECIPES
 
 PAPER = RECIPES["paper"].model_for(4)
@@ -220,3 +220,26 @@ def test_stats_pool_sees_where_a_pattern_is_not_and_grid_does():
 def test_pool_must_be_known():
     with pytest.raises(ConfigError, match="pool"):
         replace(PAPER, pool="max")
+
+
+@pytest.mark.parametrize("pool", ["grid", "stats"])
+def test_width_scales_every_conv_and_the_head_and_keeps_the_keys(pool):
+    full = EmoAlexNet(config=replace(RECIPES["default"].model_for(4), pool=pool))
+    half = EmoAlexNet(config=replace(RECIPES["default"].model_for(4), pool=pool, width=0.5)).eval()
+    convs = [mod for mod in half.features if isinstance(mod, nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [32, 96, 192, 128, 128] == list(conv_channels(half.config))
+    assert [c.in_channels for c in convs] == [3, 32, 96, 192, 128]
+    assert half.classifier[1].in_features == (128 * 36 if pool == "grid" else 2 * 128 * 1)
+    assert list(half.state_dict()) == list(full.state_dict())  # same layers, same names: checkpoints and ONNX as before
+    conv_half, conv_full = (sum(p.numel() for p in m.features.parameters()) for m in (half, full))
+    assert 0.24 < conv_half / conv_full < 0.26, (conv_half, conv_full)  # channels in and out both halve: a quarter
+    for frames in (30, 200, 1000):
+        assert half(torch.randn(2, 3, 64, frames)).shape == (2, 4) and half.embed(torch.randn(1, 3, 64, frames)).shape == (1, 256)
+    assert conv_channels(replace(PAPER, width=1.0)) == (64, 192, 384, 256, 256)
+    assert conv_channels(replace(PAPER, width=0.01)) == (1, 2, 4, 3, 3)
+
+
+def test_width_must_be_positive():
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ConfigError, match="width"):
+            replace(PAPER, width=bad)

@@ -20,7 +20,8 @@ inserted under the extra name ``features.lrn``)::
     classifier.0 Dropout   classifier.1 Linear(9216, 256) = FC6, the embedding   classifier.2 ReLU
     classifier.3 Dropout   classifier.4 Linear(256, n_classes) = FC8  (FC7 removed)
 
-That is the paper's stack (``RECIPES["paper"]``, ``batch_norm=False``). With
+That is the paper's stack (``RECIPES["paper"]``, ``batch_norm=False``, ``width=1``); ``ModelConfig.width``
+scales every conv's channels (:func:`conv_channels`; 0.5: 32, 96, 192, 128, 128, about a quarter of the FLOPs). With
 ``ModelConfig.batch_norm`` (the default) a BatchNorm2d ``features.bnN``
 follows each conv ``features.N``; the conv keys stay the same.
 """
@@ -40,7 +41,7 @@ import torch.nn.functional as F
 from .config import ModelConfig
 from .errors import CheckpointError
 
-__all__ = ["EmoAlexNet", "ChannelLRN", "MIN_SIZE", "load_imagenet_weights", "recalibrate_batchnorm", "batchnorm_layers",
+__all__ = ["EmoAlexNet", "ChannelLRN", "MIN_SIZE", "conv_channels", "load_imagenet_weights", "recalibrate_batchnorm", "batchnorm_layers",
            "final_rows", "stats_pool"]
 
 log = logging.getLogger(__name__)
@@ -108,16 +109,23 @@ class ChannelLRN(nn.LocalResponseNorm):
         return _LRNFunction.apply(x, self.size, self.alpha, self.beta, self.k)
 
 
+def conv_channels(cfg: ModelConfig) -> Tuple[int, int, int, int, int]:
+    """Output channels of conv1..conv5: AlexNet's (64, 192, 384, 256, 256) times ``cfg.width``, rounded, at least 1."""
+    c1, c2, c3, c4, c5 = (max(1, int(round(c * cfg.width))) for c in (64, 192, 384, 256, 256))
+    return c1, c2, c3, c4, c5
+
+
 def _features(cfg: ModelConfig) -> nn.Sequential:
+    c1, c2, c3, c4, c5 = conv_channels(cfg)
     layers: "OrderedDict[str, nn.Module]" = OrderedDict()
-    layers["0"] = nn.Conv2d(cfg.in_channels, 64, kernel_size=11, stride=cfg.first_stride, padding=2)
+    layers["0"] = nn.Conv2d(cfg.in_channels, c1, kernel_size=11, stride=cfg.first_stride, padding=2)
     if cfg.batch_norm:
-        layers["bn0"] = nn.BatchNorm2d(64)
+        layers["bn0"] = nn.BatchNorm2d(c1)
     layers["1"] = nn.ReLU(inplace=True)
     if cfg.lrn:
         layers["lrn"] = ChannelLRN(size=5, alpha=1e-4, beta=0.75, k=2.0)
     layers["2"] = nn.MaxPool2d(kernel_size=3, stride=2)
-    specs = [("3", 64, 192, 5, 2), ("6", 192, 384, 3, 1), ("8", 384, 256, 3, 1), ("10", 256, 256, 3, 1)]
+    specs = [("3", c1, c2, 5, 2), ("6", c2, c3, 3, 1), ("8", c3, c4, 3, 1), ("10", c4, c5, 3, 1)]
     for name, i, o, k, p in specs:
         idx = int(name)
         layers[name] = nn.Conv2d(i, o, kernel_size=k, padding=p)
@@ -193,7 +201,8 @@ class EmoAlexNet(nn.Module):
         self.config = cfg
         self.features = _features(cfg)
         self.avgpool = nn.AdaptiveAvgPool2d((6, 6))  # pool="grid" only
-        head_in = 256 * 6 * 6 if cfg.pool == "grid" else 2 * 256 * final_rows(cfg)
+        c5 = conv_channels(cfg)[-1]
+        head_in = c5 * 6 * 6 if cfg.pool == "grid" else 2 * c5 * final_rows(cfg)
         self.classifier = nn.Sequential(
             OrderedDict(
                 [
@@ -241,7 +250,7 @@ class EmoAlexNet(nn.Module):
 
     # ----------------------------------------------------------------- forward
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """``(batch, 3, n_mels, frames)`` dB -> conv maps ``(batch, 256, h, w)``."""
+        """``(batch, 3, n_mels, frames)`` dB -> conv maps ``(batch, c5, h, w)`` (c5 = 256 at ``width`` 1)."""
         return self.features(self.normalize(x))
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
