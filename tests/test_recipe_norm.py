@@ -123,7 +123,7 @@ def test_paper_recipe_values():
         "top_db": None, "relative_to_peak": False}  # absolute dB (ref=1.0), as the paper's
     assert dataclasses.asdict(p.model) == {
         "n_classes": 4, "embed_dim": 256, "dropout": 0.5, "lrn": True, "batch_norm": False, "first_stride": 4,
-        "in_channels": 3, "n_mels": 128, "norm": "global", "pool": "grid"}  # torchvision's 6 x 6 grid into FC6
+        "in_channels": 3, "n_mels": 128, "norm": "global", "pool": "grid", "width": 1.0}  # 6 x 6 grid into FC6, AlexNet's channels
     assert dataclasses.asdict(p.train) == {
         "epochs": 30, "batch_size": 32, "lr": 1e-3, "weight_decay": 1e-4, "optimizer": "adamw", "momentum": 0.9,
         "schedule": "cosine", "warmup_epochs": 0, "plateau_patience": 5, "crop_s": 3.0, "class_weights": False,
