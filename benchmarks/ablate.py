@@ -78,6 +78,8 @@ ROWS: List[Tuple[str, str, str, Dict[str, object]]] = [
     ("stride2", "first conv stride 2 (keeps more frequency rows; 4x the conv1 output)", "default", {"model.first_stride": 2}),
     ("width0.5", "every conv at half its channels (32, 96, 192, 128, 128; model.width=0.5): a quarter of the conv FLOPs",
      "default", {"model.width": 0.5}),
+    ("width0.5-seed1", "width0.5 with training seed 1 (the same folds)", "default", {"model.width": 0.5, "seed": 1}),
+    ("width0.5-seed2", "width0.5 with training seed 2 (the same folds)", "default", {"model.width": 0.5, "seed": 2}),
     ("width0.375", "every conv at 3/8 of its channels (24, 72, 144, 96, 96; model.width=0.375)", "default",
      {"model.width": 0.375}),
     ("stats-pool", "mean and std over time into FC6 instead of the 6 x 6 grid (model.pool=stats)", "default",
