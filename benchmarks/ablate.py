@@ -76,8 +76,10 @@ ROWS: List[Tuple[str, str, str, Dict[str, object]]] = [
     ("specaug", "+ SpecAugment (2 x <= 8 bands, 2 x <= 20 frames)", "default", AUG),
     ("dropout0.2", "dropout 0.2 (paper 0.5)", "default", {"model.dropout": 0.2}),
     ("stride2", "first conv stride 2 (keeps more frequency rows; 4x the conv1 output)", "default", {"model.first_stride": 2}),
-    ("width0.5", "every conv at half its channels (32, 96, 192, 128, 128; model.width=0.5): a quarter of the conv FLOPs",
-     "default", {"model.width": 0.5}),
+    ("width0.5", "every conv at half its channels (32, 96, 192, 128, 128; model.width=0.5): a quarter of the conv FLOPs "
+     "(the default since session 31)", "default", {"model.width": 0.5}),
+    ("width1", "every conv at AlexNet's channels (64, 192, 384, 256, 256; model.width=1): the default until session 31",
+     "default", {"model.width": 1.0}),
     ("width0.5-seed1", "width0.5 with training seed 1 (the same folds)", "default", {"model.width": 0.5, "seed": 1}),
     ("width0.5-seed2", "width0.5 with training seed 2 (the same folds)", "default", {"model.width": 0.5, "seed": 2}),
     ("width0.375", "every conv at 3/8 of its channels (24, 72, 144, 96, 96; model.width=0.375)", "default",

@@ -194,6 +194,32 @@ def bench_lrn(batch: int, repeat: int) -> List[Row]:
                 extra={"timing": t[k].summary()}) for k in layers]
 
 
+def bench_width(batch: int, repeat: int) -> List[Row]:
+    """A training step of the default recipe's model (2 s crops, 64 bands) at AlexNet's channels (``width=1``) against
+    the default's width, in alternating rounds: what ``ModelConfig.width`` saves on this machine."""
+    from dataclasses import replace
+
+    default = RECIPES["default"].model_for(4)
+    names = {"width 1 (AlexNet's channels)": 1.0, f"width {default.width:g} (the default)": default.width}
+    steps: Dict[str, Callable[[], None]] = {}
+    for name, width in names.items():
+        torch.manual_seed(0)
+        model = EmoAlexNet(config=replace(default, width=width)).train()
+        opt = torch.optim.AdamW(model.parameters(), 1e-3)
+        x, y = torch.randn(batch, 3, 64, 201) * 10 - 40, torch.randint(0, 4, (batch,))
+
+        def step(model=model, opt=opt, x=x, y=y) -> None:
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(model(x), y).backward()
+            opt.step()
+        steps[name] = step
+    t = interleaved(steps, repeat=repeat, warmup=1)
+    ref = next(iter(names))
+    return [Row("training", f"step, batch {batch}, 2 s crops, {k}", t[k].median_s * 1e3, "ms", "" if k == ref else ref,
+                None if k == ref else paired_ratio(t[ref], t[k]), "ModelConfig.width", extra={"timing": t[k].summary()})
+            for k in names]
+
+
 def _train_steps(steps: int, threads: int, start_at: float) -> Tuple[float, float]:
     """``steps`` training steps of the default recipe's model (batch 32 of 2 s crops at 64 bands) on ``threads``
     threads, started at wall-clock ``start_at`` (so that processes started together run together); (start, end)."""

@@ -224,7 +224,7 @@ def test_pool_must_be_known():
 
 @pytest.mark.parametrize("pool", ["grid", "stats"])
 def test_width_scales_every_conv_and_the_head_and_keeps_the_keys(pool):
-    full = EmoAlexNet(config=replace(RECIPES["default"].model_for(4), pool=pool))
+    full = EmoAlexNet(config=replace(RECIPES["default"].model_for(4), pool=pool, width=1.0))
     half = EmoAlexNet(config=replace(RECIPES["default"].model_for(4), pool=pool, width=0.5)).eval()
     convs = [mod for mod in half.features if isinstance(mod, nn.Conv2d)]
     assert [c.out_channels for c in convs] == [32, 96, 192, 128, 128] == list(conv_channels(half.config))
@@ -243,3 +243,37 @@ def test_width_must_be_positive():
     for bad in (0.0, -1.0, float("nan")):
         with pytest.raises(ConfigError, match="width"):
             replace(PAPER, width=bad)
+
+
+def test_a_checkpoint_saved_before_width_existed_loads_at_alexnets_full_width(tmp_path):
+    """Models saved before ``ModelConfig.width`` (the bundled one among them) were trained at AlexNet's channels: their
+    description has no ``width``, and they must rebuild at 1.0 with their weights, not at today's default of 0.5."""
+    from emospec.checkpoint import load_model, load_state, save_model, save_state
+    from emospec.config import FeatureConfig, saved_model_config
+
+    assert RECIPES["default"].model.width == 0.5  # the default differs, or this test would prove nothing
+    torch.manual_seed(0)
+    full = EmoAlexNet(config=replace(RECIPES["default"].model_for(4), width=1.0)).eval()
+    path = tmp_path / "old.pt"
+    save_model(path, full, FeatureConfig(), ["neutral", "happy", "angry", "sad"], {"note": "test"}, half=False)
+    obj = load_state(path)
+    del obj["model_config"]["width"]
+    save_state(path, obj)
+    loaded = load_model(path).model
+    assert loaded.config.width == 1.0 and conv_channels(loaded.config)[0] == 64
+    x = torch.randn(1, 3, 64, 150)
+    assert torch.allclose(loaded(x), full(x), atol=1e-5)
+    assert saved_model_config({"n_mels": 64}).width == 1.0 and saved_model_config({"width": 0.5}).width == 0.5
+
+
+def test_make_bench_times_a_training_step_at_alexnets_width_against_the_defaults():
+    """``make bench``'s width rows: both models really train (finite times, in ms) and the default's row carries the
+    paired ratio against width 1. No speed is asserted: that is measured by ``make bench``, not by tests."""
+    import math
+
+    from benchmark_scripts import load_benchmark
+
+    rows = load_benchmark("bench_model").bench_width(batch=2, repeat=1)
+    assert [r.case.split(", ")[-1] for r in rows] == ["width 1 (AlexNet's channels)", "width 0.5 (the default)"]
+    assert all(r.unit == "ms" and math.isfinite(r.value) and r.value > 0 for r in rows)
+    assert rows[0].ratio is None and rows[1].ref == rows[0].case.split(", ")[-1] and rows[1].ratio and rows[1].ratio > 0

@@ -106,8 +106,8 @@ def test_default_recipe_values():
     f, m, t = dataclasses.asdict(d.features), dataclasses.asdict(d.model), dataclasses.asdict(d.train)
     assert (f["n_mels"], f["top_db"], f["sample_rate_hz"], f["win_ms"], f["hop_ms"], f["n_fft"], f["delta_width"],
             f["relative_to_peak"]) == (64, 60.0, 16000, 25.0, 10.0, 512, 5, False)
-    assert (m["n_mels"], m["lrn"], m["batch_norm"], m["norm"], m["first_stride"], m["embed_dim"], m["dropout"]) == (
-        64, True, True, "speaker", 4, 256, 0.5)
+    assert (m["n_mels"], m["lrn"], m["batch_norm"], m["norm"], m["first_stride"], m["embed_dim"], m["dropout"], m["width"]) == (
+        64, True, True, "speaker", 4, 256, 0.5, 0.5)  # half of AlexNet's conv channels (session 31)
     assert (t["epochs"], t["patience"], t["optimizer"], t["lr"], t["weight_decay"], t["schedule"], t["crop_s"],
             t["class_weights"], t["amp"], t["batch_size"], t["select"], t["val_fraction"]) == (
         100, 100, "adamw", 2e-3, 1e-4, "onecycle", 2.0, True, "bf16", 32, "best", 0.1)
@@ -270,12 +270,13 @@ def _load_bench(name):
 
 
 def test_default_recipe_is_the_first_attempts_best_row_at_the_budget_the_study_chose():
-    """README: default = ablation row bn+spk+floor@30 (the old default) + the budget row budget.CHOSEN."""
+    """README: default = ablation row bn+spk+floor@30 (the old default) + the budget row budget.CHOSEN + half of
+    AlexNet's channels (ablation row width0.5, session 31)."""
     ablate, budget = _load_bench("ablate"), _load_bench("budget")
     rows = {name: (base, over) for name, _, base, over in ablate.ROWS}
     chosen = {name: over for name, _, over in budget.ROWS}[budget.CHOSEN]
     base, over = rows["bn+spk+floor@30"]
-    row = recipe_from(base, {**over, **chosen})
+    row = recipe_from(base, {**over, **chosen, **rows["width0.5"][1]})
     default = RECIPES["default"]
     assert (row.features, row.model, row.train) == (default.features, default.model, default.train)
     assert recipe_from("default", chosen).train == default.train  # the chosen budget is what the default trains with

@@ -18,7 +18,7 @@ from typing import Any, Dict, List
 
 import torch
 
-from .config import FeatureConfig, ModelConfig, from_dict, to_dict
+from .config import FeatureConfig, from_dict, saved_model_config, to_dict
 from .errors import CheckpointError, ConfigError
 from .files import atomic_write_bytes
 from .model import EmoAlexNet
@@ -122,7 +122,7 @@ def load_model(path: str | os.PathLike, *, device: str | torch.device = "cpu") -
         )
     try:
         fcfg = from_dict(FeatureConfig, obj["feature_config"], source=str(p))
-        mcfg = from_dict(ModelConfig, obj["model_config"], source=str(p))
+        mcfg = saved_model_config(obj["model_config"], source=str(p))
         labels = [str(x) for x in obj["labels"]]
     except (KeyError, ConfigError) as e:
         raise CheckpointError(f"{p}: incompatible model description ({e})") from e
