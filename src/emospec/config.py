@@ -140,8 +140,9 @@ class ModelConfig:
     whatever the clip's length. ``width`` multiplies every conv's output
     channels (AlexNet's 64, 192, 384, 256, 256; 1 is the paper's), the
     conv FLOPs roughly by its square. The default 0.5 (32, 96, 192, 128,
-    128) trains about three times faster on a CPU than 1 and was as
-    accurate in- and cross-corpus (README, session 31; see
+    128) trains about three times faster on a CPU than 1, as accurately
+    in-corpus and 0.02-0.03 UA lower cross-corpus on average, inside the
+    seed-to-seed spread (README, session 31; see
     :func:`emospec.model.conv_channels`).
     """
 

@@ -17,8 +17,8 @@ Named recipes (:data:`RECIPES`):
   trained to convergence, at the budget that ``benchmarks/budget.py`` chose
   on validation speakers (row ``e100``): 64 mel bands floored 60 dB below
   each clip's peak, per-speaker standardisation, BatchNorm, half of
-  AlexNet's conv channels (``width=0.5``, three times faster on a CPU and
-  as accurate, session 31), class weights,
+  AlexNet's conv channels (``width=0.5``, three times faster on a CPU,
+  as accurate in-corpus, session 31), class weights,
   2 s crops, AdamW one-cycle (peak lr 2e-3) for 100 epochs keeping the best
   validation epoch, bf16 autocast, and BatchNorm statistics re-estimated in
   float32 on 10 batches of each epoch's crops before validation
