@@ -76,7 +76,11 @@ def test_named_recipes():
     # BatchNorm averages of training (what the shipped model was trained and measured with), nothing else
     assert robust.train == dataclasses.replace(default.train, stats_copies=2, precise_bn=0) and default.train.stats_copies == 0
     assert default.train.precise_bn == 10
-    assert (robust.features, robust.model) == (default.features, default.model)
+    # and AlexNet's full channels, the width the bundled model was trained at before the default halved them (session 31)
+    assert (robust.features, robust.model) == (default.features, dataclasses.replace(default.model, width=1.0))
+    assert default.model.width == 0.5
+    import emospec
+    assert emospec.load(device="cpu").model.config.width == robust.model.width  # the recipe still describes the shipped model
     assert RECIPES["demo"].train.epochs <= RECIPES["default"].train.epochs
     m = RECIPES["default"].model_for(3)
     assert (m.n_classes, m.n_mels) == (3, RECIPES["default"].features.n_mels)
