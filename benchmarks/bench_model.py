@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from _common import Row, interleaved, paired_ratio, skipped, time_calls
+from emospec.device import conv_memory_format
 from emospec.model import EmoAlexNet
 from emospec.recipe import RECIPES
 
@@ -194,17 +195,13 @@ def bench_lrn(batch: int, repeat: int) -> List[Row]:
                 extra={"timing": t[k].summary()}) for k in layers]
 
 
-def bench_width(batch: int, repeat: int) -> List[Row]:
-    """A training step of the default recipe's model (2 s crops, 64 bands) at AlexNet's channels (``width=1``) against
-    the default's width, in alternating rounds: what ``ModelConfig.width`` saves on this machine."""
-    from dataclasses import replace
-
-    default = RECIPES["default"].model_for(4)
-    names = {"width 1 (AlexNet's channels)": 1.0, f"width {default.width:g} (the default)": default.width}
+def _paired_steps(models: Dict[str, Callable[[], EmoAlexNet]], batch: int, repeat: int, source: str) -> List[Row]:
+    """A training step (batch of 2 s crops at 64 bands, AdamW) of each model, in alternating rounds; the first is the
+    reference the others' paired ratios are against. Each model is built after ``torch.manual_seed(0)``."""
     steps: Dict[str, Callable[[], None]] = {}
-    for name, width in names.items():
+    for name, make in models.items():
         torch.manual_seed(0)
-        model = EmoAlexNet(config=replace(default, width=width)).train()
+        model = make().train()
         opt = torch.optim.AdamW(model.parameters(), 1e-3)
         x, y = torch.randn(batch, 3, 64, 201) * 10 - 40, torch.randint(0, 4, (batch,))
 
@@ -214,10 +211,31 @@ def bench_width(batch: int, repeat: int) -> List[Row]:
             opt.step()
         steps[name] = step
     t = interleaved(steps, repeat=repeat, warmup=1)
-    ref = next(iter(names))
+    ref = next(iter(models))
     return [Row("training", f"step, batch {batch}, 2 s crops, {k}", t[k].median_s * 1e3, "ms", "" if k == ref else ref,
-                None if k == ref else paired_ratio(t[ref], t[k]), "ModelConfig.width", extra={"timing": t[k].summary()})
-            for k in names]
+                None if k == ref else paired_ratio(t[ref], t[k]), source, extra={"timing": t[k].summary()})
+            for k in models]
+
+
+def bench_width(batch: int, repeat: int) -> List[Row]:
+    """A training step of the default recipe's model (2 s crops, 64 bands) at AlexNet's channels (``width=1``) against
+    the default's width, in alternating rounds: what ``ModelConfig.width`` saves on this machine."""
+    from dataclasses import replace
+
+    default = RECIPES["default"].model_for(4)
+    return _paired_steps({"width 1 (AlexNet's channels)": lambda: EmoAlexNet(config=replace(default, width=1.0)),
+                          f"width {default.width:g} (the default)": lambda: EmoAlexNet(config=default)},
+                         batch, repeat, "ModelConfig.width")
+
+
+def bench_layout(batch: int, repeat: int) -> List[Row]:
+    """A training step of the default recipe's model (2 s crops, 64 bands) with its conv weights in torch's default
+    layout against the layout training uses on this device (:func:`emospec.device.conv_memory_format`: channels-last
+    on CPU), in alternating rounds."""
+    config = RECIPES["default"].model_for(4)
+    formats = {"default layout": torch.contiguous_format, "training's layout": conv_memory_format(torch.device("cpu"))}
+    return _paired_steps({f"{k} ({str(v).replace('torch.', '')})": (lambda v=v: EmoAlexNet(config=config).to(memory_format=v))
+                          for k, v in formats.items()}, batch, repeat, "emospec.device.conv_memory_format")
 
 
 def _train_steps(steps: int, threads: int, start_at: float) -> Tuple[float, float]:

@@ -109,6 +109,7 @@ def main(argv=None) -> int:
         peak, label = bm.conv_peak(repeat=3 if q else 7)
         rows += bm.bench_training(batch=16 if q else 32, repeat=3 if q else 7, peak_gflops=peak, peak_label=label)
         rows += bm.bench_width(batch=16 if q else 32, repeat=3 if q else 7)
+        rows += bm.bench_layout(batch=16 if q else 32, repeat=3 if q else 7)
         rows += bm.bench_side_by_side(steps=8 if q else 20, cores=os.cpu_count() or 1)
     if "predict" in wanted:
         log("predict (fresh process per backend)")

@@ -95,3 +95,39 @@ def test_bf16_round_trains_in_float32_kernels_and_says_so_in_the_model(tmp_path)
     assert torch.load(tmp_path / "bf16-round" / "model.pt", weights_only=False)["meta"]["autocast"] == "bf16-round"
     assert all(v.dtype == torch.float32 for v in runs["bf16-round"].model.state_dict().values()
                if v.is_floating_point())  # the weights stay float32
+
+
+def test_training_builds_its_model_channels_last_on_cpu_with_the_default_layouts_numbers():
+    """On CPU ``build`` puts every 4-D conv weight in channels-last (oneDNN's fast layout, ``make bench``), leaves the
+    rest alone, and the model computes what the same weights in torch's default layout compute (forward and gradients,
+    up to the order of float32 sums); a checkpoint's weights load into a default-layout model unchanged."""
+    import numpy as np
+
+    from emospec import distributed
+    from emospec.config import FeatureConfig
+    from emospec.device import conv_memory_format
+    from emospec.epoch import build
+
+    assert conv_memory_format(torch.device("cpu")) == torch.channels_last
+    assert conv_memory_format(torch.device("cuda")) == torch.contiguous_format
+    torch.manual_seed(0)
+    feats = [torch.randn(3, 64, 120) * 10 - 40 for _ in range(8)]
+    ctx = distributed.DistContext(0, 0, 1, torch.device("cpu"), "none", created=False)
+    p = build(feats, np.repeat([0, 1], 4), 2, ctx, feature_config=FeatureConfig(n_mels=64),
+              mcfg=ModelConfig(n_classes=2, n_mels=64), tcfg=TrainConfig(batch_size=4, epochs=1), train_groups=None)
+    convs = [m.weight for m in p.model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 5 and all(w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous() for w in convs)
+    plain = EmoAlexNet(config=p.model.config)
+    plain.load_state_dict(p.model.state_dict())
+    assert all(m.weight.is_contiguous() for m in plain.modules() if isinstance(m, torch.nn.Conv2d))
+    x, y = torch.stack(feats[:4]), torch.tensor([0, 0, 1, 1])
+    grads = []
+    for model in (p.model, plain):
+        model.train().zero_grad()
+        torch.manual_seed(1)  # the same dropout masks
+        logits = model(x)
+        F.cross_entropy(logits, y).backward()
+        grads.append((logits.detach(), torch.cat([q.grad.flatten() for q in model.parameters()])))
+    (l_cl, g_cl), (l_plain, g_plain) = grads
+    assert torch.allclose(l_cl, l_plain, atol=1e-4, rtol=1e-4)
+    assert torch.allclose(g_cl, g_plain, atol=1e-5, rtol=1e-3) and float(g_plain.abs().max()) > 1e-3

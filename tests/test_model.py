@@ -277,3 +277,16 @@ def test_make_bench_times_a_training_step_at_alexnets_width_against_the_defaults
     assert [r.case.split(", ")[-1] for r in rows] == ["width 1 (AlexNet's channels)", "width 0.5 (the default)"]
     assert all(r.unit == "ms" and math.isfinite(r.value) and r.value > 0 for r in rows)
     assert rows[0].ratio is None and rows[1].ref == rows[0].case.split(", ")[-1] and rows[1].ratio and rows[1].ratio > 0
+
+
+def test_make_bench_times_a_training_step_in_the_default_layout_against_trainings():
+    """``make bench``'s layout rows: both layouts really train (finite times, in ms), the second row is channels-last
+    (training's layout on CPU) and carries the paired ratio against the first. No speed is asserted here."""
+    import math
+
+    from benchmark_scripts import load_benchmark
+
+    rows = load_benchmark("bench_model").bench_layout(batch=2, repeat=1)
+    assert [r.case.split(", ")[-1] for r in rows] == ["default layout (contiguous_format)", "training's layout (channels_last)"]
+    assert all(r.unit == "ms" and math.isfinite(r.value) and r.value > 0 for r in rows)
+    assert rows[0].ratio is None and rows[1].ref == "default layout (contiguous_format)" and rows[1].ratio and rows[1].ratio > 0

@@ -28,7 +28,7 @@ from torch.utils.data.distributed import DistributedSampler
 from . import distributed
 from .config import FeatureConfig, ModelConfig, TrainConfig
 from .data.dataset import CropDataset, GroupBalancedSampler, StratifiedSampler, feature_stats
-from .device import BF16Rounding, amp_dtype, seed_everything
+from .device import BF16Rounding, amp_dtype, conv_memory_format, seed_everything
 from .errors import ConfigError
 from .model import EmoAlexNet, batchnorm_layers, recalibrate_batchnorm
 
@@ -194,7 +194,8 @@ def build(train_feats, train_y, n_classes: int, ctx: distributed.DistContext, *,
     model = EmoAlexNet(config=mcfg)
     mean, std = feature_stats(train_feats)
     model.set_normalization(mean, std)
-    model.to(device)
+    # channels-last conv weights on CPU (faster steps); Module.to documents memory_format, torch's overloads omit it
+    model.to(device, memory_format=conv_memory_format(device))  # type: ignore[call-overload]
     adversary = None
     if domain is not None:
         with torch.random.fork_rng(devices=[]):  # its initial weights draw from their own stream: dropout masks stay as without it
