@@ -71,6 +71,10 @@ ROWS: List[Tuple[str, str, str, Dict[str, object]]] = [
      "default", {"balance": "stratified"}),
     ("seed1", "the default, training seed 1 (the same folds)", "default", {"seed": 1}),
     ("seed2", "the default, training seed 2 (the same folds)", "default", {"seed": 2}),
+    ("fit0.9", "keep the best validation epoch among those fitting their training crops (training-set UA >= 0.9)",
+     "default", {"select_min_train_ua": 0.9}),
+    ("fit0.9-seed1", "fit0.9 with training seed 1 (the same folds)", "default", {"select_min_train_ua": 0.9, "seed": 1}),
+    ("fit0.9-seed2", "fit0.9 with training seed 2 (the same folds)", "default", {"select_min_train_ua": 0.9, "seed": 2}),
     ("voices2", "+ 2 virtual speakers per training speaker (pitch and formants +-3 semitones, tempo 0.9-1.1, one draw per "
      "speaker and version; emospec.augment.voice_features)", "default", {"voice_copies": 2}),
     ("specaug", "+ SpecAugment (2 x <= 8 bands, 2 x <= 20 frames)", "default", AUG),

@@ -131,7 +131,8 @@ def test_paper_recipe_values():
     assert dataclasses.asdict(p.train) == {
         "epochs": 30, "batch_size": 32, "lr": 1e-3, "weight_decay": 1e-4, "optimizer": "adamw", "momentum": 0.9,
         "schedule": "cosine", "warmup_epochs": 0, "plateau_patience": 5, "crop_s": 3.0, "class_weights": False,
-        "label_smoothing": 0.0, "patience": 8, "val_fraction": 0.1, "select": "best", "swa_start": 0.5, "ema": 0.0, "seed": 0,
+        "label_smoothing": 0.0, "patience": 8, "val_fraction": 0.1, "select": "best", "select_min_train_ua": 0.0,
+        "swa_start": 0.5, "ema": 0.0, "seed": 0,
         "freq_masks": 0, "freq_mask_bins": 16, "time_masks": 0, "time_mask_frames": 30, "mixup_alpha": 0.0, "grad_clip": 5.0,
         "device": "auto", "amp": "auto", "workers": 0, "balance": "none", "augment_copies": 0, "voice_copies": 0,
         "stats_copies": 0,

@@ -18,7 +18,7 @@ from emospec import audio, features
 from emospec.checkpoint import load_model
 from emospec.config import FeatureConfig, TrainConfig
 from emospec.convergence import format_convergence
-from emospec.errors import DataError
+from emospec.errors import ConfigError, DataError
 from emospec.recipe import RECIPES
 from emospec.train import fit
 
@@ -280,6 +280,57 @@ def test_select_last_keeps_the_final_epoch_not_the_best_validation_one(real_feat
     assert all(torch.equal(final[k], res.model.state_dict()[k].cpu()) for k in weights)
     assert float(kept["temperature"]) == pytest.approx(res.calibration["temperature"]) and float(final["temperature"]) == 1.0
     assert load_model(tmp_path / "last").meta["select"] == "last"
+
+
+def test_selection_key_puts_every_epoch_that_fits_its_crops_before_every_one_that_does_not():
+    from emospec.train import selection_key
+
+    early, late, late_better = {"train_ua": 0.6, "val_ua": 0.8}, {"train_ua": 0.95, "val_ua": 0.7}, {"train_ua": 0.9, "val_ua": 0.75}
+    assert selection_key(early, 0.0) > selection_key(late, 0.0)  # the default: validation UA alone
+    assert selection_key(late, 0.9) > selection_key(early, 0.9)  # fit first, then validation UA
+    assert selection_key(late_better, 0.9) > selection_key(late, 0.9) and selection_key(early, 0.9)[0] == 0
+    assert selection_key({"train_ua": float("nan"), "val_ua": 0.5}, 0.9)[0] == 0
+    with pytest.raises(ConfigError, match="select_min_train_ua"):
+        TrainConfig(select_min_train_ua=1.5)
+
+
+def test_select_min_train_ua_keeps_the_best_validation_epoch_among_those_that_fit_their_crops(real_feats, tmp_path):
+    """The same training (same seed: the same epochs) twice: kept by validation UA alone (an early epoch here), then
+    only among the epochs whose training-set UA on crops reached the run's highest; the kept model file is that epoch's."""
+    import math
+
+    from emospec.train import selection_key
+
+    feats, y, classes = real_feats
+    cfg = TrainConfig(epochs=12, batch_size=4, crop_s=2.0, lr=5e-3, seed=2, patience=100)
+    plain = fit(feats, y, feats[4:], y[4:], classes, tmp_path / "plain", train_config=cfg, progress=False)
+    train_ua = [h["train_ua"] for h in plain.history]
+    cut = max(train_ua)
+    fitted = fit(feats, y, feats[4:], y[4:], classes, tmp_path / "fit", progress=False,
+                 train_config=replace(cfg, select_min_train_ua=cut))
+    assert [h["train_ua"] for h in fitted.history] == train_ua  # the selection rule does not change training
+    val = [h["val_ua"] for h in plain.history]
+    assert plain.best_epoch == val.index(max(val)) and train_ua[plain.best_epoch] < cut  # validation alone keeps an unfit epoch
+    keys = [selection_key(h, cut) for h in fitted.history]
+    assert fitted.best_epoch == keys.index(max(keys)) and fitted.history[fitted.best_epoch]["train_ua"] >= cut
+    assert fitted.best_val_ua == fitted.history[fitted.best_epoch]["val_ua"] and math.isfinite(fitted.best_val_ua)
+    assert load_model(tmp_path / "fit").meta["best_epoch"] == fitted.best_epoch
+
+
+def test_a_run_keeping_fit_epochs_only_resumes_to_the_same_kept_epoch(real_feats, tmp_path, monkeypatch):
+    """Killed while its best epoch so far is one that does not fit its crops, the run resumes knowing that."""
+    feats, y, classes = real_feats
+    cfg = TrainConfig(epochs=12, batch_size=4, crop_s=2.0, lr=5e-3, seed=2, patience=100)
+    plain = fit(feats, y, feats[4:], y[4:], classes, tmp_path / "plain", train_config=cfg, progress=False)
+    cfg = replace(cfg, select_min_train_ua=max(h["train_ua"] for h in plain.history))
+    ref = fit(feats, y, feats[4:], y[4:], classes, tmp_path / "ref", train_config=cfg, progress=False)
+    kill = plain.best_epoch + 1  # right after the checkpoint of the epoch validation alone would keep (not fit)
+    assert kill < ref.best_epoch
+    with _killed_after_checkpoint(monkeypatch, kill + 1):
+        fit(feats, y, feats[4:], y[4:], classes, tmp_path / "part", train_config=cfg, progress=False)
+    res = fit(feats, y, feats[4:], y[4:], classes, tmp_path / "part", train_config=cfg, progress=False, resume=True)
+    assert [h["val_ua"] for h in res.history] == [h["val_ua"] for h in ref.history]
+    assert res.best_epoch == ref.best_epoch and load_model(tmp_path / "part").meta["best_epoch"] == ref.best_epoch
 
 
 def test_select_last_trains_on_every_clip_without_validation(real_feats, tmp_path):

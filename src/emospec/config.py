@@ -202,7 +202,9 @@ class TrainConfig:
     are padded with the normalised mean, i.e. zeros); evaluation uses the full
     clip. Early stopping watches validation unweighted accuracy (UA).
     ``select`` is the model kept: ``"best"``, the epoch of the best
-    validation UA, ``"last"``, the final epoch, or ``"swa"``, the average of
+    validation UA (with ``select_min_train_ua`` > 0 among the epochs whose
+    training-set UA on their crops reached it, once one has:
+    :func:`emospec.train.selection_key`), ``"last"``, the final epoch, or ``"swa"``, the average of
     the weights of every epoch from ``swa_start`` (a fraction of ``epochs``)
     to the last (stochastic weight averaging, Izmailov et al., 2018, through
     ``torch.optim.swa_utils.AveragedModel``), its BatchNorm statistics
@@ -272,6 +274,7 @@ class TrainConfig:
     patience: int = 100
     val_fraction: float = 0.1
     select: str = "best"  # "best" (validation UA), "last" or "swa"
+    select_min_train_ua: float = 0.0  # with "best": only epochs fitting their crops this well count, once any does
     swa_start: float = 0.5
     ema: float = 0.0  # per-epoch decay of a moving average of the weights (0: none)
     seed: int = 0
@@ -319,6 +322,8 @@ class TrainConfig:
         if not 0.0 <= self.val_fraction < 0.5 or (self.val_fraction == 0.0 and self.select == "best"):
             raise ConfigError(f"TrainConfig.val_fraction must be in (0, 0.5) ([0, 0.5) with select='last' or 'swa'), "
                               f"got {self.val_fraction}")
+        if not 0.0 <= self.select_min_train_ua <= 1.0:
+            raise ConfigError(f"TrainConfig.select_min_train_ua must be in [0, 1] (a training-set UA), got {self.select_min_train_ua}")
         if not 0.0 <= self.swa_start < 1.0:
             raise ConfigError(f"TrainConfig.swa_start must be in [0, 1) (a fraction of the epochs), got {self.swa_start}")
         if not 0.0 <= self.ema < 1.0 or (self.ema > 0.0 and self.select == "swa"):

@@ -48,7 +48,7 @@ from .metrics import unweighted_accuracy, weighted_accuracy
 from .model import EmoAlexNet, infer
 from .versions import environment
 
-__all__ = ["FitResult", "fit", "convergence"]
+__all__ = ["FitResult", "fit", "convergence", "selection_key"]
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +173,19 @@ def fit(
         distributed.cleanup(ctx)
 
 
+def selection_key(rec: Dict, min_train_ua: float) -> Tuple[int, float]:
+    """How ``select="best"`` ranks an epoch's history record: (fit, validation UA), compared as a tuple.
+
+    ``fit`` is 1 when the epoch's training-set UA on its crops (``rec["train_ua"]``)
+    reaches ``min_train_ua``, else 0: any epoch that fits its training clips
+    that well beats every epoch that does not, and the validation UA decides
+    within each group. With ``min_train_ua`` 0 every epoch has fit 1 and the
+    validation UA alone decides (the default). NaN counts as not fit.
+    """
+    train_ua = float(rec.get("train_ua", float("nan")))
+    return (1 if train_ua >= min_train_ua or min_train_ua <= 0 else 0), float(rec["val_ua"])
+
+
 SWA_BN_BATCHES = 10
 """Batches that re-estimate the averaged model's BatchNorm statistics when ``TrainConfig.precise_bn`` is 0."""
 
@@ -271,7 +284,7 @@ def _fit(train_feats, train_y, val_feats, val_y, labels: List[str], run_dir: Pat
         model_meta["adversary_domains"] = p.domains
 
     history: List[Dict] = []
-    start_epoch, best_ua, best_epoch, bad_epochs, kept_ua = 0, -1.0, -1, 0, float("nan")
+    start_epoch, best_fit, best_ua, best_epoch, bad_epochs, kept_ua = 0, 0, -1.0, -1, 0, float("nan")
     best_state: Dict[str, torch.Tensor] = {}
     swa = torch.optim.swa_utils.AveragedModel(model) if tcfg.select == "swa" else None
     swa_from = int(tcfg.swa_start * tcfg.epochs)  # the first epoch (0-based) whose weights join the average
@@ -284,6 +297,7 @@ def _fit(train_feats, train_y, val_feats, val_y, labels: List[str], run_dir: Pat
         if ema is not None:
             ema.load_state_dict(ck["ema"])
         start_epoch, best_ua, best_epoch, bad_epochs = ck["epoch"] + 1, ck["best_ua"], ck["best_epoch"], ck["bad_epochs"]
+        best_fit = int(ck.get("best_fit", 1))
         kept_ua = ck.get("kept_ua", best_ua)
         history = list(ck["history"])
         log.info("resuming %s at epoch %d (best UA %.3f at epoch %d)", run_dir, start_epoch, best_ua, best_epoch)
@@ -303,8 +317,9 @@ def _fit(train_feats, train_y, val_feats, val_y, labels: List[str], run_dir: Pat
         val_ua = rec["val_ua"]
         if tcfg.schedule == "plateau" and len(val_feats):
             p.sched.step(val_ua)  # type: ignore[attr-defined]
-        improved = val_ua > best_ua or not len(val_feats)
-        best_ua, bad_epochs = (val_ua, 0) if improved else (best_ua, bad_epochs + 1)
+        key = selection_key(rec, tcfg.select_min_train_ua)
+        improved = key > (best_fit, best_ua) or not len(val_feats)
+        (best_fit, best_ua), bad_epochs = (key, 0) if improved else ((best_fit, best_ua), bad_epochs + 1)
         stop = bad_epochs >= tcfg.patience
         if tcfg.select == "best" and improved:
             best_epoch, kept_ua = epoch, val_ua
@@ -329,7 +344,8 @@ def _fit(train_feats, train_y, val_feats, val_y, labels: List[str], run_dir: Pat
                 "config": cfg_dict, "model": model.state_dict(), "optimizer": p.opt.state_dict(),
                 "scheduler": p.sched.state_dict(), "scaler": p.scaler.state_dict() if p.scaler is not None else None,  # type: ignore[attr-defined]
                 "rng_torch": torch.get_rng_state(), "rng_aug": p.aug_gen.get_state(), "epoch": epoch,
-                "best_ua": best_ua, "best_epoch": best_epoch, "kept_ua": kept_ua, "bad_epochs": bad_epochs, "history": history,
+                "best_ua": best_ua, "best_fit": best_fit,
+                "best_epoch": best_epoch, "kept_ua": kept_ua, "bad_epochs": bad_epochs, "history": history,
                 "swa": swa.state_dict() if swa is not None else None, "ema": ema.state_dict() if ema is not None else None,
                 "adversary": p.adversary.state_dict() if p.adversary is not None else None,
             })
