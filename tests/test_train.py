@@ -283,7 +283,7 @@ def test_select_last_keeps_the_final_epoch_not_the_best_validation_one(real_feat
 
 
 def test_selection_key_puts_every_epoch_that_fits_its_crops_before_every_one_that_does_not():
-    from emospec.train import selection_key
+    from emospec.convergence import selection_key
 
     early, late, late_better = {"train_ua": 0.6, "val_ua": 0.8}, {"train_ua": 0.95, "val_ua": 0.7}, {"train_ua": 0.9, "val_ua": 0.75}
     assert selection_key(early, 0.0) > selection_key(late, 0.0)  # the default: validation UA alone
@@ -299,7 +299,7 @@ def test_select_min_train_ua_keeps_the_best_validation_epoch_among_those_that_fi
     only among the epochs whose training-set UA on crops reached the run's highest; the kept model file is that epoch's."""
     import math
 
-    from emospec.train import selection_key
+    from emospec.convergence import selection_key
 
     feats, y, classes = real_feats
     cfg = TrainConfig(epochs=12, batch_size=4, crop_s=2.0, lr=5e-3, seed=2, patience=100)
@@ -315,6 +315,7 @@ def test_select_min_train_ua_keeps_the_best_validation_epoch_among_those_that_fi
     assert fitted.best_epoch == keys.index(max(keys)) and fitted.history[fitted.best_epoch]["train_ua"] >= cut
     assert fitted.best_val_ua == fitted.history[fitted.best_epoch]["val_ua"] and math.isfinite(fitted.best_val_ua)
     assert load_model(tmp_path / "fit").meta["best_epoch"] == fitted.best_epoch
+    assert fitted.convergence["kept_epoch"] == fitted.best_epoch + 1 and plain.convergence["kept_epoch"] == plain.best_epoch + 1
 
 
 def test_a_run_keeping_fit_epochs_only_resumes_to_the_same_kept_epoch(real_feats, tmp_path, monkeypatch):

@@ -10,11 +10,12 @@ validation UA was still rising.
 
 from __future__ import annotations
 
-from typing import Dict, Mapping, Optional, Sequence
+from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-__all__ = ["LOW_TRAIN_UA", "LOW_CLASS_RECALL", "FINAL_LOSS_EPOCHS", "final_train_loss", "convergence", "format_convergence"]
+__all__ = ["LOW_TRAIN_UA", "LOW_CLASS_RECALL", "FINAL_LOSS_EPOCHS", "final_train_loss", "convergence", "format_convergence",
+           "selection_key"]
 
 LOW_TRAIN_UA = 0.9
 """Below this training-set UA (full clips, best model) :func:`convergence` says the model has not fit its data."""
@@ -34,9 +35,22 @@ def final_train_loss(history: Sequence[Dict]) -> float:
     return float(np.median([h["train_loss"] for h in history][-FINAL_LOSS_EPOCHS:]))
 
 
+def selection_key(rec: Dict, min_train_ua: float) -> Tuple[int, float]:
+    """How ``select="best"`` ranks an epoch's history record: (fit, validation UA), compared as a tuple.
+
+    ``fit`` is 1 when the epoch's training-set UA on its crops (``rec["train_ua"]``)
+    reaches ``min_train_ua``, else 0: any epoch that fits its training clips
+    that well beats every epoch that does not, and the validation UA decides
+    within each group. With ``min_train_ua`` 0 every epoch has fit 1 and the
+    validation UA alone decides (the default). NaN counts as not fit.
+    """
+    train_ua = float(rec.get("train_ua", float("nan")))
+    return (1 if train_ua >= min_train_ua or min_train_ua <= 0 else 0), float(rec["val_ua"])
+
+
 def convergence(history: Sequence[Dict], *, epochs: int, patience: int, labels: Sequence[str],
                 train_recall_full: Optional[Sequence[float]] = None, train_loss_full: Optional[float] = None,
-                select: str = "best") -> Dict:
+                select: str = "best", min_train_ua: float = 0.0) -> Dict:
     """Did training converge? Measured facts and plain-language warnings.
 
     Parameters
@@ -56,6 +70,9 @@ def convergence(history: Sequence[Dict], *, epochs: int, patience: int, labels: 
         Which model was kept (:attr:`~emospec.config.TrainConfig.select`):
         the best validation epoch's, the last one's, or the average of the
         weights from the epochs whose records hold ``swa_val_ua`` to the last.
+    min_train_ua
+        :attr:`~emospec.config.TrainConfig.select_min_train_ua`: with ``select="best"`` the kept epoch is the
+        best by :func:`selection_key` (validation UA among the epochs that fit their crops this well).
 
     Returns
     -------
@@ -76,6 +93,9 @@ def convergence(history: Sequence[Dict], *, epochs: int, patience: int, labels: 
     val = np.array([h.get("val_ua", float("nan")) for h in history], dtype=float)
     has_val = bool(np.isfinite(val).any())
     best = int(np.nanargmax(val)) + 1 if has_val else len(history)
+    if has_val and min_train_ua > 0:
+        keys = [selection_key(h, min_train_ua) for h in history]
+        best = keys.index(max(keys)) + 1
     run = len(history)
     early = run < epochs
     losses = np.array([h["train_loss"] for h in history], dtype=float)

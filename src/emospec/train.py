@@ -40,7 +40,7 @@ from . import distributed
 from .calibration import calibration_summary, fit_temperature, fittable
 from .checkpoint import load_model, load_state, save_model, save_state
 from .config import FeatureConfig, ModelConfig, TrainConfig, to_dict
-from .convergence import convergence
+from .convergence import convergence, selection_key
 from .epoch import Parts, build, precise_bn, train_one_epoch
 from .errors import CheckpointError, ConfigError, DataError
 from .files import save_json
@@ -48,7 +48,7 @@ from .metrics import unweighted_accuracy, weighted_accuracy
 from .model import EmoAlexNet, infer
 from .versions import environment
 
-__all__ = ["FitResult", "fit", "convergence", "selection_key"]
+__all__ = ["FitResult", "fit", "convergence"]
 
 log = logging.getLogger(__name__)
 
@@ -171,19 +171,6 @@ def fit(
                     train_groups=train_groups, train_versions=train_versions, train_speakers=train_speakers)
     finally:
         distributed.cleanup(ctx)
-
-
-def selection_key(rec: Dict, min_train_ua: float) -> Tuple[int, float]:
-    """How ``select="best"`` ranks an epoch's history record: (fit, validation UA), compared as a tuple.
-
-    ``fit`` is 1 when the epoch's training-set UA on its crops (``rec["train_ua"]``)
-    reaches ``min_train_ua``, else 0: any epoch that fits its training clips
-    that well beats every epoch that does not, and the validation UA decides
-    within each group. With ``min_train_ua`` 0 every epoch has fit 1 and the
-    validation UA alone decides (the default). NaN counts as not fit.
-    """
-    train_ua = float(rec.get("train_ua", float("nan")))
-    return (1 if train_ua >= min_train_ua or min_train_ua <= 0 else 0), float(rec["val_ua"])
 
 
 SWA_BN_BATCHES = 10
@@ -364,7 +351,7 @@ def _fit(train_feats, train_y, val_feats, val_y, labels: List[str], run_dir: Pat
         save_model(run_dir / "model.pt", best, feature_config, labels, {**kept_file.meta, "calibration": calib})
     recall_full, loss_full = _full_clip_fit(best, train_feats, train_y, len(labels), ctx, seed=tcfg.seed)
     conv = convergence(history, epochs=tcfg.epochs, patience=tcfg.patience, labels=labels, select=tcfg.select,
-                       train_recall_full=recall_full, train_loss_full=loss_full)
+                       train_recall_full=recall_full, train_loss_full=loss_full, min_train_ua=tcfg.select_min_train_ua)
     if main:
         save_json(run_dir / "convergence.json", conv)
     for w in conv["warnings"]:
