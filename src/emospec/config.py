@@ -204,7 +204,7 @@ class TrainConfig:
     ``select`` is the model kept: ``"best"``, the epoch of the best
     validation UA (with ``select_min_train_ua`` > 0 among the epochs whose
     training-set UA on their crops reached it, once one has:
-    :func:`emospec.train.selection_key`), ``"last"``, the final epoch, or ``"swa"``, the average of
+    :func:`emospec.convergence.selection_key`), ``"last"``, the final epoch, or ``"swa"``, the average of
     the weights of every epoch from ``swa_start`` (a fraction of ``epochs``)
     to the last (stochastic weight averaging, Izmailov et al., 2018, through
     ``torch.optim.swa_utils.AveragedModel``), its BatchNorm statistics
