@@ -75,6 +75,12 @@ ROWS: List[Tuple[str, str, str, Dict[str, object]]] = [
      "default", {"select_min_train_ua": 0.9}),
     ("fit0.9-seed1", "fit0.9 with training seed 1 (the same folds)", "default", {"select_min_train_ua": 0.9, "seed": 1}),
     ("fit0.9-seed2", "fit0.9 with training seed 2 (the same folds)", "default", {"select_min_train_ua": 0.9, "seed": 2}),
+    ("trim40", "leading and trailing frames more than 40 dB below the clip's loudest trimmed (feature.trim_db=40)", "default",
+     {"feature.trim_db": 40.0}),
+    ("trim40-seed1", "trim40 with training seed 1 (the same folds)", "default", {"feature.trim_db": 40.0, "seed": 1}),
+    ("trim40-seed2", "trim40 with training seed 2 (the same folds)", "default", {"feature.trim_db": 40.0, "seed": 2}),
+    ("trim40-crop1", "trim40 with 1 s crops (a trimmed RAVDESS clip is about 1.9 s: 2 s crops would all be the whole clip)",
+     "default", {"feature.trim_db": 40.0, "crop_s": 1.0}),
     ("voices2", "+ 2 virtual speakers per training speaker (pitch and formants +-3 semitones, tempo 0.9-1.1, one draw per "
      "speaker and version; emospec.augment.voice_features)", "default", {"voice_copies": 2}),
     ("specaug", "+ SpecAugment (2 x <= 8 bands, 2 x <= 20 frames)", "default", AUG),

@@ -26,6 +26,7 @@ def test_unknown_key_rejected():
 
 
 @pytest.mark.parametrize("cls, bad", [(FeatureConfig, {"n_fft": 100}), (FeatureConfig, {"fmax_hz": 9000.0}),
+                                      (FeatureConfig, {"trim_db": 0.0}), (FeatureConfig, {"trim_db": -10.0}),
                                       (ModelConfig, {"n_classes": 1}), (TrainConfig, {"optimizer": "adam"}),
                                       (TrainConfig, {"epochs": 0})])
 def test_invalid_values(cls, bad):

@@ -130,3 +130,15 @@ def test_explain_cli_writes_png(tmp_path):
         assert im.size == (1210, 396)
     bad = run_cli("-q", "explain", str(clip), "--model", str(run), "--class", "bored", "--out", str(out))
     assert bad.returncode == 1 and "bored" in bad.stderr.decode() and len(bad.stderr.decode().strip().splitlines()) == 1
+
+
+def test_evidence_span_counts_from_the_clips_start_when_leading_silence_was_trimmed():
+    """With ``FeatureConfig.trim_db`` the first frame explained is ``start_s`` into the clip: spans are clip times."""
+    from emospec.explain import GradCam
+
+    heat = np.zeros((4, 100), np.float32)
+    heat[:, 30:40] = 1.0
+    untrimmed = GradCam(heat, np.zeros_like(heat), "sad", "sad", {"sad": 1.0}, 10.0)
+    trimmed = GradCam(heat, np.zeros_like(heat), "sad", "sad", {"sad": 1.0}, 10.0, start_s=0.45)
+    assert untrimmed.evidence_span(1.0) == pytest.approx((0.30, 0.40))
+    assert trimmed.evidence_span(1.0) == pytest.approx((0.75, 0.85))

@@ -75,11 +75,11 @@ def test_waveform_graph_matches_torch(random_model_path, real_waves, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("relative_to_peak", [False, True])
-def test_waveform_graph_floors_digital_silence_as_torch_does(ravdess_clips, tmp_path, relative_to_peak):
+@pytest.mark.parametrize("change", [{}, {"relative_to_peak": True}, {"trim_db": 40.0}])
+def test_waveform_graph_floors_digital_silence_as_torch_does(ravdess_clips, tmp_path, change):
     """The default front end floors each clip 60 dB below its peak (``top_db``); RAVDESS clips open with digital
     silence, so a waveform graph that skipped the floor disagreed with torch by up to 0.9 in probability.
-    Features relative to the peak go through the same graph."""
+    Features relative to the peak, and features with that silence trimmed (``trim_db``), go through the same graph."""
     import dataclasses
 
     import torch
@@ -90,7 +90,7 @@ def test_waveform_graph_floors_digital_silence_as_torch_does(ravdess_clips, tmp_
     from emospec.model import EmoAlexNet
     from emospec.recipe import RECIPES
 
-    cfg = dataclasses.replace(RECIPES["default"].features, relative_to_peak=relative_to_peak)
+    cfg = dataclasses.replace(RECIPES["default"].features, **change)
     assert cfg.top_db == 60.0
     torch.manual_seed(0)
     model = EmoAlexNet(config=RECIPES["default"].model_for(len(LABELS4))).eval()

@@ -6,6 +6,8 @@ the default features (64 bands floored 60 dB below each clip's peak) in ``test_d
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -128,16 +130,51 @@ def test_mel_filterbank_matches_librosa():
     assert np.abs(filterbank.mel_filterbank(CFG) - ref).max() < 1e-6
 
 
-def test_batch_with_lengths_equals_single_clips():
-    clips = [sine(440, 0.7), noise(1.3, seed=1), sine(2000, 0.05)]
+def _framed(sound: np.ndarray, before_s: float, after_s: float) -> np.ndarray:
+    """``sound`` between stretches of faint noise (80 dB below it) of ``before_s`` and ``after_s`` seconds."""
+    return np.concatenate([noise(before_s, amp=5e-5, seed=7), sound, noise(after_s, amp=5e-5, seed=8)])
+
+
+def test_trim_db_drops_leading_and_trailing_silence_and_keeps_pauses():
+    """0.5 s faint noise, 1 s tone, 0.3 s digital silence, 0.4 s tone, 0.6 s faint noise: trimming keeps the tones,
+    the pause between them and 5 frames either side, and its frames are the untrimmed features' own."""
+    sound = np.concatenate([sine(440, 1.0), np.zeros(int(0.3 * SR), np.float32), sine(1000, 0.4)])
+    clip = _framed(sound, 0.5, 0.6)
+    cfg = replace(CFG, trim_db=40.0)
+    full, trimmed = features.extract(clip, CFG), features.extract(clip, cfg)
+    assert full.shape[-1] == 281
+    n = trimmed.shape[-1]
+    sound_frames = len(sound) / cfg.hop_length  # 170 frames of tones and pause
+    assert sound_frames + 2 * features.TRIM_PAD_FRAMES <= n <= sound_frames + 2 * features.TRIM_PAD_FRAMES + 4
+    start, stop = features.sound_frames(clip, cfg)
+    assert stop - start == n and torch.equal(trimmed, full[:, :, start:stop])  # one stretch of the untrimmed frames
+    assert features.sound_frames(clip, CFG) == (0, 281)
+    assert 50 - features.TRIM_PAD_FRAMES - 2 <= start <= 50 - features.TRIM_PAD_FRAMES  # the tone starts at frame 50
+    pause = trimmed[0, :, 50 - start + 110 : 50 - start + 120]  # the middle of the 0.3 s of zeros, kept
+    assert float(pause.max()) < float(trimmed[0].max()) - 60.0
+
+
+def test_trim_db_leaves_a_clip_without_silence_whole():
+    cfg = replace(CFG, trim_db=40.0)
+    clip = sine(440, 0.7)
+    assert torch.equal(features.extract(clip, cfg), features.extract(clip, CFG))
+
+
+@pytest.mark.parametrize("trim_db", [None, 40.0])
+def test_batch_with_lengths_equals_single_clips(trim_db):
+    cfg = replace(CFG, trim_db=trim_db)
+    clips = [sine(440, 0.7), noise(1.3, seed=1), sine(2000, 0.05), _framed(sine(300, 0.4), 0.3, 0.5)]
     n = max(len(c) for c in clips)
-    waves = np.zeros((3, n), np.float32)
+    waves = np.zeros((len(clips), n), np.float32)
     for i, c in enumerate(clips):
         waves[i, : len(c)] = c
-    batch, frames = features.extract_batch(waves, CFG, lengths=[len(c) for c in clips])
-    assert batch.shape == (3, 3, 128, CFG.n_frames(n))
+    batch, frames = features.extract_batch(waves, cfg, lengths=[len(c) for c in clips])
+    assert batch.shape == (len(clips), 3, 128, cfg.n_frames(n))
+    if trim_db is not None:
+        assert int(frames[3]) < cfg.n_frames(len(clips[3])) - 60  # 0.8 s of faint noise trimmed
+    assert [t.shape[-1] for t in features.extract_many(clips, cfg)] == frames.tolist()
     for i, c in enumerate(clips):
-        single = features.extract(c, CFG)
+        single = features.extract(c, cfg)
         assert int(frames[i]) == single.shape[-1]
         assert torch.allclose(batch[i, :, :, : single.shape[-1]], single, atol=1e-4)
         assert torch.all(batch[i, :, :, single.shape[-1]:] == 0)

@@ -48,6 +48,15 @@ class FeatureConfig:
     each clip's log-Mel in dB below its peak (``librosa.power_to_db(ref=np.max)``):
     the static channel no longer changes with the recording's gain
     (microphone, distance, normalisation); the deltas never did.
+    ``trim_db`` (None: keep every frame) drops the leading and trailing
+    frames whose energy (all bands summed, before the floor) lies more than
+    ``trim_db`` dB below the clip's loudest frame, keeping
+    :data:`emospec.features.TRIM_PAD_FRAMES` frames either side of the first
+    and last louder one (``librosa.effects.trim(top_db=...)`` on the mel
+    energies); pauses inside the clip stay. Corpora differ in how much
+    silence surrounds each utterance (RAVDESS about half of every clip,
+    nEMO almost none), and silence shifts per-speaker statistics and fills
+    training crops.
     """
 
     sample_rate_hz: int = 16000
@@ -64,10 +73,13 @@ class FeatureConfig:
     delta_width: int = 5
     top_db: Optional[float] = 60.0
     relative_to_peak: bool = False
+    trim_db: Optional[float] = None
 
     def __post_init__(self) -> None:
         if self.top_db is not None and not self.top_db > 0:
             raise ConfigError(f"FeatureConfig.top_db must be > 0 or None, got {self.top_db}")
+        if self.trim_db is not None and not self.trim_db > 0:
+            raise ConfigError(f"FeatureConfig.trim_db must be > 0 or None, got {self.trim_db}")
         if self.sample_rate_hz <= 0:
             raise ConfigError(f"FeatureConfig.sample_rate_hz must be > 0, got {self.sample_rate_hz}")
         if self.win_length < 1 or self.win_length > self.n_fft:
@@ -106,7 +118,7 @@ class FeatureConfig:
         return int(round(self.sample_rate_hz * self.hop_ms / 1000.0))
 
     def n_frames(self, n_samples: int) -> int:
-        """Frames produced for ``n_samples`` samples (centred frames: ``1 + n // hop``)."""
+        """Frames computed for ``n_samples`` samples (centred frames: ``1 + n // hop``), before any ``trim_db``."""
         return 1 + int(n_samples) // self.hop_length
 
 

@@ -40,7 +40,8 @@ class GradCam:
     activation supports the class); ``logmel`` ``(n_mels, frames)`` float32 dB,
     the static channel; ``probs`` class -> probability; ``label`` the
     explained class, ``predicted`` the model's top class; ``hop_ms`` the frame
-    hop.
+    hop; ``start_s`` the time in the clip of the first frame (after the leading
+    silence that ``FeatureConfig.trim_db`` trims; 0 without it).
     """
 
     heatmap: np.ndarray
@@ -51,11 +52,12 @@ class GradCam:
     hop_ms: float
     layer: str = DEFAULT_LAYER
     source: str = ""
+    start_s: float = 0.0
 
     def evidence_span(self, mass: float = 0.5) -> Tuple[float, float]:
-        """Shortest time span (s) holding ``mass`` of the heatmap's time profile."""
+        """Shortest time span (s from the clip's start) holding ``mass`` of the heatmap's time profile."""
         a, b = evidence_span(self.heatmap.sum(0), mass)
-        return a * self.hop_ms / 1000.0, b * self.hop_ms / 1000.0
+        return self.start_s + a * self.hop_ms / 1000.0, self.start_s + b * self.hop_ms / 1000.0
 
     def peak_band(self) -> int:
         """The mel band with the most relevance."""
@@ -144,7 +146,7 @@ def explain(source, recognizer, *, target: Optional[str] = None, layer: str = DE
     ``target`` is a class name; the predicted class when ``None``.
     """
     from .audio import describe_source
-    from .features import extract
+    from .features import extract, sound_frames
 
     labels = list(recognizer.labels)
     if target is not None and target not in labels:
@@ -157,7 +159,7 @@ def explain(source, recognizer, *, target: Optional[str] = None, layer: str = DE
                               target=None if target is None else labels.index(target), layer=layer)
     return GradCam(heat, feats[0].cpu().numpy(), labels[k], labels[int(np.argmax(probs))],
                    {c: float(p) for c, p in zip(labels, probs)}, recognizer.feature_config.hop_ms, layer,
-                   describe_source(source))
+                   describe_source(source), sound_frames(wave, recognizer.feature_config)[0] * recognizer.feature_config.hop_ms / 1000.0)
 
 
 def save_overlay(exp: GradCam, path: str | Path, *, fmax_hz: float = 8000.0) -> Path:
@@ -167,4 +169,4 @@ def save_overlay(exp: GradCam, path: str | Path, *, fmax_hz: float = 8000.0) -> 
     name = Path(exp.source).name if exp.source else "clip"
     title = (f"Grad-CAM for '{exp.label}' ({exp.probs[exp.label]:.2f}); predicted '{exp.predicted}' "
              f"({exp.probs[exp.predicted]:.2f}): {name}")
-    return gradcam_overlay(exp.logmel, exp.heatmap, path, hop_ms=exp.hop_ms, fmax_hz=fmax_hz, title=title)
+    return gradcam_overlay(exp.logmel, exp.heatmap, path, hop_ms=exp.hop_ms, fmax_hz=fmax_hz, title=title, start_s=exp.start_s)

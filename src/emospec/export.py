@@ -36,7 +36,7 @@ import torch
 from .checkpoint import ModelBundle, load_model
 from .config import FeatureConfig, from_dict, to_dict
 from .errors import CheckpointError, ConfigError, ExportError
-from .features import _constants, _deltas, _log_mel, _top_db, extract, extract_batch, frames_for
+from .features import _constants, _front_end, extract, extract_batch, frames_for
 from .files import atomic_write_bytes
 from .norm import inference_model, model_input
 from .ragged import RaggedAlexNet, pad_waves
@@ -64,9 +64,9 @@ class _WaveformGraph(torch.nn.Module):
 
     def forward(self, waveform: torch.Tensor, lengths: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         keep = torch.arange(waveform.shape[1], device=waveform.device)[None, :] < lengths[:, None]
-        frames = frames_for(lengths, self.cfg)
-        static = _top_db(_log_mel(waveform * keep, self.cfg, torch.float64), frames, self.cfg)
-        return self.net(_deltas(static, frames, self.cfg), frames)
+        feats, frames = _front_end(waveform * keep, frames_for(lengths, self.cfg), self.cfg, torch.float64)
+        assert frames is not None
+        return self.net(feats, frames)
 
 
 @contextlib.contextmanager

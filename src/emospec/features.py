@@ -33,6 +33,7 @@ convolution.
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 from typing import List, Optional, Sequence, Tuple, overload
 
@@ -51,7 +52,13 @@ __all__ = [
     "extract_many",
     "frames_for",
     "LogMel3D",
+    "TRIM_PAD_FRAMES",
+    "sound_frames",
 ]
+
+TRIM_PAD_FRAMES = 5
+"""Frames kept either side of a clip's first and last frame within :attr:`FeatureConfig.trim_db` of its loudest
+(50 ms at the default 10 ms hop): the onset and decay of the first and last sounds."""
 
 
 @lru_cache(maxsize=16)
@@ -238,6 +245,49 @@ def _top_db(static: torch.Tensor, frames: Optional[torch.Tensor], cfg: FeatureCo
     return out - peak if cfg.relative_to_peak else out
 
 
+def _active_span(raw: torch.Tensor, frames: Optional[torch.Tensor], cfg: FeatureConfig) -> Tuple[torch.Tensor, torch.Tensor]:
+    """First and one-past-last frame to keep, ``(batch,)`` int64 each, from ``(batch, n_mels, T)`` dB before the floor.
+
+    A frame's energy is its bands' powers summed, in dB; frames within ``cfg.trim_db`` of the clip's loudest
+    (over its valid frames) are sound, and :data:`TRIM_PAD_FRAMES` more are kept either side of the first and last.
+    """
+    assert cfg.trim_db is not None
+    b, _, t = raw.shape
+    energy = torch.logsumexp(raw * (math.log(10.0) / 10.0), dim=1) * (10.0 / math.log(10.0))  # (batch, T) dB
+    idx = torch.arange(t, device=raw.device)
+    count = frames if frames is not None else torch.full((b,), t, dtype=torch.long, device=raw.device)
+    energy = energy.masked_fill(idx[None, :] >= count[:, None], float("-inf"))
+    sound = energy >= energy.amax(dim=-1, keepdim=True) - cfg.trim_db
+    first = torch.where(sound, idx[None, :], t).amin(dim=-1)
+    last = torch.where(sound, idx[None, :], -1).amax(dim=-1)
+    return (first - TRIM_PAD_FRAMES).clamp(min=0), torch.minimum(last + 1 + TRIM_PAD_FRAMES, count)
+
+
+def _shift(feats: torch.Tensor, start: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+    """``(batch, 3, n_mels, T)``: each clip's frames ``start .. start + count`` moved to the front, the rest zero."""
+    b, c, m, t = feats.shape
+    idx = torch.arange(t, device=feats.device)
+    src = (start[:, None] + idx[None, :]).clamp(max=t - 1)
+    out = torch.gather(feats, 3, src[:, None, None, :].expand(b, c, m, t))
+    return out.masked_fill(idx[None, None, None, :] >= count[:, None, None, None], 0.0)
+
+
+def _front_end(x: torch.Tensor, frames: Optional[torch.Tensor], cfg: FeatureConfig,
+               stft_dtype: torch.dtype) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """``(batch, samples)`` zero-padded -> ``(batch, 3, n_mels, T)`` dB and the frames each clip keeps.
+
+    ``frames`` are the clips' computed frame counts (None: all ``T``); the counts returned are the same unless
+    ``cfg.trim_db`` trims silence, whose kept frames then start at frame 0 (None stays None without trimming).
+    Traceable: the ONNX waveform graph runs this too.
+    """
+    raw = _log_mel(x, cfg, stft_dtype)
+    feats = _deltas(_top_db(raw, frames, cfg), frames, cfg)
+    if cfg.trim_db is None:
+        return feats, frames
+    start, stop = _active_span(raw, frames, cfg)
+    return _shift(feats, start, stop - start), stop - start
+
+
 def _as_tensor(x, name: str) -> torch.Tensor:
     if isinstance(x, np.ndarray):
         x = torch.from_numpy(np.ascontiguousarray(x))
@@ -267,14 +317,29 @@ def extract(waveform, cfg: FeatureConfig = FeatureConfig(), *, stft_dtype: torch
     Returns
     -------
     torch.Tensor
-        ``(3, n_mels, 1 + samples // hop)`` float32 dB on the waveform's device.
+        ``(3, n_mels, 1 + samples // hop)`` float32 dB on the waveform's device
+        (fewer frames when ``cfg.trim_db`` trims leading and trailing silence).
     """
     x = _as_tensor(waveform, "waveform")
     if x.ndim != 1:
         raise FeatureError(f"waveform: expected shape (samples,), got {tuple(x.shape)}")
     if x.numel() == 0:
         raise FeatureError("waveform: empty (0 samples); cannot compute features")
-    return extract_batch(x[None], cfg, stft_dtype=stft_dtype)[0][0]
+    feats, frames = extract_batch(x[None], cfg, stft_dtype=stft_dtype)
+    return feats[0, :, :, : int(frames[0])]
+
+
+def sound_frames(waveform, cfg: FeatureConfig = FeatureConfig()) -> Tuple[int, int]:
+    """The frames ``[start, stop)`` of the untrimmed clip that :func:`extract` keeps (``(0, 1 + samples // hop)``
+    when ``cfg.trim_db`` is None): frame ``k`` of the features is frame ``start + k`` of the clip, at
+    ``(start + k) * hop_ms`` ms."""
+    x = _as_tensor(waveform, "waveform")
+    if x.ndim != 1 or x.numel() == 0:
+        raise FeatureError(f"waveform: expected a non-empty (samples,) waveform, got shape {tuple(x.shape)}")
+    if cfg.trim_db is None:
+        return 0, cfg.n_frames(x.numel())
+    start, stop = _active_span(_log_mel(x[None].to(torch.float32), cfg, torch.float64), None, cfg)
+    return int(start[0]), int(stop[0])
 
 
 def extract_batch(
@@ -303,7 +368,8 @@ def extract_batch(
         ``(batch, 3, n_mels, frames)`` float32 dB; frames past a clip's own
         count are zero. Each clip's valid frames equal :func:`extract` on it alone.
     frames : torch.Tensor
-        ``(batch,)`` int64 valid frame counts.
+        ``(batch,)`` int64 valid frame counts (``1 + length // hop``, fewer
+        where ``cfg.trim_db`` trims silence: a clip's kept frames come first).
     """
     x = _as_tensor(waves, "waves")
     if x.ndim != 2:
@@ -313,8 +379,7 @@ def extract_batch(
     x = x.to(torch.float32)
     if lengths is None:
         n_frames = torch.full((x.shape[0],), cfg.n_frames(x.shape[1]), dtype=torch.long, device=x.device)
-        static = _top_db(_log_mel(x, cfg, stft_dtype), None, cfg)
-        feats = _deltas(static, None, cfg)
+        feats, kept = _front_end(x, None, cfg, stft_dtype)
     else:
         lens = torch.as_tensor(lengths, dtype=torch.long, device=x.device)
         if lens.shape != (x.shape[0],) or bool((lens < 1).any()) or bool((lens > x.shape[1]).any()):
@@ -322,9 +387,8 @@ def extract_batch(
         mask = torch.arange(x.shape[1], device=x.device)[None, :] < lens[:, None]
         x = x * mask  # anything past a clip's end must be silence for exact parity
         n_frames = frames_for(lens, cfg)
-        static = _top_db(_log_mel(x, cfg, stft_dtype), n_frames, cfg)
-        feats = _deltas(static, n_frames, cfg)
-    return feats, n_frames
+        feats, kept = _front_end(x, n_frames, cfg, stft_dtype)
+    return feats, n_frames if kept is None else kept
 
 
 def extract_many(
@@ -381,7 +445,8 @@ def extract_many(
             batch[row, : lens[row]] = clips[i].to(dev)
         feats, frames = extract_batch(batch, cfg, None if min(lens) == max(lens) else lens, stft_dtype=stft_dtype)
         for row, i in enumerate(idx):
-            out[i] = feats[row, :, :, : int(frames[row])].clone() if len(idx) > 1 else feats[row]
+            kept = feats[row, :, :, : int(frames[row])]
+            out[i] = kept.clone() if len(idx) > 1 else kept
         start = stop
     return out  # type: ignore[return-value]
 

@@ -263,12 +263,13 @@ def per_class_f1(systems: Mapping[str, Mapping[str, Mapping[str, float]]], path:
 
 
 def gradcam_overlay(logmel: np.ndarray, heatmap: np.ndarray, path: str | Path, *, hop_ms: float = 10.0,
-                    fmax_hz: float = 8000.0, title: str = "Grad-CAM", alpha: float = 0.45) -> Path:
-    """The static log-Mel ``(n_mels, frames)`` dB in grey with a Grad-CAM heatmap ``(n_mels, frames)`` in [0, 1] over it."""
+                    fmax_hz: float = 8000.0, title: str = "Grad-CAM", alpha: float = 0.45, start_s: float = 0.0) -> Path:
+    """The static log-Mel ``(n_mels, frames)`` dB in grey with a Grad-CAM heatmap ``(n_mels, frames)`` in [0, 1] over it;
+    the time axis starts at ``start_s`` (the first frame's time in the clip)."""
     plt = _plt()
     logmel, heatmap = np.asarray(logmel, dtype=float), np.asarray(heatmap, dtype=float)
     dur = logmel.shape[1] * hop_ms / 1000.0
-    ext = (0, dur, 0, logmel.shape[0])
+    ext = (start_s, start_s + dur, 0, logmel.shape[0])
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.6), dpi=110)
     a.imshow(logmel, origin="lower", aspect="auto", extent=ext, cmap="magma")
     a.set_title("log-Mel (static channel)", fontsize=10)
