@@ -50,6 +50,8 @@ def test_the_card_says_when_features_are_relative_to_each_clips_peak():
         card = format_card({"name": "x", "labels": ["a"], "feature_config": to_dict(FeatureConfig(relative_to_peak=rel))})
         assert "floored 60 dB below each clip's peak" in card
         assert ("relative to that peak" in card) is rel
+    trimmed = format_card({"name": "x", "labels": ["a"], "feature_config": to_dict(FeatureConfig(trim_db=40.0))})
+    assert "frames more than 40 dB below the loudest trimmed" in trimmed and "trimmed" not in card
 
 
 def _fold(root, corpus, seed, ua, unadapted, **train):

@@ -187,3 +187,16 @@ def test_bad_inputs_raise_feature_error():
         features.extract(np.zeros((2, 10), np.float32))
     with pytest.raises(FeatureError, match="lengths"):
         features.extract_batch(np.zeros((2, 10), np.float32), lengths=[5, 11])
+
+
+def test_silence_share_probe_counts_the_quiet_frames_and_what_trimming_keeps():
+    """``benchmarks/silence_share.py`` on 0.5 s faint noise, 1 s tone, 0.5 s faint noise (201 frames): about half the
+    frames are quiet, and trimming keeps the tone's 100 frames plus 5 either side (and the frames its edges touch)."""
+    from benchmark_scripts import load_benchmark
+
+    probe = load_benchmark("silence_share")
+    quiet, kept = probe.silence_shares(_framed(sine(440, 1.0), 0.5, 0.5), FeatureConfig(), 40.0)
+    assert 95 / 201 <= quiet <= 101 / 201
+    assert 110 / 201 <= kept <= 114 / 201
+    quiet, kept = probe.silence_shares(sine(440, 1.0), FeatureConfig(), 40.0)
+    assert quiet == 0.0 and kept == 1.0

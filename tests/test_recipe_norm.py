@@ -124,7 +124,7 @@ def test_paper_recipe_values():
     assert dataclasses.asdict(p.features) == {
         "sample_rate_hz": 16000, "win_ms": 25.0, "hop_ms": 10.0, "n_fft": 512, "n_mels": 128, "fmin_hz": 0.0,
         "fmax_hz": 8000.0, "mel_scale": "slaney", "mel_norm": "slaney", "power": 2.0, "amin": 1e-10, "delta_width": 5,
-        "top_db": None, "relative_to_peak": False}  # absolute dB (ref=1.0), as the paper's
+        "top_db": None, "relative_to_peak": False, "trim_db": None}  # absolute dB (ref=1.0), every frame, as the paper's
     assert dataclasses.asdict(p.model) == {
         "n_classes": 4, "embed_dim": 256, "dropout": 0.5, "lrn": True, "batch_norm": False, "first_stride": 4,
         "in_channels": 3, "n_mels": 128, "norm": "global", "pool": "grid", "width": 1.0}  # 6 x 6 grid into FC6, AlexNet's channels

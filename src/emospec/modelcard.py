@@ -248,6 +248,7 @@ def format_card(card: Mapping[str, Any]) -> str:
             f"{fc.get('sample_rate_hz')} Hz, delta width {fc.get('delta_width')}"
             + (f", floored {fc['top_db']:g} dB below each clip's peak" if fc.get("top_db") else "")
             + (", in dB relative to that peak (the recording's gain does not matter)" if fc.get("relative_to_peak") else "")
+            + (f"; leading and trailing frames more than {fc['trim_db']:g} dB below the loudest trimmed" if fc.get("trim_db") else "")
         )
     mc = card.get("model_config") or {}
     if mc.get("norm") == "utterance":

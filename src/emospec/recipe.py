@@ -81,7 +81,7 @@ convergence, row ``e100`` of ``benchmarks/budget.py`` (100 epochs), chosen by va
 budgets that do not lose cross-corpus UA (see the README)."""
 _PAPER = Recipe(
     "paper",
-    features=FeatureConfig(n_mels=128, top_db=None),
+    features=FeatureConfig(n_mels=128, top_db=None, trim_db=None),
     model=ModelConfig(n_mels=128, lrn=True, batch_norm=False, norm="global", pool="grid", width=1.0),
     train=TrainConfig(epochs=30, patience=8, optimizer="adamw", lr=1e-3, schedule="cosine", crop_s=3.0,
                       class_weights=False, amp="auto"),
