@@ -81,6 +81,7 @@ ROWS: List[Tuple[str, str, str, Dict[str, object]]] = [
     ("trim40-seed2", "trim40 with training seed 2 (the same folds)", "default", {"feature.trim_db": 40.0, "seed": 2}),
     ("trim40-crop1", "trim40 with 1 s crops (a trimmed RAVDESS clip is about 1.9 s: 2 s crops would all be the whole clip)",
      "default", {"feature.trim_db": 40.0, "crop_s": 1.0}),
+    ("crop1", "1 s crops instead of 2 s, every frame kept (separates trim40-crop1's two changes)", "default", {"crop_s": 1.0}),
     ("trim40-crop1-seed1", "trim40-crop1 with training seed 1", "default", {"feature.trim_db": 40.0, "crop_s": 1.0, "seed": 1}),
     ("trim40-crop1-seed2", "trim40-crop1 with training seed 2", "default", {"feature.trim_db": 40.0, "crop_s": 1.0, "seed": 2}),
     ("voices2", "+ 2 virtual speakers per training speaker (pitch and formants +-3 semitones, tempo 0.9-1.1, one draw per "
