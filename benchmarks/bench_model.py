@@ -17,6 +17,10 @@ from emospec.device import conv_memory_format
 from emospec.model import EmoAlexNet
 from emospec.recipe import RECIPES
 
+CROP_S = RECIPES["default"].train.crop_s
+CROP_FRAMES = RECIPES["default"].features.n_frames(int(CROP_S * RECIPES["default"].features.sample_rate_hz))
+"""The default recipe's training crop (1 s since session 34: 101 frames of 10 ms)."""
+
 FRAMES_4S = 401  # 1 + 64000 // 160: a 4 s clip at the default features
 
 
@@ -196,14 +200,14 @@ def bench_lrn(batch: int, repeat: int) -> List[Row]:
 
 
 def _paired_steps(models: Dict[str, Callable[[], EmoAlexNet]], batch: int, repeat: int, source: str) -> List[Row]:
-    """A training step (batch of 2 s crops at 64 bands, AdamW) of each model, in alternating rounds; the first is the
+    """A training step (batch of default crops at 64 bands, AdamW) of each model, in alternating rounds; the first is the
     reference the others' paired ratios are against. Each model is built after ``torch.manual_seed(0)``."""
     steps: Dict[str, Callable[[], None]] = {}
     for name, make in models.items():
         torch.manual_seed(0)
         model = make().train()
         opt = torch.optim.AdamW(model.parameters(), 1e-3)
-        x, y = torch.randn(batch, 3, 64, 201) * 10 - 40, torch.randint(0, 4, (batch,))
+        x, y = torch.randn(batch, 3, 64, CROP_FRAMES) * 10 - 40, torch.randint(0, 4, (batch,))
 
         def step(model=model, opt=opt, x=x, y=y) -> None:
             opt.zero_grad(set_to_none=True)
@@ -212,13 +216,13 @@ def _paired_steps(models: Dict[str, Callable[[], EmoAlexNet]], batch: int, repea
         steps[name] = step
     t = interleaved(steps, repeat=repeat, warmup=1)
     ref = next(iter(models))
-    return [Row("training", f"step, batch {batch}, 2 s crops, {k}", t[k].median_s * 1e3, "ms", "" if k == ref else ref,
+    return [Row("training", f"step, batch {batch}, {CROP_S:g} s crops, {k}", t[k].median_s * 1e3, "ms", "" if k == ref else ref,
                 None if k == ref else paired_ratio(t[ref], t[k]), source, extra={"timing": t[k].summary()})
             for k in models]
 
 
 def bench_width(batch: int, repeat: int) -> List[Row]:
-    """A training step of the default recipe's model (2 s crops, 64 bands) at AlexNet's channels (``width=1``) against
+    """A training step of the default recipe's model (default crops, 64 bands) at AlexNet's channels (``width=1``) against
     the default's width, in alternating rounds: what ``ModelConfig.width`` saves on this machine."""
     from dataclasses import replace
 
@@ -229,7 +233,7 @@ def bench_width(batch: int, repeat: int) -> List[Row]:
 
 
 def bench_layout(batch: int, repeat: int) -> List[Row]:
-    """A training step of the default recipe's model (2 s crops, 64 bands) with its conv weights in torch's default
+    """A training step of the default recipe's model (default crops, 64 bands) with its conv weights in torch's default
     layout against the layout training uses on this device (:func:`emospec.device.conv_memory_format`: channels-last
     on CPU), in alternating rounds."""
     config = RECIPES["default"].model_for(4)
@@ -239,13 +243,13 @@ def bench_layout(batch: int, repeat: int) -> List[Row]:
 
 
 def _train_steps(steps: int, threads: int, start_at: float) -> Tuple[float, float]:
-    """``steps`` training steps of the default recipe's model (batch 32 of 2 s crops at 64 bands) on ``threads``
+    """``steps`` training steps of the default recipe's model (batch 32 of default crops at 64 bands) on ``threads``
     threads, started at wall-clock ``start_at`` (so that processes started together run together); (start, end)."""
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     model = EmoAlexNet(config=RECIPES["default"].model_for(4)).train()
     opt = torch.optim.AdamW(model.parameters(), 1e-3)
-    x, y = torch.randn(32, 3, 64, 201), torch.randint(0, 4, (32,))
+    x, y = torch.randn(32, 3, 64, CROP_FRAMES), torch.randint(0, 4, (32,))
 
     def step():
         opt.zero_grad()
@@ -276,7 +280,7 @@ def bench_side_by_side(steps: int, cores: int) -> List[Row]:
     serial = sum(b - a for a, b in one)
     side = max(b for _, b in two) - min(a for a, _ in two)
     return [Row("training", f"2 trainings x {steps} steps, one after the other ({cores} threads)", serial, "s",
-                note="batch 32, 2 s crops, 64 bands (the default recipe)"),
+                note=f"batch 32, {CROP_S:g} s crops, 64 bands (the default recipe)"),
             Row("training", f"2 trainings side by side ({cores // 2} thread(s) each)", side, "s", "one after the other",
                 serial / side, "emospec.parallel: the demo's splits, evaluate's folds")]
 

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import DATA  # noqa: E402
 from emospec.checkpoint import load_state  # noqa: E402
-from emospec.config import FeatureConfig, TrainConfig, from_dict, saved_model_config  # noqa: E402
+from emospec.config import TrainConfig, from_dict, saved_feature_config, saved_model_config  # noqa: E402
 from emospec.cv import load_corpus  # noqa: E402
 from emospec.data.dataset import CropDataset  # noqa: E402
 from emospec.epoch import train_sampler  # noqa: E402
@@ -74,7 +74,7 @@ def main(argv=None) -> int:
     if missing:
         ap.error(f"{fold}: not a finished fold's run directory (missing {', '.join(missing)})")
     cfg = json.loads((fold / "config.json").read_text())
-    fcfg, mcfg = from_dict(FeatureConfig, cfg["feature"]), saved_model_config(cfg["model"])
+    fcfg, mcfg = saved_feature_config(cfg["feature"]), saved_model_config(cfg["model"])
     tcfg = from_dict(TrainConfig, cfg["train"])
     history = json.loads((fold / "history.json").read_text())
     epoch = len(history) - 1 if args.epoch is None else args.epoch

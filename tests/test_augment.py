@@ -47,16 +47,23 @@ def test_augment_wave_is_seeded_and_leaves_the_global_streams_alone(ravdess_clip
     assert len({o.tobytes() for o in outs}) >= 6  # seeds give different versions
 
 
-def test_versions_are_the_same_speech_recorded_differently(ravdess_clips):
-    cfg = FeatureConfig()
+@pytest.mark.parametrize("trim_db", [None, 40.0])
+def test_versions_are_the_same_speech_recorded_differently(ravdess_clips, trim_db):
+    """Every frame kept, a version's length differs by the tempo change alone; trimmed (the default), the noise a
+    version adds may also keep more of the clip's quiet edges, never more than the whole clip."""
+    cfg = FeatureConfig(trim_db=trim_db)
     orig = features.extract(audio.load(ravdess_clips[1]), cfg)
+    whole = features.extract(audio.load(ravdess_clips[1]), FeatureConfig(trim_db=None)).shape[-1]
     versions = augmented_features([str(ravdess_clips[1])], 6, cfg, seed=0, progress=False)[0]
     assert len(versions) == 6
     spectrum = orig[0].mean(-1)  # long-term log-Mel spectrum, (n_mels,) dB
     moved = []
     for v in versions:
         assert v.shape[:2] == orig.shape[:2] and torch.isfinite(v).all()
-        assert abs(v.shape[-1] - orig.shape[-1]) <= 0.1 * orig.shape[-1]  # tempo changes stay within 8 %
+        if trim_db is None:
+            assert abs(v.shape[-1] - orig.shape[-1]) <= 0.1 * orig.shape[-1]  # tempo changes stay within 8 %
+        else:
+            assert orig.shape[-1] < whole and 0.9 * orig.shape[-1] <= v.shape[-1] <= 1.1 * whole
         s = v[0].mean(-1)
         assert np.corrcoef(spectrum.numpy(), s.numpy())[0, 1] > 0.6  # still this clip's speech
         moved.append(float((s - spectrum).abs().mean()))

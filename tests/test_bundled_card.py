@@ -47,7 +47,7 @@ def test_the_card_says_when_features_are_relative_to_each_clips_peak():
     from emospec.config import FeatureConfig
 
     for rel in (False, True):
-        card = format_card({"name": "x", "labels": ["a"], "feature_config": to_dict(FeatureConfig(relative_to_peak=rel))})
+        card = format_card({"name": "x", "labels": ["a"], "feature_config": to_dict(FeatureConfig(relative_to_peak=rel, trim_db=None))})
         assert "floored 60 dB below each clip's peak" in card
         assert ("relative to that peak" in card) is rel
     trimmed = format_card({"name": "x", "labels": ["a"], "feature_config": to_dict(FeatureConfig(trim_db=40.0))})

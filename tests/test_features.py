@@ -34,11 +34,15 @@ def test_shape_dtype_frames():
 
 
 def test_default_features():
-    """64 bands floored 60 dB below the clip's peak: a sine's silent tail reads peak - 60 dB, not -100 dB."""
+    """64 bands floored 60 dB below the clip's peak: a sine's silent tail reads peak - 60 dB, not -100 dB; and that
+    tail is trimmed (40 dB) but for the 5 frames kept after the last sounding one (frame 51 of 0.5 s at 10 ms)."""
     y = np.concatenate([sine(440, 0.5), np.zeros(8000, np.float32)])
     f = features.extract(y)
-    assert f.shape == (3, 64, 101) and f.dtype == torch.float32
-    assert torch.allclose(f[0, :, 70:], torch.full((64, 31), float(f[0].max()) - 60.0), atol=1e-4)
+    assert f.shape == (3, 64, 52 + features.TRIM_PAD_FRAMES) and f.dtype == torch.float32
+    assert torch.allclose(f[0, :, 52:], torch.full((64, 5), float(f[0].max()) - 60.0), atol=1e-4)
+    whole = features.extract(y, FeatureConfig(trim_db=None))
+    assert whole.shape == (3, 64, 101) and torch.equal(whole[:, :, :57], f)
+    assert torch.allclose(whole[0, :, 70:], torch.full((64, 31), float(f[0].max()) - 60.0), atol=1e-4)
     paper = features.extract(y, CFG)
     assert paper.shape == (3, 128, 101) and float(paper[0, :, 70:].max()) == pytest.approx(-100.0, abs=1e-4)
 
@@ -56,16 +60,18 @@ def test_relative_to_peak_features_do_not_change_with_the_recordings_gain(ravdes
     assert torch.allclose(loud, quiet, atol=1e-3)
     absolute = features.extract(y) - features.extract(0.1 * y)
     assert float(absolute[0].mean()) == pytest.approx(20.0, abs=0.5) and torch.allclose(absolute[1:], torch.zeros(1), atol=0.05)
+    start, stop = features.sound_frames(y, rel)  # the default trims the leading and trailing silence: compare those frames
+    assert (stop - start) == loud.shape[-1] < len(y) // 160
     S = librosa.power_to_db(librosa.feature.melspectrogram(
         y=y, sr=16000, n_fft=512, hop_length=160, win_length=400, window="hann", center=True, pad_mode="constant",
         power=2.0, n_mels=64, fmin=0.0, fmax=8000.0), ref=np.max, amin=1e-10, top_db=60.0)
-    assert np.abs(loud[0].numpy() - S).max() < 1e-3
+    assert np.abs(loud[0].numpy() - S[:, start:stop]).max() < 1e-3
     short = 0.3 * y[: len(y) // 3]
     batch, frames = features.extract_batch(np.stack([y, np.pad(short, (0, len(y) - len(short)))]), rel,
                                            lengths=[len(y), len(short)])
     alone = features.extract(short, rel)
     assert torch.allclose(batch[1, :, :, : int(frames[1])], alone, atol=1e-4)
-    assert torch.allclose(batch[0], loud, atol=1e-4)
+    assert int(frames[0]) == loud.shape[-1] and torch.allclose(batch[0, :, :, : int(frames[0])], loud, atol=1e-4)
 
 
 def test_1khz_sine_peaks_in_the_right_mel_band():

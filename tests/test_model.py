@@ -266,6 +266,31 @@ def test_a_checkpoint_saved_before_width_existed_loads_at_alexnets_full_width(tm
     assert saved_model_config({"n_mels": 64}).width == 1.0 and saved_model_config({"width": 0.5}).width == 0.5
 
 
+def test_a_checkpoint_saved_before_trim_db_existed_keeps_every_frame(tmp_path):
+    """Models saved before ``FeatureConfig.trim_db`` (the bundled one among them) were trained on every frame: their
+    description has no ``trim_db``, and they must read as untrimmed, not as today's default of 40 dB."""
+    import numpy as np
+
+    from emospec.checkpoint import load_model, load_state, save_model, save_state
+    from emospec.config import FeatureConfig, saved_feature_config
+    from emospec.features import extract
+
+    assert FeatureConfig().trim_db == 40.0  # the default trims, or this test would prove nothing
+    path = tmp_path / "old.pt"
+    model = EmoAlexNet(config=RECIPES["default"].model_for(4)).eval()
+    save_model(path, model, FeatureConfig(), ["neutral", "happy", "angry", "sad"], {"note": "test"}, half=False)
+    assert load_model(path).feature_config.trim_db == 40.0  # a description with the key keeps its value
+    obj = load_state(path)
+    del obj["feature_config"]["trim_db"]
+    save_state(path, obj)
+    cfg = load_model(path).feature_config
+    assert cfg.trim_db is None and cfg == replace(FeatureConfig(), trim_db=None)
+    t = np.arange(16000) / 16000.0  # 0.5 s of silence, 0.5 s of tone, 0.5 s of silence: 151 frames, about 61 kept by 40 dB
+    wave = torch.from_numpy(np.concatenate([np.zeros(8000), 0.3 * np.sin(2 * np.pi * 220 * t[:8000]), np.zeros(8000)]).astype(np.float32))
+    assert extract(wave, cfg).shape[-1] == 151 and extract(wave, FeatureConfig()).shape[-1] < 80
+    assert saved_feature_config({"n_mels": 64}).trim_db is None and saved_feature_config({"trim_db": 30.0}).trim_db == 30.0
+
+
 def test_make_bench_times_a_training_step_at_alexnets_width_against_the_defaults():
     """``make bench``'s width rows: both models really train (finite times, in ms) and the default's row carries the
     paired ratio against width 1. No speed is asserted: that is measured by ``make bench``, not by tests."""

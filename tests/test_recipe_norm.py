@@ -74,13 +74,16 @@ def test_named_recipes():
     assert set(RECIPES) >= {"paper", "default", "demo", "robust"}
     robust, default = RECIPES["robust"], RECIPES["default"]  # the default plus skewed-statistics versions, the running
     # BatchNorm averages of training (what the shipped model was trained and measured with), nothing else
-    assert robust.train == dataclasses.replace(default.train, stats_copies=2, precise_bn=0) and default.train.stats_copies == 0
-    assert default.train.precise_bn == 10
+    # and 2-s crops of untrimmed clips, as the default was before session 34 trimmed silence and cropped 1 s
+    assert robust.train == dataclasses.replace(default.train, stats_copies=2, precise_bn=0, crop_s=2.0)
+    assert default.train.stats_copies == 0 and default.train.precise_bn == 10 and default.train.crop_s == 1.0
     # and AlexNet's full channels, the width the bundled model was trained at before the default halved them (session 31)
-    assert (robust.features, robust.model) == (default.features, dataclasses.replace(default.model, width=1.0))
+    assert robust.features == dataclasses.replace(default.features, trim_db=None) and default.features.trim_db == 40.0
+    assert robust.model == dataclasses.replace(default.model, width=1.0)
     assert default.model.width == 0.5
     import emospec
-    assert emospec.load(device="cpu").model.config.width == robust.model.width  # the recipe still describes the shipped model
+    shipped = emospec.load(device="cpu")  # the recipe still describes the shipped model
+    assert (shipped.model.config.width, shipped.feature_config.trim_db) == (robust.model.width, robust.features.trim_db)
     assert RECIPES["demo"].train.epochs <= RECIPES["default"].train.epochs
     m = RECIPES["default"].model_for(3)
     assert (m.n_classes, m.n_mels) == (3, RECIPES["default"].features.n_mels)
@@ -105,16 +108,17 @@ def test_python_defaults_are_the_cli_default_recipe():
 
 
 def test_default_recipe_values():
-    """The default recipe spelled out (README: 64 floored mels, BN + per-speaker norm, one-cycle 2e-3, 100 epochs)."""
+    """The default recipe spelled out (README: 64 floored mels with silence trimmed at 40 dB, BN + per-speaker norm,
+    one-cycle 2e-3, 100 epochs of 1-s crops)."""
     d = RECIPES["default"]
     f, m, t = dataclasses.asdict(d.features), dataclasses.asdict(d.model), dataclasses.asdict(d.train)
     assert (f["n_mels"], f["top_db"], f["sample_rate_hz"], f["win_ms"], f["hop_ms"], f["n_fft"], f["delta_width"],
-            f["relative_to_peak"]) == (64, 60.0, 16000, 25.0, 10.0, 512, 5, False)
+            f["relative_to_peak"], f["trim_db"]) == (64, 60.0, 16000, 25.0, 10.0, 512, 5, False, 40.0)  # session 34
     assert (m["n_mels"], m["lrn"], m["batch_norm"], m["norm"], m["first_stride"], m["embed_dim"], m["dropout"], m["width"]) == (
         64, True, True, "speaker", 4, 256, 0.5, 0.5)  # half of AlexNet's conv channels (session 31)
     assert (t["epochs"], t["patience"], t["optimizer"], t["lr"], t["weight_decay"], t["schedule"], t["crop_s"],
             t["class_weights"], t["amp"], t["batch_size"], t["select"], t["val_fraction"]) == (
-        100, 100, "adamw", 2e-3, 1e-4, "onecycle", 2.0, True, "bf16", 32, "best", 0.1)
+        100, 100, "adamw", 2e-3, 1e-4, "onecycle", 1.0, True, "bf16", 32, "best", 0.1)
 
 
 def test_paper_recipe_values():
@@ -276,14 +280,17 @@ def _load_bench(name):
 
 def test_default_recipe_is_the_first_attempts_best_row_at_the_budget_the_study_chose():
     """README: default = ablation row bn+spk+floor@30 (the old default) + the budget row budget.CHOSEN + half of
-    AlexNet's channels (ablation row width0.5, session 31)."""
+    AlexNet's channels (ablation row width0.5, session 31) + silence trimmed with 1-s crops (row trim40-crop1, session 34)."""
     ablate, budget = _load_bench("ablate"), _load_bench("budget")
     rows = {name: (base, over) for name, _, base, over in ablate.ROWS}
     chosen = {name: over for name, _, over in budget.ROWS}[budget.CHOSEN]
     base, over = rows["bn+spk+floor@30"]
-    row = recipe_from(base, {**over, **chosen, **rows["width0.5"][1]})
+    row = recipe_from(base, {**over, **chosen, **rows["width0.5"][1], **rows["trim40-crop1"][1]})
     default = RECIPES["default"]
     assert (row.features, row.model, row.train) == (default.features, default.model, default.train)
+    untrimmed = recipe_from(*rows["untrimmed"])  # the default until session 34 differs in those two settings only
+    assert untrimmed.features == dataclasses.replace(default.features, trim_db=None)
+    assert untrimmed.train == dataclasses.replace(default.train, crop_s=2.0)
     assert recipe_from("default", chosen).train == default.train  # the chosen budget is what the default trains with
     assert default.train.epochs > 30  # the old default (30 epochs) was undertrained
     paper = recipe_from(*rows["paper@30"])

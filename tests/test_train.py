@@ -25,7 +25,8 @@ from emospec.train import fit
 
 @pytest.fixture(scope="module")
 def real_feats(ravdess_clips):
-    feats = [features.extract(audio.load(p)) for p in ravdess_clips]
+    """Untrimmed default features of 8 real clips: the tests below slice fixed frames (50-250 is speech)."""
+    feats = [features.extract(audio.load(p), FeatureConfig(trim_db=None)) for p in ravdess_clips]
     labels = ["neutral", "happy", "sad", "angry"] * 2  # emotions 01, 03, 04, 05 per actor
     classes = ["neutral", "happy", "angry", "sad"]
     return feats, np.array([classes.index(label) for label in labels]), classes

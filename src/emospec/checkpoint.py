@@ -18,7 +18,7 @@ from typing import Any, Dict, List
 
 import torch
 
-from .config import FeatureConfig, from_dict, saved_model_config, to_dict
+from .config import FeatureConfig, saved_feature_config, saved_model_config, to_dict
 from .errors import CheckpointError, ConfigError
 from .files import atomic_write_bytes
 from .model import EmoAlexNet
@@ -121,7 +121,7 @@ def load_model(path: str | os.PathLike, *, device: str | torch.device = "cpu") -
             f"{p}: model format version {obj.get('format_version')!r} is not supported (this emospec reads {FORMAT_VERSION})"
         )
     try:
-        fcfg = from_dict(FeatureConfig, obj["feature_config"], source=str(p))
+        fcfg = saved_feature_config(obj["feature_config"], source=str(p))
         mcfg = saved_model_config(obj["model_config"], source=str(p))
         labels = [str(x) for x in obj["labels"]]
     except (KeyError, ConfigError) as e:

@@ -26,6 +26,7 @@ __all__ = [
     "TrainConfig",
     "to_dict",
     "from_dict",
+    "saved_feature_config",
     "saved_model_config",
 ]
 
@@ -48,7 +49,7 @@ class FeatureConfig:
     each clip's log-Mel in dB below its peak (``librosa.power_to_db(ref=np.max)``):
     the static channel no longer changes with the recording's gain
     (microphone, distance, normalisation); the deltas never did.
-    ``trim_db`` (None: keep every frame) drops the leading and trailing
+    ``trim_db`` (default 40; None: keep every frame) drops the leading and trailing
     frames whose energy (all bands summed, before the floor) lies more than
     ``trim_db`` dB below the clip's loudest frame, keeping
     :data:`emospec.features.TRIM_PAD_FRAMES` frames either side of the first
@@ -56,7 +57,10 @@ class FeatureConfig:
     energies); pauses inside the clip stay. Corpora differ in how much
     silence surrounds each utterance (RAVDESS about half of every clip,
     nEMO almost none), and silence shifts per-speaker statistics and fills
-    training crops.
+    training crops. Trimming is part of the default since session 34 (with
+    1-s training crops); the ``paper`` recipe keeps every frame, and a saved
+    model described without ``trim_db`` reads as untrimmed
+    (:func:`saved_feature_config`).
     """
 
     sample_rate_hz: int = 16000
@@ -73,7 +77,7 @@ class FeatureConfig:
     delta_width: int = 5
     top_db: Optional[float] = 60.0
     relative_to_peak: bool = False
-    trim_db: Optional[float] = None
+    trim_db: Optional[float] = 40.0
 
     def __post_init__(self) -> None:
         if self.top_db is not None and not self.top_db > 0:
@@ -204,7 +208,7 @@ class TrainConfig:
     """How :func:`emospec.train.fit` trains.
 
     Defaults are the default recipe: AdamW with a one-cycle schedule peaking
-    at lr 2e-3, class-weighted cross-entropy, 2 s crops, bf16 autocast (float32
+    at lr 2e-3, class-weighted cross-entropy, 1 s crops (of trimmed clips), bf16 autocast (float32
     on a CPU without native bf16: :func:`emospec.device.amp_dtype`), 100
     epochs with a patience of 100 (every epoch runs; the best validation
     epoch is kept). The ``paper`` recipe: AdamW 1e-3 cosine, 3 s crops, 30
@@ -280,7 +284,7 @@ class TrainConfig:
     schedule: str = "onecycle"  # "cosine", "onecycle", "constant" or "plateau"
     warmup_epochs: int = 0
     plateau_patience: int = 5
-    crop_s: float = 2.0
+    crop_s: float = 1.0
     class_weights: bool = True
     label_smoothing: float = 0.0
     patience: int = 100
@@ -386,6 +390,10 @@ def from_dict(cls: Type[T], data: Mapping[str, Any], *, source: str = "config") 
         raise ConfigError(f"{source}: {cls.__name__}: {e}") from e
 
 
+TRIM_BEFORE_IT_WAS_SAVED: Optional[float] = None
+"""The ``FeatureConfig.trim_db`` of features described without one: every model saved before ``trim_db`` existed
+(session 33) kept every frame, whatever today's default."""
+
 WIDTH_BEFORE_IT_WAS_SAVED = 1.0
 """The ``ModelConfig.width`` of a model described without one: every model saved before ``width`` existed (session 30)
 had AlexNet's full channels, whatever today's default."""
@@ -402,3 +410,16 @@ def saved_model_config(data: Mapping[str, Any], *, source: str = "config") -> Mo
     if isinstance(data, Mapping) and "width" not in data:
         data = {**data, "width": WIDTH_BEFORE_IT_WAS_SAVED}
     return from_dict(ModelConfig, data, source=source)
+
+
+def saved_feature_config(data: Mapping[str, Any], *, source: str = "config") -> FeatureConfig:
+    """The :class:`FeatureConfig` a saved model was trained with (a checkpoint's, an ONNX file's or a run's).
+
+    Like :func:`from_dict`, except that a description without ``trim_db``
+    reads as :data:`TRIM_BEFORE_IT_WAS_SAVED` (None: no trimming), what it
+    was trained on, not as today's default (40 dB): older checkpoints, the
+    bundled model's among them, see the frames they were trained on.
+    """
+    if isinstance(data, Mapping) and "trim_db" not in data:
+        data = {**data, "trim_db": TRIM_BEFORE_IT_WAS_SAVED}
+    return from_dict(FeatureConfig, data, source=source)

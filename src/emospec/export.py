@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from .checkpoint import ModelBundle, load_model
-from .config import FeatureConfig, from_dict, to_dict
+from .config import FeatureConfig, saved_feature_config, to_dict
 from .errors import CheckpointError, ConfigError, ExportError
 from .features import _constants, _front_end, extract, extract_batch, frames_for
 from .files import atomic_write_bytes
@@ -220,7 +220,7 @@ class OnnxModel:
             raise CheckpointError(f"{p}: emospec ONNX format version {meta.get('emospec_format_version')!r} is not "
                                   f"supported (this emospec reads {ONNX_FORMAT_VERSION})")
         try:
-            self.feature_config = from_dict(FeatureConfig, json.loads(meta["feature_config"]), source=str(p))
+            self.feature_config = saved_feature_config(json.loads(meta["feature_config"]), source=str(p))
             self.labels: List[str] = [str(c) for c in json.loads(meta["labels"])]
             self.input_kind = meta["input_kind"]
             self.meta: Dict[str, Any] = {"model_card": json.loads(meta.get("model_card") or "{}"), "source": meta.get("source", "")}

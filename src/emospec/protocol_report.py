@@ -174,10 +174,10 @@ def _system_figures(part: Mapping, labels: Sequence[str], out: Path, tag: str, w
 
 def protocol_figures(summary: Mapping, data, records: Sequence[Dict], out: Path) -> List[Path]:
     """Class distribution, one clip per class (Figure 3), confusions, training curves per fold, per-class F1."""
-    from .config import FeatureConfig, from_dict
+    from .config import saved_feature_config
     from .plots import class_distribution, fold_curves
 
-    fcfg = from_dict(FeatureConfig, summary["feature_config"])
+    fcfg = saved_feature_config(summary["feature_config"])
     labels = summary["labels"]
     where = f"{summary['corpus']} {summary['protocol']} protocol"
     made = [class_distribution({c: summary["counts"].get(c, 0) for c in labels}, out / "class_distribution.png",

@@ -18,8 +18,9 @@ Named recipes (:data:`RECIPES`):
   on validation speakers (row ``e100``): 64 mel bands floored 60 dB below
   each clip's peak, per-speaker standardisation, BatchNorm, half of
   AlexNet's conv channels (``width=0.5``, three times faster on a CPU,
-  as accurate in-corpus, session 31), class weights,
-  2 s crops, AdamW one-cycle (peak lr 2e-3) for 100 epochs keeping the best
+  as accurate in-corpus, session 31), leading and trailing frames more
+  than 40 dB below each clip's loudest trimmed (``trim_db=40``), class
+  weights, 1 s crops, AdamW one-cycle (peak lr 2e-3) for 100 epochs keeping the best
   validation epoch, bf16 autocast, and BatchNorm statistics re-estimated in
   float32 on 10 batches of each epoch's crops before validation
   (``precise_bn``; without it the running averages that training leaves
@@ -34,7 +35,8 @@ Named recipes (:data:`RECIPES`):
   1e-3 with a cosine schedule, 3 s crops, 30 epochs, early stopping on
   held-out speakers with a patience of 8, ``amp="auto"``).
 * ``demo``: ``default`` under the demo's name (``emospec demo``).
-* ``robust``: ``default`` at AlexNet's full width with ``stats_copies=2`` (each training clip also
+* ``robust``: ``default`` as it was before session 34 (every frame kept,
+  2 s crops) at AlexNet's full width with ``stats_copies=2`` (each training clip also
   standardised with two emotion-skewed subsets of its speaker's clips), for
   speakers and corpora the model never heard; the bundled model's recipe.
   Chosen on leave-one-corpus-out (RAVDESS / EMOVO / nEMO); its in-corpus
@@ -78,7 +80,8 @@ class Recipe:
 _DEFAULT = Recipe("default")
 """The configs' defaults: row ``bn+spk+floor@30`` of ``benchmarks/ablate.py`` (the first attempt's best) trained to
 convergence, row ``e100`` of ``benchmarks/budget.py`` (100 epochs), chosen by validation-speaker UA among the
-budgets that do not lose cross-corpus UA (see the README)."""
+budgets that do not lose cross-corpus UA, with half the channels (session 31) and, since session 34, leading and
+trailing silence trimmed at 40 dB with 1-s crops (ablation row ``trim40-crop1``; see the README)."""
 _PAPER = Recipe(
     "paper",
     features=FeatureConfig(n_mels=128, top_db=None, trim_db=None),
@@ -90,11 +93,12 @@ _PAPER = Recipe(
 _DEMO = dataclasses.replace(_DEFAULT, name="demo")
 """The default recipe under the demo's name (it trains both demo splits in a few minutes on 2 CPU cores)."""
 
-_ROBUST = Recipe("robust", model=ModelConfig(width=1.0), train=TrainConfig(stats_copies=2, precise_bn=0))
+_ROBUST = Recipe("robust", features=FeatureConfig(trim_db=None), model=ModelConfig(width=1.0),
+                 train=TrainConfig(stats_copies=2, precise_bn=0, crop_s=2.0))
 """The default plus two versions of every training clip standardised with emotion-skewed subsets of its speaker's
 clips (:func:`emospec.norm.skewed_subset_versions`), without precise BatchNorm statistics, at AlexNet's full
-channels (``width=1``, as the bundled model was trained before the default halved them): the bundled model's
-recipe (issues #14 and #16, README)."""
+channels (``width=1``, as the bundled model was trained before the default halved them), every frame kept and 2-s
+crops (as before the default trimmed silence, session 34): the bundled model's recipe (issues #14 and #16, README)."""
 
 RECIPES: Dict[str, Recipe] = {r.name: r for r in (_PAPER, _DEFAULT, _DEMO, _ROBUST)}
 """The named recipes: ``paper``, ``default``, ``demo``, ``robust`` (see the module docstring)."""
