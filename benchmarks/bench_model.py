@@ -18,8 +18,8 @@ from emospec.model import EmoAlexNet
 from emospec.recipe import RECIPES
 
 CROP_S = RECIPES["default"].train.crop_s
-CROP_FRAMES = RECIPES["default"].features.n_frames(int(CROP_S * RECIPES["default"].features.sample_rate_hz))
-"""The default recipe's training crop (1 s since session 34: 101 frames of 10 ms)."""
+CROP_FRAMES = int(round(CROP_S * 1000.0 / RECIPES["default"].features.hop_ms))
+"""The default recipe's training crop in frames, as :func:`emospec.epoch.build` cuts it (1 s since session 34: 100)."""
 
 FRAMES_4S = 401  # 1 + 64000 // 160: a 4 s clip at the default features
 
