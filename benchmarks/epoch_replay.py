@@ -38,12 +38,13 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import DATA  # noqa: E402
 from emospec.checkpoint import load_state  # noqa: E402
-from emospec.config import TrainConfig, from_dict, saved_feature_config, saved_model_config  # noqa: E402
+from emospec.config import TrainConfig, from_dict  # noqa: E402
 from emospec.cv import load_corpus  # noqa: E402
 from emospec.data.dataset import CropDataset  # noqa: E402
 from emospec.epoch import train_sampler  # noqa: E402
 from emospec.model import EmoAlexNet  # noqa: E402
 from emospec.norm import normalize_for  # noqa: E402
+from emospec.saved_config import saved_feature_config, saved_model_config  # noqa: E402
 
 
 def _losses(model: EmoAlexNet, crops: torch.Tensor, y: torch.Tensor, batches, train_bn: bool) -> np.ndarray:

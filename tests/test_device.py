@@ -1,4 +1,5 @@
-"""emospec.device: bf16's rounding at float32's speed (``amp="bf16-round"``), checked against real bf16 autocast."""
+"""emospec.device: bf16's rounding at float32's speed (``amp="bf16-round"``), checked against real bf16 autocast; the
+warning when other work already keeps the CPU busy."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import emospec.device
 from emospec.config import ModelConfig, TrainConfig
-from emospec.device import BF16Rounding, amp_dtype, cpu_has_fast_bf16
+from emospec.device import BF16Rounding, amp_dtype, cpu_contention, cpu_has_fast_bf16
 from emospec.errors import ConfigError
 from emospec.model import EmoAlexNet
 from emospec.train import fit
@@ -131,3 +133,37 @@ def test_training_builds_its_model_channels_last_on_cpu_with_the_default_layouts
     (l_cl, g_cl), (l_plain, g_plain) = grads
     assert torch.allclose(l_cl, l_plain, atol=1e-4, rtol=1e-4)
     assert torch.allclose(g_cl, g_plain, atol=1e-5, rtol=1e-3) and float(g_plain.abs().max()) > 1e-3
+
+
+def test_cpu_contention_speaks_only_when_the_cores_are_oversubscribed():
+    assert cpu_contention(2, load=0.2, cores=2) is None  # an idle machine
+    assert cpu_contention(2, load=0.9, cores=2) is None  # less than one other runnable process
+    assert cpu_contention(2, load=1.5, cores=16) is None  # room to spare
+    said = cpu_contention(2, load=2.0, cores=2)
+    assert said is not None and "2 CPU cores" in said and "load average 2.0" in said and "adds 2 threads" in said
+    assert cpu_contention(8, load=9.0, cores=16) is not None and cpu_contention(8, load=8.0, cores=16) is None
+
+
+def test_cpu_contention_reads_the_load_average_and_is_silent_where_there_is_none(monkeypatch):
+    monkeypatch.setattr(emospec.device.os, "getloadavg", lambda: (3.0, 3.0, 3.0))
+    monkeypatch.setattr(emospec.device.os, "cpu_count", lambda: 2)
+    assert "load average 3.0" in (cpu_contention(2) or "")
+
+    def unreadable():
+        raise OSError("no /proc/loadavg")
+
+    monkeypatch.setattr(emospec.device.os, "getloadavg", unreadable)
+    assert cpu_contention(2) is None
+
+
+def test_training_on_a_busy_cpu_says_so_once_naming_the_run(monkeypatch, caplog, tmp_path):
+    monkeypatch.setattr(emospec.device.os, "getloadavg", lambda: (4.0, 4.0, 4.0))
+    monkeypatch.setattr(emospec.device.os, "cpu_count", lambda: 2)
+    torch.manual_seed(0)
+    feats = [torch.randn(3, 64, 120) for _ in range(8)]
+    train = TrainConfig(epochs=1, batch_size=8, crop_s=1.0, device="cpu", patience=100, precise_bn=0, amp="off")
+    with caplog.at_level("WARNING", logger="emospec.train"):
+        fit(feats, [i % 4 for i in range(8)], [], [], CLASSES, tmp_path / "busy", model_config=ModelConfig(n_classes=4, n_mels=64),
+            train_config=train, progress=False)
+    said = [r.getMessage() for r in caplog.records if "already busy" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith(str(tmp_path / "busy")) and "load average 4.0" in said[0]

@@ -249,7 +249,8 @@ def test_a_checkpoint_saved_before_width_existed_loads_at_alexnets_full_width(tm
     """Models saved before ``ModelConfig.width`` (the bundled one among them) were trained at AlexNet's channels: their
     description has no ``width``, and they must rebuild at 1.0 with their weights, not at today's default of 0.5."""
     from emospec.checkpoint import load_model, load_state, save_model, save_state
-    from emospec.config import FeatureConfig, saved_model_config
+    from emospec.config import FeatureConfig
+    from emospec.saved_config import saved_model_config
 
     assert RECIPES["default"].model.width == 0.5  # the default differs, or this test would prove nothing
     torch.manual_seed(0)
@@ -272,8 +273,9 @@ def test_a_checkpoint_saved_before_trim_db_existed_keeps_every_frame(tmp_path):
     import numpy as np
 
     from emospec.checkpoint import load_model, load_state, save_model, save_state
-    from emospec.config import FeatureConfig, saved_feature_config
+    from emospec.config import FeatureConfig
     from emospec.features import extract
+    from emospec.saved_config import saved_feature_config
 
     assert FeatureConfig().trim_db == 40.0  # the default trims, or this test would prove nothing
     path = tmp_path / "old.pt"

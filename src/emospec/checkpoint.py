@@ -18,10 +18,11 @@ from typing import Any, Dict, List
 
 import torch
 
-from .config import FeatureConfig, saved_feature_config, saved_model_config, to_dict
+from .config import FeatureConfig, to_dict
 from .errors import CheckpointError, ConfigError
 from .files import atomic_write_bytes
 from .model import EmoAlexNet
+from .saved_config import saved_feature_config, saved_model_config
 
 __all__ = ["ModelBundle", "save_model", "load_model", "save_state", "load_state", "FORMAT", "FORMAT_VERSION"]
 

@@ -9,7 +9,9 @@ settings are the ``paper`` recipe, spelled out field by field in
 
 Change a config with :func:`dataclasses.replace`; save it with :func:`emospec.files.save_json`
 (``config.json`` beside ``model.pt``); load it with :func:`from_dict`, which
-rejects unknown keys so a typo never passes silently.
+rejects unknown keys so a typo never passes silently. A *saved model's* configs
+are read with :mod:`emospec.saved_config`, which fills fields it predates with
+the values it was trained with, not today's defaults.
 """
 
 from __future__ import annotations
@@ -26,8 +28,6 @@ __all__ = [
     "TrainConfig",
     "to_dict",
     "from_dict",
-    "saved_feature_config",
-    "saved_model_config",
 ]
 
 T = TypeVar("T")
@@ -60,7 +60,7 @@ class FeatureConfig:
     training crops. Trimming is part of the default since session 34 (with
     1-s training crops); the ``paper`` recipe keeps every frame, and a saved
     model described without ``trim_db`` reads as untrimmed
-    (:func:`saved_feature_config`).
+    (:func:`emospec.saved_config.saved_feature_config`).
     """
 
     sample_rate_hz: int = 16000
@@ -388,38 +388,3 @@ def from_dict(cls: Type[T], data: Mapping[str, Any], *, source: str = "config") 
         return cls(**dict(data))
     except TypeError as e:
         raise ConfigError(f"{source}: {cls.__name__}: {e}") from e
-
-
-TRIM_BEFORE_IT_WAS_SAVED: Optional[float] = None
-"""The ``FeatureConfig.trim_db`` of features described without one: every model saved before ``trim_db`` existed
-(session 33) kept every frame, whatever today's default."""
-
-WIDTH_BEFORE_IT_WAS_SAVED = 1.0
-"""The ``ModelConfig.width`` of a model described without one: every model saved before ``width`` existed (session 30)
-had AlexNet's full channels, whatever today's default."""
-
-
-def saved_model_config(data: Mapping[str, Any], *, source: str = "config") -> ModelConfig:
-    """The :class:`ModelConfig` of a saved model (a checkpoint's or a run's ``config.json``).
-
-    Like :func:`from_dict`, except that a description without ``width`` reads
-    as :data:`WIDTH_BEFORE_IT_WAS_SAVED` (1.0), the width it was trained at,
-    not as today's default (0.5): older checkpoints, the bundled model's
-    among them, rebuild at the size of their weights.
-    """
-    if isinstance(data, Mapping) and "width" not in data:
-        data = {**data, "width": WIDTH_BEFORE_IT_WAS_SAVED}
-    return from_dict(ModelConfig, data, source=source)
-
-
-def saved_feature_config(data: Mapping[str, Any], *, source: str = "config") -> FeatureConfig:
-    """The :class:`FeatureConfig` a saved model was trained with (a checkpoint's, an ONNX file's or a run's).
-
-    Like :func:`from_dict`, except that a description without ``trim_db``
-    reads as :data:`TRIM_BEFORE_IT_WAS_SAVED` (None: no trimming), what it
-    was trained on, not as today's default (40 dB): older checkpoints, the
-    bundled model's among them, see the frames they were trained on.
-    """
-    if isinstance(data, Mapping) and "trim_db" not in data:
-        data = {**data, "trim_db": TRIM_BEFORE_IT_WAS_SAVED}
-    return from_dict(FeatureConfig, data, source=source)

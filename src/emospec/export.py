@@ -34,12 +34,13 @@ import numpy as np
 import torch
 
 from .checkpoint import ModelBundle, load_model
-from .config import FeatureConfig, saved_feature_config, to_dict
+from .config import FeatureConfig, to_dict
 from .errors import CheckpointError, ConfigError, ExportError
 from .features import _constants, _front_end, extract, extract_batch, frames_for
 from .files import atomic_write_bytes
 from .norm import inference_model, model_input
 from .ragged import RaggedAlexNet, pad_waves
+from .saved_config import saved_feature_config
 
 __all__ = ["ExportError", "OnnxModel", "export_onnx", "check_parity", "ONNX_FORMAT", "ONNX_FORMAT_VERSION"]
 

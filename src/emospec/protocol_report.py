@@ -174,8 +174,8 @@ def _system_figures(part: Mapping, labels: Sequence[str], out: Path, tag: str, w
 
 def protocol_figures(summary: Mapping, data, records: Sequence[Dict], out: Path) -> List[Path]:
     """Class distribution, one clip per class (Figure 3), confusions, training curves per fold, per-class F1."""
-    from .config import saved_feature_config
     from .plots import class_distribution, fold_curves
+    from .saved_config import saved_feature_config
 
     fcfg = saved_feature_config(summary["feature_config"])
     labels = summary["labels"]
