@@ -156,14 +156,23 @@ def test_cpu_contention_reads_the_load_average_and_is_silent_where_there_is_none
     assert cpu_contention(2) is None
 
 
-def test_training_on_a_busy_cpu_says_so_once_naming_the_run(monkeypatch, caplog, tmp_path):
+def test_training_commands_say_so_before_they_start_and_the_environment_can_silence_it(monkeypatch, caplog, tmp_path):
+    """``emospec train|evaluate|demo`` check as they start, before their own work raises the load; other commands
+    do not, and ``EMOSPEC_NO_LOAD_CHECK`` (set for the rest of the suite) silences it."""
+    from emospec.cli import main
+
     monkeypatch.setattr(emospec.device.os, "getloadavg", lambda: (4.0, 4.0, 4.0))
     monkeypatch.setattr(emospec.device.os, "cpu_count", lambda: 2)
-    torch.manual_seed(0)
-    feats = [torch.randn(3, 64, 120) for _ in range(8)]
-    train = TrainConfig(epochs=1, batch_size=8, crop_s=1.0, device="cpu", patience=100, precise_bn=0, amp="off")
-    with caplog.at_level("WARNING", logger="emospec.train"):
-        fit(feats, [i % 4 for i in range(8)], [], [], CLASSES, tmp_path / "busy", model_config=ModelConfig(n_classes=4, n_mels=64),
-            train_config=train, progress=False)
+    monkeypatch.setattr(emospec.device.torch.cuda, "is_available", lambda: False)
+    monkeypatch.delenv(emospec.device.NO_LOAD_CHECK_ENV, raising=False)
+    missing = str(tmp_path / "no-such-corpus")
+    with caplog.at_level("WARNING", logger="emospec.device"):
+        assert main(["-q", "evaluate", "--protocol", "loso", "--corpus", f"folder:{missing}"]) == 1  # fails after the check
+        assert main(["-q", "prepare", "folder", missing]) == 1
     said = [r.getMessage() for r in caplog.records if "already busy" in r.getMessage()]
-    assert len(said) == 1 and said[0].startswith(str(tmp_path / "busy")) and "load average 4.0" in said[0]
+    assert len(said) == 1 and "load average 4.0" in said[0]
+    assert emospec.device.warn_if_cpu_busy(2) is not None
+    monkeypatch.setenv(emospec.device.NO_LOAD_CHECK_ENV, "1")
+    assert emospec.device.warn_if_cpu_busy(2) is None
+    monkeypatch.setenv(emospec.device.NO_LOAD_CHECK_ENV, "0")
+    assert emospec.device.warn_if_cpu_busy(2) is not None

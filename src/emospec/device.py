@@ -23,7 +23,7 @@ from torch.overrides import TorchFunctionMode
 from .errors import ConfigError
 
 __all__ = ["resolve_device", "seed_everything", "cpu_has_fast_bf16", "amp_dtype", "conv_memory_format", "BF16Rounding",
-           "cpu_contention"]
+           "cpu_contention", "warn_if_cpu_busy", "NO_LOAD_CHECK_ENV"]
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,27 @@ def cpu_contention(threads: int, *, load: Optional[float] = None, cores: Optiona
         return None
     return (f"this machine's {cores} CPU cores are already busy (load average {load:.1f}) and this job adds {threads} threads: "
             f"they compete, and training may run several times slower (5x measured on 2 cores); run one job at a time")
+
+
+NO_LOAD_CHECK_ENV = "EMOSPEC_NO_LOAD_CHECK"
+"""Set (to anything but empty or ``0``) to silence :func:`warn_if_cpu_busy`; the test suite sets it, since its own
+earlier tests keep the load average up and the warning would vary with it."""
+
+
+def warn_if_cpu_busy(threads: Optional[int] = None) -> Optional[str]:
+    """Log :func:`cpu_contention`'s warning once, before a command's first feature or training step; return it.
+
+    Called by ``emospec train``, ``evaluate`` and ``demo`` as they start, on a CPU-only machine: then the load
+    average is other work's, not this command's own feature extraction or earlier folds (it lags by about a
+    minute). ``threads`` defaults to ``torch.get_num_threads()``. Nothing is said with a CUDA device, or when
+    :data:`NO_LOAD_CHECK_ENV` is set.
+    """
+    if os.environ.get(NO_LOAD_CHECK_ENV, "") not in ("", "0") or torch.cuda.is_available():
+        return None
+    said = cpu_contention(torch.get_num_threads() if threads is None else threads)
+    if said:
+        log.warning("%s", said)
+    return said
 
 
 def conv_memory_format(device: torch.device) -> torch.memory_format:

@@ -41,7 +41,6 @@ from .calibration import calibration_summary, fit_temperature, fittable
 from .checkpoint import load_model, load_state, save_model, save_state
 from .config import FeatureConfig, ModelConfig, TrainConfig, to_dict
 from .convergence import convergence, selection_key
-from .device import cpu_contention
 from .epoch import Parts, build, precise_bn, train_one_epoch
 from .errors import CheckpointError, ConfigError, DataError
 from .files import save_json
@@ -166,8 +165,6 @@ def fit(
     if train_config.batch_size % world:
         raise ConfigError(f"TrainConfig.batch_size={train_config.batch_size} is not divisible by the {world} processes")
     ctx = distributed.init(train_config.device)
-    if ctx.device.type == "cpu" and ctx.rank == 0 and (busy := cpu_contention(torch.get_num_threads())):
-        log.warning("%s: %s", run_dir, busy)
     try:
         return _fit(train_feats, train_y, val_feats, val_y, labels, Path(run_dir), ctx, feature_config=feature_config,
                     mcfg=mcfg, tcfg=train_config, resume=resume, progress=progress, meta=meta,

@@ -128,6 +128,10 @@ COMMANDS: List[Callable] = [_add_demo, add_prepare, add_train, add_evaluate, add
                             _add_info, _add_serve]
 
 
+TRAINING_COMMANDS = ("train", "evaluate", "demo")
+"""Commands that train, and so first say whether other work already keeps the CPU busy (:func:`emospec.device.warn_if_cpu_busy`)."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="emospec", description="Speech emotion recognition with 3D log-Mel + modified AlexNet.")
     parser.add_argument("--version", action="version", version=f"emospec {__version__}")
@@ -149,6 +153,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    if args.command in TRAINING_COMMANDS:
+        from ..device import warn_if_cpu_busy
+
+        warn_if_cpu_busy()  # before any work of its own raises the load average
     try:
         return int(args.func(args) or 0)
     except EmospecError as e:
