@@ -136,32 +136,37 @@ def test_training_builds_its_model_channels_last_on_cpu_with_the_default_layouts
 
 
 def test_cpu_contention_speaks_only_when_the_cores_are_oversubscribed():
-    assert cpu_contention(2, load=0.2, cores=2) is None  # an idle machine
-    assert cpu_contention(2, load=0.9, cores=2) is None  # less than one other runnable process
-    assert cpu_contention(2, load=1.5, cores=16) is None  # room to spare
-    said = cpu_contention(2, load=2.0, cores=2)
-    assert said is not None and "2 CPU cores" in said and "load average 2.0" in said and "adds 2 threads" in said
-    assert cpu_contention(8, load=9.0, cores=16) is not None and cpu_contention(8, load=8.0, cores=16) is None
+    assert cpu_contention(2, others=0, cores=2) is None  # an idle machine
+    assert cpu_contention(2, others=1, cores=16) is None  # room to spare
+    said = cpu_contention(2, others=2, cores=2)
+    assert said is not None and "keep 2 of this machine's 2 CPU cores busy" in said and "adds 2 threads" in said
+    assert cpu_contention(1, others=1, cores=2) is None and cpu_contention(1, others=2, cores=2) is not None
+    assert cpu_contention(8, others=9, cores=16) is not None and cpu_contention(8, others=8, cores=16) is None
 
 
-def test_cpu_contention_reads_the_load_average_and_is_silent_where_there_is_none(monkeypatch):
-    monkeypatch.setattr(emospec.device.os, "getloadavg", lambda: (3.0, 3.0, 3.0))
-    monkeypatch.setattr(emospec.device.os, "cpu_count", lambda: 2)
-    assert "load average 3.0" in (cpu_contention(2) or "")
+def test_others_running_is_the_least_of_a_few_instant_counts_less_the_caller(tmp_path, monkeypatch):
+    """The one-minute load average lags (1.1 right after a test run, the machine idle); the instant count does not."""
+    f = tmp_path / "loadavg"
 
-    def unreadable():
-        raise OSError("no /proc/loadavg")
+    def line(running: int) -> str:
+        return f"1.93 1.70 1.62 {running}/120 19909\n"
 
-    monkeypatch.setattr(emospec.device.os, "getloadavg", unreadable)
-    assert cpu_contention(2) is None
+    for running, want in (([3, 3, 3], 2), ([1, 4, 1], 0), ([3, 5, 4], 2), ([0, 0, 0], 0)):
+        later = iter(running[1:])
+        f.write_text(line(running[0]))
+        monkeypatch.setattr(emospec.device.time, "sleep", lambda s, later=later: f.write_text(line(next(later))))  # the next read's count
+        assert emospec.device.others_running(samples=3, path=str(f)) == want, running
+    assert emospec.device.others_running(path=str(tmp_path / "missing")) is None  # not Linux: nothing said
+    f.write_text("no counts here\n")
+    assert emospec.device.others_running(path=str(f)) is None
 
 
 def test_training_commands_say_so_before_they_start_and_the_environment_can_silence_it(monkeypatch, caplog, tmp_path):
-    """``emospec train|evaluate|demo`` check as they start, before their own work raises the load; other commands
-    do not, and ``EMOSPEC_NO_LOAD_CHECK`` (set for the rest of the suite) silences it."""
+    """``emospec train|evaluate|demo`` check as they start, before their own work; other commands do not, and
+    ``EMOSPEC_NO_LOAD_CHECK`` (set for the rest of the suite) silences it."""
     from emospec.cli import main
 
-    monkeypatch.setattr(emospec.device.os, "getloadavg", lambda: (4.0, 4.0, 4.0))
+    monkeypatch.setattr(emospec.device, "others_running", lambda: 3)
     monkeypatch.setattr(emospec.device.os, "cpu_count", lambda: 2)
     monkeypatch.setattr(emospec.device.torch.cuda, "is_available", lambda: False)
     monkeypatch.delenv(emospec.device.NO_LOAD_CHECK_ENV, raising=False)
@@ -169,8 +174,8 @@ def test_training_commands_say_so_before_they_start_and_the_environment_can_sile
     with caplog.at_level("WARNING", logger="emospec.device"):
         assert main(["-q", "evaluate", "--protocol", "loso", "--corpus", f"folder:{missing}"]) == 1  # fails after the check
         assert main(["-q", "prepare", "folder", missing]) == 1
-    said = [r.getMessage() for r in caplog.records if "already busy" in r.getMessage()]
-    assert len(said) == 1 and "load average 4.0" in said[0]
+    said = [r.getMessage() for r in caplog.records if "CPU cores busy" in r.getMessage()]
+    assert len(said) == 1 and "keep 3 of this machine's 2 CPU cores busy" in said[0]
     assert emospec.device.warn_if_cpu_busy(2) is not None
     monkeypatch.setenv(emospec.device.NO_LOAD_CHECK_ENV, "1")
     assert emospec.device.warn_if_cpu_busy(2) is None

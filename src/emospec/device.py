@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import time
 from typing import Optional
 
 import numpy as np
@@ -23,7 +24,7 @@ from torch.overrides import TorchFunctionMode
 from .errors import ConfigError
 
 __all__ = ["resolve_device", "seed_everything", "cpu_has_fast_bf16", "amp_dtype", "conv_memory_format", "BF16Rounding",
-           "cpu_contention", "warn_if_cpu_busy", "NO_LOAD_CHECK_ENV"]
+           "cpu_contention", "others_running", "warn_if_cpu_busy", "NO_LOAD_CHECK_ENV"]
 
 log = logging.getLogger(__name__)
 
@@ -52,48 +53,67 @@ def cpu_has_fast_bf16() -> bool:
         return False
 
 
-def cpu_contention(threads: int, *, load: Optional[float] = None, cores: Optional[int] = None) -> Optional[str]:
+LOADAVG = "/proc/loadavg"
+"""Linux's load file; its fourth field is ``running/total``, the scheduling entities runnable at this instant."""
+
+
+def others_running(samples: int = 5, interval_s: float = 0.1, path: str = LOADAVG) -> Optional[int]:
+    """How many threads other than the caller are runnable, the least over ``samples`` reads ``interval_s`` apart.
+
+    The least of a few instant counts: a job that keeps cores busy shows in every read, a daemon's blip in one.
+    Not the one-minute load average, which lags: after a ``pip install`` or a test run it still reads 1-2 with
+    the machine idle. The caller counts itself once (it is running while it reads). None where ``path`` cannot
+    be read (not Linux).
+    """
+    counts = []
+    for k in range(samples):
+        try:
+            with open(path) as f:
+                counts.append(int(f.read().split()[3].split("/")[0]))
+        except (OSError, ValueError, IndexError):
+            return None
+        if k + 1 < samples:
+            time.sleep(interval_s)
+    return max(0, min(counts) - 1)
+
+
+def cpu_contention(threads: int, *, others: Optional[int] = None, cores: Optional[int] = None) -> Optional[str]:
     """A warning when other work already keeps this machine's CPU cores busy, else None.
 
     Parameters
     ----------
     threads
         The intra-op threads the coming job will use (``torch.get_num_threads()``).
-    load, cores
-        The one-minute load average (runnable processes) and the core count;
-        measured (``os.getloadavg``, ``os.cpu_count``) when not given. Where
-        the load average cannot be read, nothing is said.
+    others, cores
+        Threads of other processes runnable now (:func:`others_running`) and the core count; measured when not
+        given. Where they cannot be measured, nothing is said.
 
-    A job's threads and the load already there oversubscribe the cores when
-    ``load >= 1`` and ``load + threads > cores``: on the 2-core machine a
-    2-thread training beside a two-process job ran 5× slower an epoch (34-40 s
-    against 6-7 s alone), not 2×. Read before the job starts, so the load is
-    other processes' (the average lags: a job started seconds ago is missed).
+    A job's threads and the others oversubscribe the cores when ``others >= 1`` and ``others + threads > cores``:
+    on the 2-core machine a 2-thread training beside a two-process job ran 5× slower an epoch (34-40 s against
+    6-7 s alone), not 2×.
     """
-    if load is None:
-        try:
-            load = os.getloadavg()[0]
-        except (OSError, AttributeError):  # Windows, or /proc unreadable
+    if others is None:
+        others = others_running()
+        if others is None:
             return None
     cores = cores or os.cpu_count() or 1
-    if load < 1.0 or load + threads <= cores:
+    if others < 1 or others + threads <= cores:
         return None
-    return (f"this machine's {cores} CPU cores are already busy (load average {load:.1f}) and this job adds {threads} threads: "
+    return (f"other processes keep {others} of this machine's {cores} CPU cores busy and this job adds {threads} threads: "
             f"they compete, and training may run several times slower (5x measured on 2 cores); run one job at a time")
 
 
 NO_LOAD_CHECK_ENV = "EMOSPEC_NO_LOAD_CHECK"
-"""Set (to anything but empty or ``0``) to silence :func:`warn_if_cpu_busy`; the test suite sets it, since its own
-earlier tests keep the load average up and the warning would vary with it."""
+"""Set (to anything but empty or ``0``) to silence :func:`warn_if_cpu_busy`; the test suite sets it, since what else
+runs beside a test is not the test's to decide and the warning would come and go with it."""
 
 
 def warn_if_cpu_busy(threads: Optional[int] = None) -> Optional[str]:
     """Log :func:`cpu_contention`'s warning once, before a command's first feature or training step; return it.
 
-    Called by ``emospec train``, ``evaluate`` and ``demo`` as they start, on a CPU-only machine: then the load
-    average is other work's, not this command's own feature extraction or earlier folds (it lags by about a
-    minute). ``threads`` defaults to ``torch.get_num_threads()``. Nothing is said with a CUDA device, or when
-    :data:`NO_LOAD_CHECK_ENV` is set.
+    Called by ``emospec train``, ``evaluate`` and ``demo`` as they start, on a CPU-only machine, before any
+    work of their own (about half a second of reads). ``threads`` defaults to ``torch.get_num_threads()``.
+    Nothing is said with a CUDA device, or when :data:`NO_LOAD_CHECK_ENV` is set.
     """
     if os.environ.get(NO_LOAD_CHECK_ENV, "") not in ("", "0") or torch.cuda.is_available():
         return None
