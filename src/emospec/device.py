@@ -5,7 +5,9 @@
 (falling back to float32, aloud and once, on a CPU that would emulate
 bfloat16: :func:`cpu_has_fast_bf16`); :class:`BF16Rounding` gives bf16's
 rounding with float32 kernels (``amp="bf16-round"``); :func:`seed_everything` seeds Python,
-NumPy and torch. Used by training (:mod:`emospec.train`) and the benchmarks.
+NumPy and torch; :func:`warn_if_cpu_busy` says, as a training command starts,
+when other processes already keep the CPU cores busy. Used by training
+(:mod:`emospec.train`), the CLI and the benchmarks.
 """
 
 from __future__ import annotations

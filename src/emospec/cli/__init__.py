@@ -156,7 +156,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.command in TRAINING_COMMANDS:
         from ..device import warn_if_cpu_busy
 
-        warn_if_cpu_busy()  # before any work of its own raises the load average
+        warn_if_cpu_busy()  # before any work of its own
     try:
         return int(args.func(args) or 0)
     except EmospecError as e:
